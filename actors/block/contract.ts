@@ -1,0 +1,85 @@
+/**
+ * The block contract: the small set of operations every block actor answers — local node,
+ * remote node proxy, linear, mirror, parity — shaped like nbdkit's plugin callbacks. The NBD
+ * edge, mappings and resync all speak only this.
+ */
+
+/** Sizes and capabilities of a block device; all sizes in bytes. */
+export interface BlockInfo {
+  readonly size: number;
+  /** Smallest request granularity the device handles without read-modify-write. */
+  readonly minBlock: number;
+  readonly preferredBlock: number;
+  /** Largest single request. */
+  readonly maxBlock: number;
+  readonly readOnly: boolean;
+  readonly canFlush: boolean;
+  readonly canFua: boolean;
+  readonly canTrim: boolean;
+  readonly canZero: boolean;
+  readonly canFastZero: boolean;
+  readonly canExtents: boolean;
+  readonly canCache: boolean;
+  /** True only when a flush on one connection makes every connection's writes durable. */
+  readonly canMultiConn: boolean;
+}
+
+/** One run of the address space with the same allocation state (NBD base:allocation). */
+export interface Extent {
+  readonly length: number;
+  /** Not allocated on the media. */
+  readonly hole: boolean;
+  /** Reads as zeros. */
+  readonly zero: boolean;
+}
+
+export interface ZeroOptions {
+  readonly fua: boolean;
+  /** Fail with ENOTSUP rather than fall back to writing zeros slowly. */
+  readonly fastZero: boolean;
+  /** The device may deallocate instead of writing zeros. */
+  readonly mayTrim: boolean;
+}
+
+/** Error codes a block operation fails with; they map one to one onto NBD's errors. */
+export type BlockErrorCode =
+  | "EPERM"
+  | "EIO"
+  | "ENOMEM"
+  | "EINVAL"
+  | "ENOSPC"
+  | "EOVERFLOW"
+  | "ENOTSUP"
+  | "ESHUTDOWN"
+  | "ETIMEDOUT";
+
+export class BlockError extends Error {
+  constructor(readonly code: BlockErrorCode, message: string) {
+    super(`${code}: ${message}`);
+    this.name = "BlockError";
+  }
+}
+
+/** The operations of a block actor. Offsets and lengths are bytes. */
+export interface BlockDevice {
+  info(): BlockInfo;
+  /**
+   * Reads `length` bytes at `offset`. When `into` is given (at least `length` long) the data is
+   * placed there and a view of it returned, so the caller can reuse pooled buffers; otherwise the
+   * returned buffer is new and owned by the caller.
+   */
+  read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array>;
+  /** Writes `data`; with `fua` it resolves only once the data is durable. */
+  write(offset: number, data: Uint8Array, fua: boolean): Promise<void>;
+  /** Makes every acknowledged write durable. */
+  flush(): Promise<void>;
+  /** Discards a range (an advisory hint: later reads return unspecified data). */
+  trim(offset: number, length: number, fua: boolean): Promise<void>;
+  /** Makes a range read as zeros. */
+  zero(offset: number, length: number, options: ZeroOptions): Promise<void>;
+  /** Allocation state of a range, covering at least its first byte. */
+  extents(offset: number, length: number): Promise<Extent[]>;
+  /** Hints that a range will be read soon. */
+  cache(offset: number, length: number): Promise<void>;
+  close(): Promise<void>;
+}

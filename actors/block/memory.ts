@@ -1,0 +1,156 @@
+/**
+ * A sparse in-memory block device: chunks are allocated on first write, so a large export costs
+ * only what is written. Used for tests, benchmarks and `dst export --memory`.
+ */
+import { type BlockDevice, BlockError, type BlockInfo, type Extent } from "./contract.ts";
+
+/** Allocation granularity; also the extent granularity reported by {@link MemoryBlockDevice}. */
+export const MEMORY_CHUNK = 64 * 1024;
+
+export interface MemoryOptions {
+  readonly size: number;
+  readonly readOnly?: boolean;
+}
+
+export class MemoryBlockDevice implements BlockDevice {
+  readonly #chunks = new Map<number, Uint8Array>();
+  readonly #info: BlockInfo;
+  #closed = false;
+
+  constructor(options: MemoryOptions) {
+    if (!Number.isSafeInteger(options.size) || options.size < 0) {
+      throw new RangeError(`memory size must be a whole number of bytes, got ${options.size}`);
+    }
+    this.#info = {
+      size: options.size,
+      minBlock: 1,
+      preferredBlock: 4096,
+      maxBlock: 32 * 1024 * 1024,
+      readOnly: options.readOnly ?? false,
+      canFlush: true,
+      canFua: true,
+      canTrim: true,
+      canZero: true,
+      canFastZero: true,
+      canExtents: true,
+      canCache: true,
+      canMultiConn: true,
+    };
+  }
+
+  info(): BlockInfo {
+    return this.#info;
+  }
+
+  /** Bytes of memory held by written chunks. */
+  get allocatedBytes(): number {
+    return this.#chunks.size * MEMORY_CHUNK;
+  }
+
+  async read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
+    this.#check(offset, length);
+    const out = into ? into.subarray(0, length) : new Uint8Array(length);
+    let done = 0;
+    while (done < length) {
+      const at = offset + done;
+      const index = Math.floor(at / MEMORY_CHUNK);
+      const within = at - index * MEMORY_CHUNK;
+      const n = Math.min(MEMORY_CHUNK - within, length - done);
+      const chunk = this.#chunks.get(index);
+      if (chunk) out.set(chunk.subarray(within, within + n), done);
+      else if (into) out.fill(0, done, done + n);
+      done += n;
+    }
+    return out;
+  }
+
+  async write(offset: number, data: Uint8Array, _fua: boolean): Promise<void> {
+    this.#check(offset, data.length);
+    this.#writable();
+    let done = 0;
+    while (done < data.length) {
+      const at = offset + done;
+      const index = Math.floor(at / MEMORY_CHUNK);
+      const within = at - index * MEMORY_CHUNK;
+      const n = Math.min(MEMORY_CHUNK - within, data.length - done);
+      let chunk = this.#chunks.get(index);
+      if (!chunk) {
+        chunk = new Uint8Array(MEMORY_CHUNK);
+        this.#chunks.set(index, chunk);
+      }
+      chunk.set(data.subarray(done, done + n), within);
+      done += n;
+    }
+  }
+
+  async flush(): Promise<void> {
+    this.#check(0, 0);
+  }
+
+  async trim(offset: number, length: number, _fua: boolean): Promise<void> {
+    return this.#discard(offset, length);
+  }
+
+  async zero(offset: number, length: number): Promise<void> {
+    return this.#discard(offset, length);
+  }
+
+  async extents(offset: number, length: number): Promise<Extent[]> {
+    this.#check(offset, length);
+    const extents: Extent[] = [];
+    let at = offset;
+    const end = offset + length;
+    while (at < end) {
+      const index = Math.floor(at / MEMORY_CHUNK);
+      const n = Math.min((index + 1) * MEMORY_CHUNK, end) - at;
+      const hole = !this.#chunks.has(index);
+      const last = extents[extents.length - 1];
+      if (last && last.hole === hole) {
+        extents[extents.length - 1] = { length: last.length + n, hole, zero: hole };
+      } else {
+        extents.push({ length: n, hole, zero: hole });
+      }
+      at += n;
+    }
+    return extents;
+  }
+
+  async cache(offset: number, length: number): Promise<void> {
+    this.#check(offset, length);
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#chunks.clear();
+  }
+
+  /** Zeros a range: whole chunks are dropped, partial ones cleared in place. */
+  async #discard(offset: number, length: number): Promise<void> {
+    this.#check(offset, length);
+    this.#writable();
+    let at = offset;
+    const end = offset + length;
+    while (at < end) {
+      const index = Math.floor(at / MEMORY_CHUNK);
+      const within = at - index * MEMORY_CHUNK;
+      const n = Math.min(MEMORY_CHUNK - within, end - at);
+      if (n === MEMORY_CHUNK) this.#chunks.delete(index);
+      else this.#chunks.get(index)?.fill(0, within, within + n);
+      at += n;
+    }
+  }
+
+  #check(offset: number, length: number): void {
+    if (this.#closed) throw new BlockError("ESHUTDOWN", "memory device is closed");
+    if (offset < 0 || length < 0 || offset + length > this.#info.size) {
+      throw new BlockError(
+        "EINVAL",
+        `range ${offset}+${length} is outside the device (size ${this.#info.size})`,
+      );
+    }
+  }
+
+  #writable(): void {
+    if (this.#info.readOnly) throw new BlockError("EPERM", "the device is read-only");
+  }
+}

@@ -1,0 +1,4 @@
+/** The list of `dst` subcommands, in the order `dst --help` shows them. */
+import type { Command } from "./command.ts";
+
+export const commands: readonly Command[] = [];
