@@ -1,0 +1,570 @@
+/**
+ * The transmission phase of one connection. The reader keeps parsing requests while earlier ones
+ * run on the device (bounded by a count and a byte budget), replies go out as soon as each
+ * request completes, in any order, through a batching writer. Every request is validated once
+ * here, at the edge; a rejected one gets its protocol error and the connection carries on.
+ */
+import { BlockError, type BlockErrorCode, type Extent } from "../actors/block/contract.ts";
+import type { Logger } from "../util/log.ts";
+import {
+  BASE_ALLOCATION_ID,
+  CMD_BLOCK_STATUS,
+  CMD_CACHE,
+  CMD_DISC,
+  CMD_FLAG_DF,
+  CMD_FLAG_FAST_ZERO,
+  CMD_FLAG_FUA,
+  CMD_FLAG_NO_HOLE,
+  CMD_FLAG_REQ_ONE,
+  CMD_FLUSH,
+  CMD_READ,
+  CMD_TRIM,
+  CMD_WRITE,
+  CMD_WRITE_ZEROES,
+  commandName,
+  COMPACT_REQUEST_SIZE,
+  EINVAL,
+  EIO,
+  ENOMEM,
+  ENOSPC,
+  ENOTSUP,
+  EOVERFLOW,
+  EPERM,
+  ESHUTDOWN,
+  EXTENDED_REQUEST_SIZE,
+  MIN_DOS_LENGTH,
+  READ_HEADROOM,
+  REPLY_FLAG_DONE,
+  REPLY_TYPE_BLOCK_STATUS,
+  REPLY_TYPE_BLOCK_STATUS_EXT,
+  REPLY_TYPE_ERROR,
+  REPLY_TYPE_NONE,
+  REPLY_TYPE_OFFSET_DATA,
+  REPLY_TYPE_OFFSET_HOLE,
+  SIMPLE_REPLY_SIZE,
+  STATE_HOLE,
+  STATE_ZERO,
+} from "./constants.ts";
+import type { Negotiated } from "./handshake.ts";
+import type { BufferPool } from "./pool.ts";
+import {
+  chunkHeaderSize,
+  errorPayload,
+  put32,
+  put64,
+  putChunkHeader,
+  putSimpleReply,
+  ReplyMode,
+} from "./reply.ts";
+import { RequestHeader, type RequestLimits, validateRequest } from "./request.ts";
+import type { ByteStream, StreamReader, StreamWriter } from "./stream.ts";
+
+export interface SessionOptions {
+  /** Most requests running at once on this connection. */
+  readonly maxInFlight: number;
+  /** Most payload bytes (write data and read buffers) held by running requests. */
+  readonly maxInFlightBytes: number;
+  readonly pool: BufferPool;
+  readonly log: Logger;
+}
+
+const ERRNO: Record<BlockErrorCode, number> = {
+  EPERM,
+  EIO,
+  ENOMEM,
+  EINVAL,
+  ENOSPC,
+  EOVERFLOW,
+  ENOTSUP,
+  ESHUTDOWN,
+  ETIMEDOUT: EIO,
+};
+
+/** Reads at least this long look for holes so zeros need not cross the wire. */
+const SPARSE_READ = 64 * 1024;
+/** Zero runs shorter than this are sent as data: a hole chunk would not save anything. */
+const MIN_HOLE = 4096;
+/** Most descriptors in one block status reply; the client asks again for the rest. */
+const MAX_EXTENTS = 2048;
+
+/** How a session ended, for logs and tests. */
+export type SessionEnd = "disconnect" | "eof" | "protocol-error" | "io-error" | "shutdown";
+
+export class Session {
+  readonly #stream: ByteStream;
+  readonly #reader: StreamReader;
+  readonly #writer: StreamWriter;
+  readonly #options: SessionOptions;
+  readonly #pool: BufferPool;
+  readonly #n: Negotiated;
+  readonly #mode: ReplyMode;
+  readonly #limits: RequestLimits;
+  readonly #header = new RequestHeader();
+  #inFlight = 0;
+  #inFlightBytes = 0;
+  #waiters: (() => void)[] = [];
+  #stopping = false;
+  #closed = false;
+
+  constructor(
+    stream: ByteStream,
+    reader: StreamReader,
+    writer: StreamWriter,
+    negotiated: Negotiated,
+    options: SessionOptions,
+  ) {
+    this.#stream = stream;
+    this.#reader = reader;
+    this.#writer = writer;
+    this.#options = options;
+    this.#pool = options.pool;
+    this.#n = negotiated;
+    this.#mode = negotiated.mode;
+    this.#limits = {
+      size: negotiated.info.size,
+      flags: negotiated.flags,
+      minBlock: negotiated.sizes.min,
+      maxBlock: negotiated.sizes.max,
+      blockStatus: negotiated.blockStatus,
+    };
+  }
+
+  /** Requests running now. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /**
+   * Graceful stop: requests already received finish and are answered, later ones get
+   * ESHUTDOWN, then the connection closes.
+   */
+  async shutdown(): Promise<void> {
+    this.#stopping = true;
+    await this.#settle();
+    this.#close();
+  }
+
+  /** Serves requests until the client disconnects, vanishes or breaks the protocol. */
+  async run(): Promise<SessionEnd> {
+    let end: SessionEnd = "eof";
+    try {
+      end = await this.#loop();
+    } catch (error) {
+      end = this.#closed ? "shutdown" : "io-error";
+      if (!this.#closed) {
+        this.#options.log.log("debug", "nbd connection read failed", { error: String(error) });
+      }
+    }
+    await this.#settle();
+    this.#close();
+    return end;
+  }
+
+  async #loop(): Promise<SessionEnd> {
+    const extended = this.#mode === ReplyMode.Extended;
+    const headerSize = extended ? EXTENDED_REQUEST_SIZE : COMPACT_REQUEST_SIZE;
+    const req = this.#header;
+    const reader = this.#reader;
+    const maxPayload = Math.max(this.#limits.maxBlock, MIN_DOS_LENGTH);
+    while (true) {
+      const bytes = reader.takeBuffered(headerSize) ?? await reader.take(headerSize);
+      if (bytes === null) return this.#stopping ? "shutdown" : "eof";
+      if (!req.parse(bytes, extended)) {
+        this.#options.log.log("warn", "nbd request with a bad magic: closing the connection");
+        return "protocol-error";
+      }
+      if (req.type === CMD_DISC) return "disconnect";
+
+      const payload = req.payloadLength(extended);
+      if (payload > maxPayload) {
+        this.#options.log.log("warn", "nbd request payload too large: closing the connection", {
+          length: payload,
+        });
+        return "protocol-error";
+      }
+      const rejection = validateRequest(req, this.#limits, extended);
+      if (rejection !== null || this.#stopping) {
+        if (payload > 0) await reader.skip(payload);
+        const error = rejection?.error ?? ESHUTDOWN;
+        const message = rejection?.message ?? "server is shutting down";
+        this.#sendError(req.handleHi, req.handleLo, req.offset, error, message, req.type);
+        continue;
+      }
+
+      const type = req.type;
+      const cost = type === CMD_READ || type === CMD_WRITE ? req.length : 0;
+      if (
+        this.#inFlight >= this.#options.maxInFlight ||
+        (this.#inFlight > 0 && this.#inFlightBytes + cost > this.#options.maxInFlightBytes)
+      ) {
+        await this.#slot(cost);
+      }
+      this.#inFlight++;
+      this.#inFlightBytes += cost;
+      if (type === CMD_WRITE) {
+        const buffer = this.#pool.get(req.length);
+        const data = buffer.subarray(0, req.length);
+        await reader.readInto(data);
+        this.#dispatchWrite(req.handleHi, req.handleLo, req.offset, data, buffer, req.flags, cost);
+      } else {
+        this.#dispatch(type, req.flags, req.handleHi, req.handleLo, req.offset, req.length, cost);
+      }
+    }
+  }
+
+  #slot(cost: number): Promise<void> {
+    return new Promise((resolve) => {
+      const check = () => {
+        if (
+          this.#inFlight < this.#options.maxInFlight &&
+          (this.#inFlight === 0 || this.#inFlightBytes + cost <= this.#options.maxInFlightBytes)
+        ) {
+          resolve();
+        } else {
+          this.#waiters.push(check);
+        }
+      };
+      check();
+    });
+  }
+
+  #done(cost: number): void {
+    this.#inFlight--;
+    this.#inFlightBytes -= cost;
+    if (this.#waiters.length > 0) { for (const check of this.#waiters.splice(0)) check(); }
+  }
+
+  /** Waits for running requests and written replies. */
+  async #settle(): Promise<void> {
+    while (this.#inFlight > 0) {
+      await new Promise<void>((resolve) => this.#waiters.push(resolve));
+    }
+    await this.#writer.drained();
+  }
+
+  #close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#stream.close();
+    } catch {
+      // already closed by the peer
+    }
+  }
+
+  #dispatchWrite(
+    hHi: number,
+    hLo: number,
+    offset: number,
+    data: Uint8Array,
+    buffer: Uint8Array,
+    flags: number,
+    cost: number,
+  ): void {
+    this.#n.export.device.write(offset, data, (flags & CMD_FLAG_FUA) !== 0).then(
+      () => {
+        this.#pool.put(buffer);
+        this.#sendOk(hHi, hLo, offset);
+        this.#done(cost);
+      },
+      (error) => {
+        this.#pool.put(buffer);
+        this.#sendFailure(hHi, hLo, offset, error, CMD_WRITE);
+        this.#done(cost);
+      },
+    );
+  }
+
+  #dispatch(
+    type: number,
+    flags: number,
+    hHi: number,
+    hLo: number,
+    offset: number,
+    length: number,
+    cost: number,
+  ): void {
+    let work: Promise<void>;
+    const device = this.#n.export.device;
+    const fua = (flags & CMD_FLAG_FUA) !== 0;
+    switch (type) {
+      case CMD_READ:
+        work = this.#read(hHi, hLo, offset, length, flags);
+        break;
+      case CMD_FLUSH:
+        work = device.flush().then(() => this.#sendOk(hHi, hLo, offset));
+        break;
+      case CMD_TRIM:
+        work = device.trim(offset, length, fua).then(() => this.#sendOk(hHi, hLo, offset));
+        break;
+      case CMD_CACHE:
+        work = device.cache(offset, length).then(() => this.#sendOk(hHi, hLo, offset));
+        break;
+      case CMD_WRITE_ZEROES:
+        work = device.zero(offset, length, {
+          fua,
+          fastZero: (flags & CMD_FLAG_FAST_ZERO) !== 0,
+          mayTrim: (flags & CMD_FLAG_NO_HOLE) === 0,
+        }).then(() => this.#sendOk(hHi, hLo, offset));
+        break;
+      case CMD_BLOCK_STATUS:
+        work = this.#blockStatus(hHi, hLo, offset, length, flags);
+        break;
+      default:
+        work = Promise.reject(new BlockError("EINVAL", `unexpected command ${type}`));
+    }
+    work.then(
+      () => this.#done(cost),
+      (error) => {
+        this.#sendFailure(hHi, hLo, offset, error, type);
+        this.#done(cost);
+      },
+    );
+  }
+
+  async #read(hHi: number, hLo: number, offset: number, length: number, flags: number) {
+    const device = this.#n.export.device;
+    if (this.#mode === ReplyMode.Simple) {
+      const buffer = this.#pool.get(SIMPLE_REPLY_SIZE + length);
+      try {
+        const into = buffer.subarray(SIMPLE_REPLY_SIZE, SIMPLE_REPLY_SIZE + length);
+        const data = await device.read(offset, length, into);
+        if (data.buffer !== buffer.buffer || data.byteOffset !== into.byteOffset) into.set(data);
+      } catch (error) {
+        this.#pool.put(buffer);
+        throw error;
+      }
+      putSimpleReply(buffer, 0, 0, hHi, hLo);
+      this.#writer.send(
+        buffer.subarray(0, SIMPLE_REPLY_SIZE + length),
+        () => this.#pool.put(buffer),
+      );
+      return;
+    }
+
+    let extents: Extent[] | null = null;
+    if (
+      length >= SPARSE_READ && (flags & CMD_FLAG_DF) === 0 && this.#n.info.canExtents
+    ) {
+      extents = await device.extents(offset, length);
+      const first = extents[0];
+      if (first !== undefined && first.zero && first.length >= length) {
+        this.#sendHole(hHi, hLo, offset, offset, length, REPLY_FLAG_DONE);
+        return;
+      }
+      if (!extents.some((e) => e.zero && e.length >= MIN_HOLE)) extents = null;
+    }
+
+    const buffer = this.#pool.get(READ_HEADROOM + length);
+    try {
+      const into = buffer.subarray(READ_HEADROOM, READ_HEADROOM + length);
+      const data = await device.read(offset, length, into);
+      if (data.buffer !== buffer.buffer || data.byteOffset !== into.byteOffset) into.set(data);
+    } catch (error) {
+      this.#pool.put(buffer);
+      throw error;
+    }
+    if (extents === null) {
+      // One data chunk, header written in the room in front of the data: one write, no copy.
+      const at = READ_HEADROOM - 8 - chunkHeaderSize(this.#mode);
+      putChunkHeader(
+        buffer,
+        at,
+        this.#mode,
+        REPLY_FLAG_DONE,
+        REPLY_TYPE_OFFSET_DATA,
+        hHi,
+        hLo,
+        offset,
+        8 + length,
+      );
+      put64(buffer, READ_HEADROOM - 8, offset);
+      this.#writer.send(buffer.subarray(at, READ_HEADROOM + length), () => this.#pool.put(buffer));
+      return;
+    }
+    this.#sendSparse(hHi, hLo, offset, length, extents, buffer);
+  }
+
+  /** Data runs as OFFSET_DATA chunks, zero runs as OFFSET_HOLE, then a final NONE chunk. */
+  #sendSparse(
+    hHi: number,
+    hLo: number,
+    offset: number,
+    length: number,
+    extents: Extent[],
+    buffer: Uint8Array,
+  ): void {
+    let at = 0;
+    let dataStart = 0;
+    const flushData = (end: number) => {
+      if (end <= dataStart) return;
+      const header = new Uint8Array(chunkHeaderSize(this.#mode) + 8);
+      const n = putChunkHeader(
+        header,
+        0,
+        this.#mode,
+        0,
+        REPLY_TYPE_OFFSET_DATA,
+        hHi,
+        hLo,
+        offset,
+        8 + end - dataStart,
+      );
+      put64(header, n, offset + dataStart);
+      this.#writer.send(header);
+      this.#writer.send(buffer.subarray(READ_HEADROOM + dataStart, READ_HEADROOM + end));
+    };
+    for (const extent of extents) {
+      if (at >= length) break;
+      const n = Math.min(extent.length, length - at);
+      if (extent.zero && n >= MIN_HOLE) {
+        flushData(at);
+        this.#sendHole(hHi, hLo, offset, offset + at, n, 0);
+        dataStart = at + n;
+      }
+      at += n;
+    }
+    flushData(length);
+    const done = new Uint8Array(chunkHeaderSize(this.#mode));
+    putChunkHeader(done, 0, this.#mode, REPLY_FLAG_DONE, REPLY_TYPE_NONE, hHi, hLo, offset, 0);
+    this.#writer.send(done, () => this.#pool.put(buffer));
+  }
+
+  #sendHole(hHi: number, hLo: number, reqOffset: number, at: number, size: number, flags: number) {
+    const chunk = new Uint8Array(chunkHeaderSize(this.#mode) + 12);
+    const n = putChunkHeader(
+      chunk,
+      0,
+      this.#mode,
+      flags,
+      REPLY_TYPE_OFFSET_HOLE,
+      hHi,
+      hLo,
+      reqOffset,
+      12,
+    );
+    put64(chunk, n, at);
+    put32(chunk, n + 8, size);
+    this.#writer.send(chunk);
+  }
+
+  async #blockStatus(hHi: number, hLo: number, offset: number, length: number, flags: number) {
+    const device = this.#n.export.device;
+    const reqOne = (flags & CMD_FLAG_REQ_ONE) !== 0;
+    const extents: Extent[] = this.#n.info.canExtents
+      ? await device.extents(offset, length)
+      : [{ length, hole: false, zero: false }];
+    const extended = this.#mode === ReplyMode.Extended;
+    const descriptorSize = extended ? 16 : 8;
+    const max = reqOne ? 1 : MAX_EXTENTS;
+    // Clip to the request: the sum never exceeds the length asked for.
+    const lengths: number[] = [];
+    const states: number[] = [];
+    let covered = 0;
+    for (const extent of extents) {
+      if (covered >= length || lengths.length >= max) break;
+      if (extent.length <= 0) break;
+      const n = Math.min(extent.length, length - covered);
+      const state = (extent.hole ? STATE_HOLE : 0) | (extent.zero ? STATE_ZERO : 0);
+      const last = lengths.length - 1;
+      if (last >= 0 && states[last] === state) lengths[last]! += n;
+      else {
+        lengths.push(n);
+        states.push(state);
+      }
+      covered += n;
+    }
+    if (lengths.length === 0) throw new BlockError("EIO", "the device reported no extents");
+    const prefix = extended ? 8 : 4;
+    const payloadLength = prefix + descriptorSize * lengths.length;
+    const headerSize = chunkHeaderSize(this.#mode);
+    const buffer = this.#pool.get(headerSize + payloadLength);
+    const type = extended ? REPLY_TYPE_BLOCK_STATUS_EXT : REPLY_TYPE_BLOCK_STATUS;
+    putChunkHeader(buffer, 0, this.#mode, REPLY_FLAG_DONE, type, hHi, hLo, offset, payloadLength);
+    let at = headerSize;
+    put32(buffer, at, BASE_ALLOCATION_ID);
+    if (extended) put32(buffer, at + 4, lengths.length);
+    at += prefix;
+    for (let i = 0; i < lengths.length; i++) {
+      if (extended) {
+        put64(buffer, at, lengths[i]!);
+        put64(buffer, at + 8, states[i]!);
+      } else {
+        put32(buffer, at, lengths[i]!);
+        put32(buffer, at + 4, states[i]!);
+      }
+      at += descriptorSize;
+    }
+    this.#writer.send(buffer.subarray(0, at), () => this.#pool.put(buffer));
+  }
+
+  #sendOk(hHi: number, hLo: number, offset: number): void {
+    const buffer = this.#pool.get(64);
+    let n: number;
+    if (this.#mode === ReplyMode.Extended) {
+      n = putChunkHeader(
+        buffer,
+        0,
+        this.#mode,
+        REPLY_FLAG_DONE,
+        REPLY_TYPE_NONE,
+        hHi,
+        hLo,
+        offset,
+        0,
+      );
+    } else {
+      // A simple reply is allowed for any payload-free success, even with structured replies.
+      n = putSimpleReply(buffer, 0, 0, hHi, hLo);
+    }
+    this.#writer.send(buffer.subarray(0, n), () => this.#pool.put(buffer));
+  }
+
+  #sendFailure(hHi: number, hLo: number, offset: number, error: unknown, type: number): void {
+    let code = EIO;
+    let message: string;
+    if (error instanceof BlockError) {
+      code = ERRNO[error.code] ?? EIO;
+      message = error.message;
+    } else {
+      message = error instanceof Error ? error.message : String(error);
+      this.#options.log.log("warn", "nbd request failed unexpectedly", {
+        command: commandName(type),
+        error: message,
+      });
+    }
+    this.#sendError(hHi, hLo, offset, code, `${commandName(type)}: ${message}`, type);
+  }
+
+  #sendError(
+    hHi: number,
+    hLo: number,
+    offset: number,
+    error: number,
+    message: string,
+    _type: number,
+  ): void {
+    if (this.#mode === ReplyMode.Simple) {
+      const out = new Uint8Array(SIMPLE_REPLY_SIZE);
+      putSimpleReply(out, 0, error, hHi, hLo);
+      this.#writer.send(out);
+      return;
+    }
+    const payload = errorPayload(error, message);
+    const headerSize = chunkHeaderSize(this.#mode);
+    const out = new Uint8Array(headerSize + payload.length);
+    putChunkHeader(
+      out,
+      0,
+      this.#mode,
+      REPLY_FLAG_DONE,
+      REPLY_TYPE_ERROR,
+      hHi,
+      hLo,
+      offset,
+      payload.length,
+    );
+    out.set(payload, headerSize);
+    this.#writer.send(out);
+  }
+}

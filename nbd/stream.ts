@@ -1,0 +1,186 @@
+/**
+ * Byte-stream plumbing for one NBD connection: a buffered reader that hands out views of whole
+ * headers and reads large payloads straight into their destination, and a writer that batches
+ * small replies into one write while large payloads go out from their own buffers, uncopied.
+ */
+
+/** What a connection must offer; `Deno.Conn` fits. */
+export interface ByteStream {
+  read(into: Uint8Array): Promise<number | null>;
+  /** May write only part of `data`; resolves the count written. */
+  write(data: Uint8Array): Promise<number>;
+  close(): void;
+}
+
+/** The peer closed the stream in the middle of a message. */
+export class TruncatedError extends Error {
+  override name = "TruncatedError";
+}
+
+export class StreamReader {
+  readonly #stream: ByteStream;
+  readonly #buffer: Uint8Array;
+  #start = 0;
+  #end = 0;
+
+  constructor(stream: ByteStream, bufferSize = 256 * 1024) {
+    this.#stream = stream;
+    this.#buffer = new Uint8Array(bufferSize);
+  }
+
+  /** Bytes buffered and not yet consumed. */
+  get buffered(): number {
+    return this.#end - this.#start;
+  }
+
+  /**
+   * Resolves a view of the next `n` bytes (n <= buffer size), valid until the next call; null
+   * at a clean end of stream (nothing buffered). Throws {@link TruncatedError} mid-message.
+   */
+  async take(n: number): Promise<Uint8Array | null> {
+    while (this.#end - this.#start < n) {
+      if (this.#start > 0 && this.#buffer.length - this.#start < n) this.#compact();
+      const got = await this.#stream.read(this.#buffer.subarray(this.#end));
+      if (got === null) {
+        if (this.#end === this.#start) return null;
+        throw new TruncatedError(`stream ended ${this.#end - this.#start} bytes into a message`);
+      }
+      this.#end += got;
+    }
+    const at = this.#start;
+    this.#start += n;
+    return this.#buffer.subarray(at, at + n);
+  }
+
+  /** Like {@link take} but only from what is already buffered: null when not enough is there. */
+  takeBuffered(n: number): Uint8Array | null {
+    if (this.#end - this.#start < n) return null;
+    const at = this.#start;
+    this.#start += n;
+    return this.#buffer.subarray(at, at + n);
+  }
+
+  /** Fills all of `into`: first from the buffer, then by reading the stream directly into it. */
+  async readInto(into: Uint8Array): Promise<void> {
+    const fromBuffer = Math.min(into.length, this.#end - this.#start);
+    if (fromBuffer > 0) {
+      into.set(this.#buffer.subarray(this.#start, this.#start + fromBuffer));
+      this.#start += fromBuffer;
+    }
+    let done = fromBuffer;
+    while (done < into.length) {
+      const got = await this.#stream.read(into.subarray(done));
+      if (got === null) throw new TruncatedError(`stream ended ${done} bytes into a payload`);
+      done += got;
+    }
+  }
+
+  /** Discards `n` bytes (a payload we refuse but must step over). */
+  async skip(n: number): Promise<void> {
+    let left = n;
+    while (left > 0) {
+      const have = this.#end - this.#start;
+      if (have === 0) {
+        this.#start = this.#end = 0;
+        const got = await this.#stream.read(this.#buffer);
+        if (got === null) throw new TruncatedError(`stream ended ${n - left} bytes into a payload`);
+        this.#end = got;
+        continue;
+      }
+      const step = Math.min(have, left);
+      this.#start += step;
+      left -= step;
+    }
+  }
+
+  #compact(): void {
+    this.#buffer.copyWithin(0, this.#start, this.#end);
+    this.#end -= this.#start;
+    this.#start = 0;
+  }
+}
+
+/** Segments at least this long are written from their own buffer instead of being batched. */
+const DIRECT_WRITE = 64 * 1024;
+
+/**
+ * Queues outgoing segments. While one write is in flight, later small segments gather and go
+ * out together in the next write, so a burst of replies costs one syscall, not one each.
+ */
+export class StreamWriter {
+  readonly #stream: ByteStream;
+  readonly #batch: Uint8Array;
+  readonly #segments: Uint8Array[] = [];
+  readonly #releases: ((() => void) | undefined)[] = [];
+  #pumping = false;
+  #failed: Error | null = null;
+  #idle: (() => void)[] = [];
+
+  constructor(stream: ByteStream, batchSize = 256 * 1024) {
+    this.#stream = stream;
+    this.#batch = new Uint8Array(batchSize);
+  }
+
+  /** The error that stopped writing, if any; later sends are dropped (and released). */
+  get failed(): Error | null {
+    return this.#failed;
+  }
+
+  /** Queues `data`; `release` runs once the bytes have been handed to the stream (or dropped). */
+  send(data: Uint8Array, release?: () => void): void {
+    if (this.#failed) {
+      release?.();
+      return;
+    }
+    this.#segments.push(data);
+    this.#releases.push(release);
+    if (!this.#pumping) this.#pump();
+  }
+
+  /** Resolves when everything queued so far has been written (or writing failed). */
+  drained(): Promise<void> {
+    if (!this.#pumping) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
+  }
+
+  async #pump(): Promise<void> {
+    this.#pumping = true;
+    try {
+      while (this.#segments.length > 0) {
+        const first = this.#segments[0]!;
+        if (first.length >= DIRECT_WRITE || this.#segments.length === 1) {
+          this.#segments.shift();
+          const release = this.#releases.shift();
+          try {
+            await this.#writeAll(first);
+          } finally {
+            release?.();
+          }
+          continue;
+        }
+        let used = 0;
+        while (this.#segments.length > 0) {
+          const next = this.#segments[0]!;
+          if (next.length >= DIRECT_WRITE || used + next.length > this.#batch.length) break;
+          this.#batch.set(next, used);
+          used += next.length;
+          this.#segments.shift();
+          this.#releases.shift()?.();
+        }
+        await this.#writeAll(this.#batch.subarray(0, used));
+      }
+    } catch (error) {
+      this.#failed = error instanceof Error ? error : new Error(String(error));
+      this.#segments.length = 0;
+      for (const release of this.#releases.splice(0)) release?.();
+    } finally {
+      this.#pumping = false;
+      for (const resolve of this.#idle.splice(0)) resolve();
+    }
+  }
+
+  async #writeAll(data: Uint8Array): Promise<void> {
+    let done = 0;
+    while (done < data.length) done += await this.#stream.write(data.subarray(done));
+  }
+}
