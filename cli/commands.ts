@@ -1,4 +1,5 @@
 /** The list of `dst` subcommands, in the order `dst --help` shows them. */
 import type { Command } from "./command.ts";
+import { exportCommand } from "./export.ts";
 
-export const commands: readonly Command[] = [];
+export const commands: readonly Command[] = [exportCommand];

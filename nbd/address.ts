@@ -38,7 +38,9 @@ export function parseListenUrl(url: string): ListenAddress {
 export function clientUri(address: ListenAddress, exportName: string): string {
   const name = encodeURIComponent(exportName);
   if (address.transport === "unix") {
-    return `nbd+unix:///${name}?socket=${encodeURIComponent(address.path)}`;
+    // Slashes stay readable: they are legal in a query string.
+    const socket = encodeURIComponent(address.path).replaceAll("%2F", "/");
+    return `nbd+unix:///${name}?socket=${socket}`;
   }
   const host = address.hostname.includes(":") ? `[${address.hostname}]` : address.hostname;
   return `nbd://${host}:${address.port}/${name}`;

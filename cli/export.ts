@@ -1,0 +1,162 @@
+/**
+ * `dst export`: serves one block device over NBD on one or more listen addresses, prints the URI
+ * clients use once it is ready, and shuts down gracefully on SIGTERM or SIGINT (stop accepting,
+ * finish what is in flight, flush, close).
+ */
+import { parseArgs } from "node:util";
+import type { BlockDevice } from "../actors/block/contract.ts";
+import { MemoryBlockDevice } from "../actors/block/memory.ts";
+import { consoleLogger } from "../util/log.ts";
+import { clientUri, type ListenAddress, parseListenUrl } from "../nbd/address.ts";
+import { NbdServer } from "../nbd/server.ts";
+import { type Command, UsageError } from "./command.ts";
+
+const help = `Usage: dst export --listen URL [--listen URL...] [--name NAME] [--read-only]
+                  (--memory SIZE | --file PATH [--size SIZE] | --remote NODE-URL)
+
+Serves a block device over NBD and prints the URI clients connect to, one per listen address:
+  nbd://HOST:PORT/NAME  or  nbd+unix:///NAME?socket=PATH
+
+Options:
+  --listen URL     where to accept clients: tcp://HOST:PORT (port 0 picks a free one) or
+                   unix:///PATH; repeat to listen on several
+  --name NAME      export name (default "dst"); the empty name also reaches it
+  --memory SIZE    serve a sparse in-memory device of SIZE bytes (suffixes K, M, G, T: 64M, 1G)
+  --file PATH      serve a file (not yet available in this build)
+  --size SIZE      with --file: the size to create or grow the file to
+  --remote URL     serve a remote dst node (not yet available)
+  --read-only      refuse writes (clients see a read-only export)
+  -h, --help       show this help
+
+SIGTERM or SIGINT stops the server gracefully.
+
+Example:
+  dst export --listen tcp://127.0.0.1:10809 --memory 1G
+  nbdinfo nbd://127.0.0.1:10809/dst`;
+
+const UNITS: Record<string, number> = { "": 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 };
+
+/** Parses "4096", "64M", "1G", "512KiB"; throws UsageError on anything else. */
+export function parseSize(text: string, flag: string): number {
+  const match = /^(\d+)\s*([KMGT]?)(?:i?B)?$/i.exec(text.trim());
+  if (match === null) {
+    throw new UsageError(`${flag} ${JSON.stringify(text)} is not a size (examples: 4096, 64M, 1G)`);
+  }
+  const value = Number(match[1]) * UNITS[match[2]!.toUpperCase()]!;
+  if (!Number.isSafeInteger(value) || value <= 0) {
+    throw new UsageError(`${flag} ${text} must be a positive size below 8 PiB`);
+  }
+  return value;
+}
+
+interface ExportPlan {
+  readonly listen: ListenAddress[];
+  readonly urls: string[];
+  readonly name: string;
+  readonly readOnly: boolean;
+  readonly memory: number;
+}
+
+/** Turns the command line into a plan; every mistake is a UsageError (exit code 2). */
+export function planExport(args: string[]): ExportPlan {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        listen: { type: "string", multiple: true },
+        name: { type: "string" },
+        memory: { type: "string" },
+        file: { type: "string" },
+        size: { type: "string" },
+        remote: { type: "string" },
+        "read-only": { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
+    }));
+  } catch (error) {
+    throw new UsageError(error instanceof Error ? error.message : String(error));
+  }
+  const urls = values.listen ?? [];
+  if (urls.length === 0) throw new UsageError("--listen URL is required");
+  const listen = urls.map((url) => {
+    try {
+      return parseListenUrl(url);
+    } catch (error) {
+      throw new UsageError(`--listen: ${(error as Error).message}`);
+    }
+  });
+  const sources = ["memory", "file", "remote"].filter((k) => values[k as "memory"] !== undefined);
+  if (sources.length !== 1) {
+    throw new UsageError("give exactly one of --memory SIZE, --file PATH or --remote NODE-URL");
+  }
+  if (values.size !== undefined && values.file === undefined) {
+    throw new UsageError("--size goes with --file (for --memory the size is its value)");
+  }
+  if (values.remote !== undefined) {
+    throw new UsageError(
+      "--remote is not yet available: remote nodes come with the node transport; " +
+        "use --memory SIZE for now",
+    );
+  }
+  if (values.file !== undefined) {
+    throw new UsageError(
+      "--file is not yet available: the file-backed device is still being written; " +
+        "use --memory SIZE for now",
+    );
+  }
+  const name = values.name ?? "dst";
+  if (new TextEncoder().encode(name).length > 4096 || name.includes("\0")) {
+    throw new UsageError("--name must be at most 4096 bytes and contain no NUL");
+  }
+  return {
+    listen,
+    urls,
+    name,
+    readOnly: values["read-only"] ?? false,
+    memory: parseSize(values.memory!, "--memory"),
+  };
+}
+
+async function run(args: string[]): Promise<number> {
+  const plan = planExport(args);
+  const log = consoleLogger("info", "dst export");
+  const device: BlockDevice = new MemoryBlockDevice({ size: plan.memory, readOnly: plan.readOnly });
+  const server = new NbdServer({
+    exports: [{ name: plan.name, device, description: `dst memory export (${plan.memory} bytes)` }],
+    log,
+  });
+  const stopped = Promise.withResolvers<string>();
+  const onSignal = (signal: Deno.Signal) => () => stopped.resolve(signal);
+  const signals: [Deno.Signal, () => void][] = [
+    ["SIGTERM", onSignal("SIGTERM")],
+    ["SIGINT", onSignal("SIGINT")],
+  ];
+  for (const [signal, handler] of signals) Deno.addSignalListener(signal, handler);
+  try {
+    for (const url of plan.urls) {
+      const bound = await server.listen(url);
+      console.log(clientUri(bound.address, plan.name));
+    }
+    const signal = await stopped.promise;
+    log.log("info", "shutting down", { signal, connections: server.connections });
+  } finally {
+    await server.close();
+    await device.flush().catch(() => {});
+    await device.close();
+    for (const address of plan.listen) {
+      if (address.transport === "unix") await Deno.remove(address.path).catch(() => {});
+    }
+    for (const [signal, handler] of signals) Deno.removeSignalListener(signal, handler);
+  }
+  return 0;
+}
+
+export const exportCommand: Command = {
+  name: "export",
+  summary: "serve a block device over NBD (memory now; file and remote nodes later)",
+  help,
+  run,
+};
