@@ -1,0 +1,412 @@
+/**
+ * On-media metadata of a storage node, kept in a reserved region at the start of the media so it
+ * survives restarts: which storage the data belongs to (its "age"), the node's leg index, sizes,
+ * DRBD-style generation ids and a write-intent bitmap. The header is written in two alternating
+ * checksummed copies, each followed by a data sync, so a torn header write leaves the previous
+ * copy to fall back on; media without a valid header is refused, never used as if it held data.
+ *
+ * Layout (all little-endian):
+ *   [0, 4 KiB)        header copy A (even sequence numbers)
+ *   [4 KiB, 8 KiB)    header copy B (odd sequence numbers)
+ *   [8 KiB, ...)      write-intent bitmap, one bit per chunk, padded to 4 KiB pages
+ *   [dataOffset, ...) the data area; dataOffset is a multiple of 1 MiB, at least 1 MiB
+ */
+import { createHash } from "node:crypto";
+import type { Random } from "../../util/random.ts";
+
+export const MEDIA_MAGIC = "DSTMEDIA";
+export const MEDIA_VERSION = 1;
+/** Size of one header copy, and the page size the bitmap is written in. */
+export const MEDIA_PAGE = 4096;
+export const BITMAP_OFFSET = 2 * MEDIA_PAGE;
+/** The data area starts on a multiple of this, never before it. */
+export const METADATA_ALIGN = 1024 * 1024;
+/** Older current generation ids kept, newest first. */
+export const HISTORY_SLOTS = 4;
+/** A generation id that was never set. */
+export const NO_GENERATION = "0000000000000000";
+
+/** The random-or-zero 64-bit ids DRBD uses to tell which replica saw which writes. */
+export interface Generations {
+  /** Changes whenever this node starts taking writes that another leg may miss. */
+  readonly current: string;
+  /** The current id at the moment the bitmap started tracking changes; NO_GENERATION if clean. */
+  readonly bitmap: string;
+  /** Earlier current ids, newest first, at most HISTORY_SLOTS. */
+  readonly history: readonly string[];
+}
+
+/** Where things are on the media, derived from data size and chunk size alone. */
+export interface MediaLayout {
+  readonly dataOffset: number;
+  readonly bitmapOffset: number;
+  /** Bytes reserved for the bitmap (a multiple of MEDIA_PAGE). */
+  readonly bitmapBytes: number;
+  /** Chunks in the data area: the number of meaningful bitmap bits. */
+  readonly chunks: number;
+}
+
+export interface MediaMeta extends MediaLayout {
+  readonly version: number;
+  /** Bumped on every header update; the valid copy with the highest one wins. */
+  readonly sequence: number;
+  /** 32 hex digits, set once when the storage is created. */
+  readonly storageId: string;
+  /** This node's place in its storage (leg index). */
+  readonly leg: number;
+  readonly dataSize: number;
+  readonly chunkSize: number;
+  readonly generations: Generations;
+  /** Bits for the layers above (clean/dirty marks and the like); opaque here. */
+  readonly flags: number;
+}
+
+/** What may change in an update; sizes and the storage id are fixed at format time. */
+export interface MediaChanges {
+  readonly leg?: number;
+  readonly generations?: Generations;
+  readonly flags?: number;
+}
+
+/** Positional access to the raw media, as the file device provides it. */
+export interface MediaIo {
+  /** Fills `buf` from `position`; bytes past the end of the media read as zeros. */
+  pread(buf: Uint8Array, position: number): Promise<void>;
+  pwrite(buf: Uint8Array, position: number): Promise<void>;
+  /** Makes the writes so far durable. */
+  sync(): Promise<void>;
+  /** Bytes of raw media. */
+  size(): number;
+}
+
+export type MediaErrorCode = "unformatted" | "version" | "corrupt" | "size" | "storage" | "leg";
+
+/** The media cannot be used as asked; the message says why and what to do. */
+export class MediaError extends Error {
+  constructor(readonly code: MediaErrorCode, message: string) {
+    super(message);
+    this.name = "MediaError";
+  }
+}
+
+export interface FormatOptions {
+  readonly dataSize: number;
+  readonly chunkSize?: number;
+  readonly leg?: number;
+  /** Joins an existing storage; a fresh one gets a new random id. */
+  readonly storageId?: string;
+  readonly generations?: Generations;
+  readonly flags?: number;
+  /** Source of ids for deterministic tests; defaults to the system's secure random. */
+  readonly random?: Random;
+}
+
+export interface OpenExpectations {
+  readonly storageId?: string;
+  readonly dataSize?: number;
+  readonly leg?: number;
+}
+
+export const DEFAULT_CHUNK = 64 * 1024;
+
+// Header field offsets.
+const F_MAGIC = 0;
+const F_VERSION = 8;
+const F_SEQUENCE = 16;
+const F_STORAGE = 24; // 16 bytes
+const F_LEG = 40;
+const F_CHUNK = 44;
+const F_DATA_SIZE = 48;
+const F_DATA_OFFSET = 56;
+const F_BITMAP_OFFSET = 64;
+const F_BITMAP_BYTES = 72;
+const F_CURRENT = 80;
+const F_BITMAP_GEN = 88;
+const F_FLAGS = 96;
+const F_HISTORY_COUNT = 100;
+const F_HISTORY = 104; // HISTORY_SLOTS * 8 bytes
+const F_CHECKSUM = MEDIA_PAGE - 32; // sha-256 over [0, F_CHECKSUM)
+
+/** The layout for a data area of `dataSize` bytes tracked in chunks of `chunkSize`. */
+export function layoutFor(dataSize: number, chunkSize: number): MediaLayout {
+  if (!Number.isSafeInteger(dataSize) || dataSize < 0) {
+    throw new RangeError(`data size must be a whole number of bytes, got ${dataSize}`);
+  }
+  if (!Number.isSafeInteger(chunkSize) || chunkSize < MEDIA_PAGE || (chunkSize & (chunkSize - 1))) {
+    throw new RangeError(`chunk size must be a power of two of at least 4096, got ${chunkSize}`);
+  }
+  const chunks = Math.ceil(dataSize / chunkSize);
+  const bitmapBytes = Math.max(MEDIA_PAGE, alignUp(Math.ceil(chunks / 8), MEDIA_PAGE));
+  const dataOffset = alignUp(BITMAP_OFFSET + bitmapBytes, METADATA_ALIGN);
+  return { dataOffset, bitmapOffset: BITMAP_OFFSET, bitmapBytes, chunks };
+}
+
+/** A fresh random storage id (32 hex digits). */
+export function newStorageId(random?: Random): string {
+  return hex(randomBytes(16, random));
+}
+
+/** A fresh random generation id (16 hex digits, never NO_GENERATION). */
+export function newGenerationId(random?: Random): string {
+  for (;;) {
+    const id = hex(randomBytes(8, random));
+    if (id !== NO_GENERATION) return id;
+  }
+}
+
+/**
+ * Writes fresh metadata: a cleared bitmap, an invalidated copy B, then copy A, each step synced.
+ * The data area is left as it is: a new storage id tells the layers above it holds nothing.
+ */
+export async function formatMedia(io: MediaIo, options: FormatOptions): Promise<MediaMeta> {
+  const chunkSize = options.chunkSize ?? DEFAULT_CHUNK;
+  const layout = layoutFor(options.dataSize, chunkSize);
+  const meta: MediaMeta = {
+    ...layout,
+    version: MEDIA_VERSION,
+    sequence: 0,
+    storageId: options.storageId ?? newStorageId(options.random),
+    leg: options.leg ?? 0,
+    dataSize: options.dataSize,
+    chunkSize,
+    generations: options.generations ??
+      { current: newGenerationId(options.random), bitmap: NO_GENERATION, history: [] },
+    flags: options.flags ?? 0,
+  };
+  const encoded = encodeHeader(meta); // validates ids before anything is written
+  const needed = layout.dataOffset + options.dataSize;
+  if (io.size() < needed) {
+    throw new MediaError(
+      "size",
+      `media holds ${io.size()} bytes; ${options.dataSize} bytes of data need ${needed}`,
+    );
+  }
+  const zeros = new Uint8Array(Math.min(layout.bitmapBytes, METADATA_ALIGN));
+  for (let at = 0; at < layout.bitmapBytes; at += zeros.length) {
+    await io.pwrite(
+      zeros.subarray(0, Math.min(zeros.length, layout.bitmapBytes - at)),
+      BITMAP_OFFSET + at,
+    );
+  }
+  await io.pwrite(zeros.subarray(0, MEDIA_PAGE), MEDIA_PAGE);
+  await io.sync();
+  await io.pwrite(encoded, 0);
+  await io.sync();
+  return meta;
+}
+
+/** Reads and validates the metadata; throws MediaError when the media must not be used. */
+export async function openMedia(io: MediaIo, expect: OpenExpectations = {}): Promise<MediaMeta> {
+  const page = new Uint8Array(MEDIA_PAGE);
+  const problems: MediaError[] = [];
+  let best: MediaMeta | undefined;
+  for (let slot = 0; slot < 2; slot++) {
+    await io.pread(page, slot * MEDIA_PAGE);
+    const decoded = decodeHeader(page);
+    if (decoded instanceof MediaError) problems.push(decoded);
+    else if (decoded.sequence % 2 !== slot) {
+      problems.push(new MediaError("corrupt", `header copy ${slot} holds a misplaced copy`));
+    } else if (!best || decoded.sequence > best.sequence) best = decoded;
+  }
+  if (!best) {
+    const worst = problems.find((p) => p.code === "version") ??
+      problems.find((p) => p.code === "corrupt") ?? problems[0]!;
+    throw worst;
+  }
+  const needed = best.dataOffset + best.dataSize;
+  if (io.size() < needed) {
+    throw new MediaError(
+      "size",
+      `media holds ${io.size()} bytes but its metadata records ${best.dataSize} bytes of data ` +
+        `(${needed} in all): the media was truncated or replaced`,
+    );
+  }
+  if (expect.dataSize !== undefined && expect.dataSize !== best.dataSize) {
+    throw new MediaError(
+      "size",
+      `media holds ${best.dataSize} bytes of data, expected ${expect.dataSize}`,
+    );
+  }
+  if (expect.storageId !== undefined && expect.storageId !== best.storageId) {
+    throw new MediaError(
+      "storage",
+      `media belongs to storage ${best.storageId}, not ${expect.storageId}: ` +
+        `format it for this storage (it will then be resynced in full)`,
+    );
+  }
+  if (expect.leg !== undefined && expect.leg !== best.leg) {
+    throw new MediaError(
+      "leg",
+      `media is leg ${best.leg} of its storage, expected leg ${expect.leg}`,
+    );
+  }
+  return best;
+}
+
+/** Writes `changes` durably into the copy not holding `current`, and returns the new metadata. */
+export async function updateMedia(
+  io: MediaIo,
+  current: MediaMeta,
+  changes: MediaChanges,
+): Promise<MediaMeta> {
+  const next: MediaMeta = {
+    ...current,
+    ...definedOnly(changes),
+    sequence: current.sequence + 1,
+  };
+  await io.pwrite(encodeHeader(next), (next.sequence % 2) * MEDIA_PAGE);
+  await io.sync();
+  return next;
+}
+
+/** The whole bitmap region (bit i set: chunk i may differ from the other legs). */
+export async function readBitmap(io: MediaIo, meta: MediaMeta): Promise<Uint8Array> {
+  const bitmap = new Uint8Array(meta.bitmapBytes);
+  await io.pread(bitmap, meta.bitmapOffset);
+  return bitmap;
+}
+
+/**
+ * Writes the pages of `bitmap` covering bytes [from, to) and syncs: call it before
+ * acknowledging a write whose chunk bit was just set.
+ */
+export async function writeBitmap(
+  io: MediaIo,
+  meta: MediaMeta,
+  bitmap: Uint8Array,
+  from = 0,
+  to = meta.bitmapBytes,
+): Promise<void> {
+  if (bitmap.length !== meta.bitmapBytes) {
+    throw new RangeError(`bitmap holds ${bitmap.length} bytes, the media ${meta.bitmapBytes}`);
+  }
+  const start = Math.floor(from / MEDIA_PAGE) * MEDIA_PAGE;
+  const end = Math.min(alignUp(to, MEDIA_PAGE), meta.bitmapBytes);
+  if (start >= end) return;
+  await io.pwrite(bitmap.subarray(start, end), meta.bitmapOffset + start);
+  await io.sync();
+}
+
+function encodeHeader(meta: MediaMeta): Uint8Array {
+  const page = new Uint8Array(MEDIA_PAGE);
+  const view = new DataView(page.buffer);
+  page.set(new TextEncoder().encode(MEDIA_MAGIC), F_MAGIC);
+  view.setUint32(F_VERSION, meta.version, true);
+  view.setBigUint64(F_SEQUENCE, BigInt(meta.sequence), true);
+  page.set(unhex(meta.storageId, 16, "storage id"), F_STORAGE);
+  view.setUint32(F_LEG, meta.leg, true);
+  view.setUint32(F_CHUNK, meta.chunkSize, true);
+  view.setBigUint64(F_DATA_SIZE, BigInt(meta.dataSize), true);
+  view.setBigUint64(F_DATA_OFFSET, BigInt(meta.dataOffset), true);
+  view.setBigUint64(F_BITMAP_OFFSET, BigInt(meta.bitmapOffset), true);
+  view.setBigUint64(F_BITMAP_BYTES, BigInt(meta.bitmapBytes), true);
+  page.set(unhex(meta.generations.current, 8, "current generation"), F_CURRENT);
+  page.set(unhex(meta.generations.bitmap, 8, "bitmap generation"), F_BITMAP_GEN);
+  view.setUint32(F_FLAGS, meta.flags >>> 0, true);
+  const history = meta.generations.history;
+  if (history.length > HISTORY_SLOTS) {
+    throw new RangeError(`at most ${HISTORY_SLOTS} history generations, got ${history.length}`);
+  }
+  view.setUint32(F_HISTORY_COUNT, history.length, true);
+  history.forEach((id, i) => page.set(unhex(id, 8, "history generation"), F_HISTORY + i * 8));
+  page.set(checksum(page), F_CHECKSUM);
+  return page;
+}
+
+function decodeHeader(page: Uint8Array): MediaMeta | MediaError {
+  const magic = new TextDecoder().decode(page.subarray(F_MAGIC, F_MAGIC + 8));
+  if (magic !== MEDIA_MAGIC) {
+    return new MediaError(
+      "unformatted",
+      "the media carries no dst metadata: create (format) it before use",
+    );
+  }
+  const view = new DataView(page.buffer, page.byteOffset, page.byteLength);
+  const version = view.getUint32(F_VERSION, true);
+  if (version !== MEDIA_VERSION) {
+    return new MediaError(
+      "version",
+      `media metadata is format version ${version}; this dst reads version ${MEDIA_VERSION}`,
+    );
+  }
+  const sum = checksum(page);
+  const stored = page.subarray(F_CHECKSUM, F_CHECKSUM + 32);
+  if (!sum.every((b, i) => b === stored[i])) {
+    return new MediaError("corrupt", "media metadata fails its checksum (torn or damaged write)");
+  }
+  const historyCount = view.getUint32(F_HISTORY_COUNT, true);
+  const dataSize = Number(view.getBigUint64(F_DATA_SIZE, true));
+  const chunkSize = view.getUint32(F_CHUNK, true);
+  let layout: MediaLayout;
+  try {
+    layout = layoutFor(dataSize, chunkSize);
+  } catch (e) {
+    return new MediaError("corrupt", `media metadata is inconsistent: ${(e as Error).message}`);
+  }
+  const recorded = {
+    dataOffset: Number(view.getBigUint64(F_DATA_OFFSET, true)),
+    bitmapOffset: Number(view.getBigUint64(F_BITMAP_OFFSET, true)),
+    bitmapBytes: Number(view.getBigUint64(F_BITMAP_BYTES, true)),
+  };
+  if (
+    recorded.dataOffset !== layout.dataOffset || recorded.bitmapOffset !== layout.bitmapOffset ||
+    recorded.bitmapBytes !== layout.bitmapBytes || historyCount > HISTORY_SLOTS
+  ) {
+    return new MediaError("corrupt", "media metadata records a layout this version cannot read");
+  }
+  const history: string[] = [];
+  for (let i = 0; i < historyCount; i++) {
+    history.push(hex(page.subarray(F_HISTORY + i * 8, F_HISTORY + i * 8 + 8)));
+  }
+  return {
+    ...layout,
+    version,
+    sequence: Number(view.getBigUint64(F_SEQUENCE, true)),
+    storageId: hex(page.subarray(F_STORAGE, F_STORAGE + 16)),
+    leg: view.getUint32(F_LEG, true),
+    dataSize,
+    chunkSize,
+    generations: {
+      current: hex(page.subarray(F_CURRENT, F_CURRENT + 8)),
+      bitmap: hex(page.subarray(F_BITMAP_GEN, F_BITMAP_GEN + 8)),
+      history,
+    },
+    flags: view.getUint32(F_FLAGS, true),
+  };
+}
+
+function checksum(page: Uint8Array): Uint8Array {
+  return new Uint8Array(createHash("sha256").update(page.subarray(0, F_CHECKSUM)).digest());
+}
+
+function randomBytes(n: number, random: Random | undefined): Uint8Array {
+  const bytes = new Uint8Array(n);
+  if (random) { for (let i = 0; i < n; i++) bytes[i] = Math.floor(random.next() * 256); }
+  else crypto.getRandomValues(bytes);
+  return bytes;
+}
+
+function hex(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function unhex(id: string, bytes: number, what: string): Uint8Array {
+  if (id.length !== bytes * 2 || !/^[0-9a-f]*$/.test(id)) {
+    throw new RangeError(`${what} must be ${bytes * 2} lowercase hex digits, got "${id}"`);
+  }
+  const out = new Uint8Array(bytes);
+  for (let i = 0; i < bytes; i++) out[i] = parseInt(id.slice(i * 2, i * 2 + 2), 16);
+  return out;
+}
+
+function alignUp(n: number, to: number): number {
+  return Math.ceil(n / to) * to;
+}
+
+function definedOnly(changes: MediaChanges): MediaChanges {
+  const out: { -readonly [K in keyof MediaChanges]: MediaChanges[K] } = {};
+  if (changes.leg !== undefined) out.leg = changes.leg;
+  if (changes.generations !== undefined) out.generations = changes.generations;
+  if (changes.flags !== undefined) out.flags = changes.flags;
+  return out;
+}
