@@ -199,14 +199,21 @@ export class Session {
       ) {
         await this.#slot(cost);
       }
-      this.#inFlight++;
-      this.#inFlightBytes += cost;
       if (type === CMD_WRITE) {
         const buffer = this.#pool.get(req.length);
         const data = buffer.subarray(0, req.length);
-        await reader.readInto(data);
+        try {
+          await reader.readInto(data);
+        } catch (error) {
+          this.#pool.put(buffer);
+          throw error;
+        }
+        this.#inFlight++;
+        this.#inFlightBytes += cost;
         this.#dispatchWrite(req.handleHi, req.handleLo, req.offset, data, buffer, req.flags, cost);
       } else {
+        this.#inFlight++;
+        this.#inFlightBytes += cost;
         this.#dispatch(type, req.flags, req.handleHi, req.handleLo, req.offset, req.length, cost);
       }
     }
