@@ -5,6 +5,8 @@
  */
 import { parseArgs } from "node:util";
 import type { BlockDevice } from "../actors/block/contract.ts";
+import { FileBlockDevice } from "../actors/block/file.ts";
+import { guard } from "../actors/block/guard.ts";
 import { MemoryBlockDevice } from "../actors/block/memory.ts";
 import { consoleLogger } from "../util/log.ts";
 import { clientUri, type ListenAddress, parseListenUrl } from "../nbd/address.ts";
@@ -22,8 +24,9 @@ Options:
                    unix:///PATH; repeat to listen on several
   --name NAME      export name (default "dst"); the empty name also reaches it
   --memory SIZE    serve a sparse in-memory device of SIZE bytes (suffixes K, M, G, T: 64M, 1G)
-  --file PATH      serve a file (not yet available in this build)
-  --size SIZE      with --file: the size to create or grow the file to
+  --file PATH      serve dst media in a file (or block device); created when missing
+  --size SIZE      with --file: the data size of a new file (for an existing one, the size
+                   it must have)
   --remote URL     serve a remote dst node (not yet available)
   --read-only      refuse writes (clients see a read-only export)
   -h, --help       show this help
@@ -54,7 +57,9 @@ interface ExportPlan {
   readonly urls: string[];
   readonly name: string;
   readonly readOnly: boolean;
-  readonly memory: number;
+  readonly source:
+    | { readonly kind: "memory"; readonly size: number }
+    | { readonly kind: "file"; readonly path: string; readonly size: number | undefined };
 }
 
 /** Turns the command line into a plan; every mistake is a UsageError (exit code 2). */
@@ -101,12 +106,6 @@ export function planExport(args: string[]): ExportPlan {
         "use --memory SIZE for now",
     );
   }
-  if (values.file !== undefined) {
-    throw new UsageError(
-      "--file is not yet available: the file-backed device is still being written; " +
-        "use --memory SIZE for now",
-    );
-  }
   const name = values.name ?? "dst";
   if (new TextEncoder().encode(name).length > 4096 || name.includes("\0")) {
     throw new UsageError("--name must be at most 4096 bytes and contain no NUL");
@@ -116,18 +115,24 @@ export function planExport(args: string[]): ExportPlan {
     urls,
     name,
     readOnly: values["read-only"] ?? false,
-    memory: parseSize(values.memory!, "--memory"),
+    source: values.file !== undefined
+      ? {
+        kind: "file",
+        path: values.file,
+        size: values.size === undefined ? undefined : parseSize(values.size, "--size"),
+      }
+      : { kind: "memory", size: parseSize(values.memory!, "--memory") },
   };
 }
 
 async function run(args: string[]): Promise<number> {
   const plan = planExport(args);
   const log = consoleLogger("info", "dst export");
-  const device: BlockDevice = new MemoryBlockDevice({ size: plan.memory, readOnly: plan.readOnly });
-  const server = new NbdServer({
-    exports: [{ name: plan.name, device, description: `dst memory export (${plan.memory} bytes)` }],
-    log,
-  });
+  const device = await openDevice(plan);
+  const description = plan.source.kind === "file"
+    ? `dst file export ${plan.source.path}`
+    : `dst memory export (${plan.source.size} bytes)`;
+  const server = new NbdServer({ exports: [{ name: plan.name, device, description }], log });
   const stopped = Promise.withResolvers<string>();
   const onSignal = (signal: Deno.Signal) => () => stopped.resolve(signal);
   const signals: [Deno.Signal, () => void][] = [
@@ -154,9 +159,33 @@ async function run(args: string[]): Promise<number> {
   return 0;
 }
 
+/** The device behind the export: a sparse memory device, or file media behind the guard. */
+async function openDevice(plan: ExportPlan): Promise<BlockDevice> {
+  const source = plan.source;
+  if (source.kind === "memory") {
+    return new MemoryBlockDevice({ size: source.size, readOnly: plan.readOnly });
+  }
+  const exists = await Deno.lstat(source.path).then(() => true, () => false);
+  if (!exists) {
+    if (source.size === undefined) {
+      throw new UsageError(`${source.path} does not exist: give --size SIZE to create it`);
+    }
+    const created = await FileBlockDevice.create({ path: source.path, size: source.size });
+    if (!plan.readOnly) return guard(created);
+    await created.close();
+  }
+  return guard(
+    await FileBlockDevice.open({
+      path: source.path,
+      readOnly: plan.readOnly,
+      ...(source.size !== undefined ? { expectSize: source.size } : {}),
+    }),
+  );
+}
+
 export const exportCommand: Command = {
   name: "export",
-  summary: "serve a block device over NBD (memory now; file and remote nodes later)",
+  summary: "serve a block device (memory or file; remote nodes later) over NBD",
   help,
   run,
 };

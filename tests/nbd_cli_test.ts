@@ -89,6 +89,78 @@ Deno.test({
 });
 
 Deno.test({
+  name: "dst export --file: creates the media, data survives a restart, size is checked",
+  ignore: skipWithout("qemu-io", "nbdinfo"),
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "dst-cli-file-" });
+    const path = `${dir}/disk.dst`;
+    try {
+      const missing = await dst("export", "--listen", "tcp://127.0.0.1:0", "--file", path);
+      assert.equal(missing.code, 2);
+      assert.match(missing.stderr, /give --size SIZE to create it/);
+
+      const first = await spawnExport([
+        "--listen",
+        "tcp://127.0.0.1:0",
+        "--file",
+        path,
+        "--size",
+        "16M",
+      ]);
+      try {
+        const info = JSON.parse(await mustRun("nbdinfo", ["--json", first.uris[0]!]));
+        assert.equal(info.exports[0]["export-size"], 16 * 2 ** 20);
+        await mustRun("qemu-io", [
+          "-f",
+          "raw",
+          "-c",
+          "write -P 0x5e 1M 1M",
+          "-c",
+          "flush",
+          first.uris[0]!,
+        ]);
+      } finally {
+        assert.equal((await first.stop()).code, 0);
+      }
+      const second = await spawnExport([
+        "--listen",
+        "tcp://127.0.0.1:0",
+        "--file",
+        path,
+        "--read-only",
+      ]);
+      try {
+        await mustRun("qemu-io", [
+          "-f",
+          "raw",
+          "-r",
+          "-c",
+          "read -P 0x5e 1M 1M",
+          "-c",
+          "read -P 0 0 1M",
+          second.uris[0]!,
+        ]);
+        assert.equal((await run("nbdinfo", ["--is", "read-only", second.uris[0]!])).code, 0);
+      } finally {
+        assert.equal((await second.stop()).code, 0);
+      }
+      const wrongSize = await dst(
+        "export",
+        "--listen",
+        "tcp://127.0.0.1:0",
+        "--file",
+        path,
+        "--size",
+        "32M",
+      );
+      assert.equal(wrongSize.code, 1, wrongSize.stderr);
+    } finally {
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  },
+});
+
+Deno.test({
   name: "dst export: SIGINT while a client is connected still exits 0",
   ignore: skipWithout("nbdinfo"),
   async fn() {
