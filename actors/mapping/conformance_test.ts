@@ -1,0 +1,60 @@
+/**
+ * Mappings meet the same block contract as nodes: the conformance suite runs against linear,
+ * mirror, linear-of-mirrors and mirror-of-linears, each composed of block actors reached by ref.
+ */
+import { ActorSystem } from "../system.ts";
+import { BlockClient, spawnBlockActor } from "../block/actor.ts";
+import { runBlockConformance } from "../block/conformance.ts";
+import type { BlockDevice } from "../block/contract.ts";
+import { guard } from "../block/guard.ts";
+import { MemoryBlockDevice } from "../block/memory.ts";
+import { LinearMapping } from "./linear.ts";
+import { MirrorMapping } from "./mirror.ts";
+
+const MiB = 1024 * 1024;
+
+/** A composition built from leaf sizes, every level hosted as an actor. */
+type Build = (system: ActorSystem, leaf: (size: number) => Promise<BlockDevice>) => Promise<
+  BlockDevice
+>;
+
+function composed(name: string, build: Build): void {
+  runBlockConformance(name, async ({ readOnly }) => {
+    const system = new ActorSystem({ node: "test" });
+    const leaf = (size: number) =>
+      BlockClient.connect(
+        system,
+        spawnBlockActor(system, new MemoryBlockDevice({ size, readOnly })),
+      );
+    const top = await build(system, leaf);
+    const client = await BlockClient.connect(system, spawnBlockActor(system, guard(top)));
+    return { device: client, dispose: () => system.shutdown() };
+  });
+}
+
+const asActor = async (system: ActorSystem, device: BlockDevice) =>
+  BlockClient.connect(system, spawnBlockActor(system, guard(device)));
+
+composed(
+  "linear",
+  async (_s, leaf) =>
+    new LinearMapping([await leaf(5 * MiB), await leaf(3 * MiB), await leaf(8 * MiB)]),
+);
+
+composed(
+  "mirror",
+  async (_s, leaf) =>
+    new MirrorMapping([await leaf(16 * MiB), await leaf(16 * MiB), await leaf(16 * MiB)]),
+);
+
+composed("linear-of-mirrors", async (system, leaf) =>
+  new LinearMapping([
+    await asActor(system, new MirrorMapping([await leaf(8 * MiB), await leaf(8 * MiB)])),
+    await asActor(system, new MirrorMapping([await leaf(8 * MiB), await leaf(9 * MiB)])),
+  ]));
+
+composed("mirror-of-linears", async (system, leaf) =>
+  new MirrorMapping([
+    await asActor(system, new LinearMapping([await leaf(6 * MiB), await leaf(10 * MiB)])),
+    await asActor(system, new LinearMapping([await leaf(12 * MiB), await leaf(4 * MiB)])),
+  ]));
