@@ -136,7 +136,39 @@ export class RawFile implements MediaIo {
     this.#size = size;
   }
 
+  /** Reads all of `buf` on this thread ("sync" mode only); zeros past the end of the file. */
+  readNow(buf: Uint8Array, position: number): void {
+    this.#open();
+    let done = 0;
+    try {
+      while (done < buf.length) {
+        const n = fs.readSync(this.#fd, buf, done, buf.length - done, position + done);
+        if (n === 0) {
+          buf.fill(0, done);
+          return;
+        }
+        done += n;
+      }
+    } catch (e) {
+      throw fromNode(e, "read", this.path);
+    }
+  }
+
+  /** Writes all of `buf` on this thread ("sync" mode only). */
+  writeNow(buf: Uint8Array, position: number): void {
+    this.#open();
+    let done = 0;
+    try {
+      while (done < buf.length) {
+        done += fs.writeSync(this.#fd, buf, done, buf.length - done, position + done);
+      }
+    } catch (e) {
+      throw fromNode(e, "write", this.path);
+    }
+  }
+
   async pread(buf: Uint8Array, position: number): Promise<void> {
+    if (this.io === "sync") return this.readNow(buf, position);
     let done = 0;
     while (done < buf.length) {
       const n = await this.#readSome(buf.subarray(done), position + done);
@@ -149,6 +181,7 @@ export class RawFile implements MediaIo {
   }
 
   async pwrite(buf: Uint8Array, position: number): Promise<void> {
+    if (this.io === "sync") return this.writeNow(buf, position);
     let done = 0;
     while (done < buf.length) done += await this.#writeSome(buf.subarray(done), position + done);
   }
@@ -205,13 +238,6 @@ export class RawFile implements MediaIo {
 
   async #readSome(buf: Uint8Array, position: number): Promise<number> {
     this.#open();
-    if (this.io === "sync") {
-      try {
-        return fs.readSync(this.#fd, buf, 0, buf.length, position);
-      } catch (e) {
-        throw fromNode(e, "read", this.path);
-      }
-    }
     void buf.buffer; // moves a small on-heap array off the heap before another thread sees it
     const n = Number(await this.#lib!.pread64(this.#fd, buf, BigInt(buf.length), BigInt(position)));
     if (n < 0) throw ioError("EIO", `read of ${buf.length} bytes at ${position} failed`);
@@ -220,13 +246,6 @@ export class RawFile implements MediaIo {
 
   async #writeSome(buf: Uint8Array, position: number): Promise<number> {
     this.#open();
-    if (this.io === "sync") {
-      try {
-        return fs.writeSync(this.#fd, buf, 0, buf.length, position);
-      } catch (e) {
-        throw fromNode(e, "write", this.path);
-      }
-    }
     void buf.buffer;
     const n = Number(
       await this.#lib!.pwrite64(this.#fd, buf, BigInt(buf.length), BigInt(position)),
