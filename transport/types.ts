@@ -13,8 +13,19 @@ export interface Duplex {
   read(into: Uint8Array): Promise<number | null>;
   /** Writes all of `data` (the caller may reuse `data` once this resolves). */
   write(data: Uint8Array): Promise<void>;
+  /**
+   * Optional: writes `chunks` in order as one unit (the link passes whole frames, so a unit is
+   * frame-aligned). Media that fault per write unit (memory) implement it; others get sequential
+   * {@link Duplex.write} calls.
+   */
+  writev?(chunks: readonly Uint8Array[]): Promise<void>;
   /** Closes both directions; pending reads resolve null or reject. Idempotent. */
   close(): void;
+  /**
+   * Optional: resolves once a close has fully finished (QUIC finishes its stream gracefully and
+   * releases the connection only after the peer's side ended, so last bytes are not lost).
+   */
+  readonly finished?: Promise<void>;
   /** Human-readable remote address, for logs. */
   readonly remote: string;
 }

@@ -1,0 +1,239 @@
+/**
+ * The wire frame and its incremental decoder. A frame is an 8-byte prefix (u32 BE header length,
+ * u32 BE payload length), a msgpack header map with a string `t`, then the raw payload. Block data
+ * never goes through msgpack, and a received payload is a view into the read buffer, not a copy.
+ */
+
+import type { Frame, Header } from "./types.ts";
+import { packr, unpackr } from "./codec.ts";
+
+/** Bytes of the length prefix. */
+export const PREFIX_BYTES = 8;
+/** Largest header accepted or sent. */
+export const MAX_HEADER_BYTES = 64 * 1024;
+/** Default largest payload accepted. */
+export const DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024 * 1024;
+/** Default read chunk: frames that fit are handed out as views into it. */
+export const DEFAULT_CHUNK_BYTES = 256 * 1024;
+
+const EMPTY = new Uint8Array(0);
+
+/** The byte stream broke the framing rules; the link it came from cannot be trusted further. */
+export class FrameError extends Error {
+  override readonly name = "FrameError";
+}
+
+/** Packs a header; the result is short-lived (msgpackr reuses its buffer), so copy it. */
+export function encodeHeader(header: Header): Uint8Array {
+  const bytes = packr.pack(header) as Uint8Array;
+  if (bytes.length > MAX_HEADER_BYTES) {
+    throw new FrameError(
+      `frame header of ${bytes.length} bytes is over the ${MAX_HEADER_BYTES} byte limit`,
+    );
+  }
+  return bytes;
+}
+
+/** Writes the 8-byte length prefix at `at`. */
+export function writePrefix(
+  into: Uint8Array,
+  at: number,
+  headerBytes: number,
+  payloadBytes: number,
+): void {
+  into[at] = headerBytes >>> 24;
+  into[at + 1] = headerBytes >>> 16;
+  into[at + 2] = headerBytes >>> 8;
+  into[at + 3] = headerBytes;
+  into[at + 4] = payloadBytes >>> 24;
+  into[at + 5] = payloadBytes >>> 16;
+  into[at + 6] = payloadBytes >>> 8;
+  into[at + 7] = payloadBytes;
+}
+
+/** One whole frame in a fresh buffer (handshakes and tests; the link's data path stages frames). */
+export function encodeFrame(header: Header, payload: Uint8Array = EMPTY): Uint8Array {
+  const head = encodeHeader(header);
+  const out = new Uint8Array(PREFIX_BYTES + head.length + payload.length);
+  writePrefix(out, 0, head.length, payload.length);
+  out.set(head, PREFIX_BYTES);
+  out.set(payload, PREFIX_BYTES + head.length);
+  return out;
+}
+
+/** Decodes a header and checks it is a map with a string `t`. */
+export function decodeHeader(bytes: Uint8Array): Header {
+  let value: unknown;
+  try {
+    value = unpackr.unpack(bytes);
+  } catch (error) {
+    throw new FrameError(`undecodable frame header: ${(error as Error).message}`);
+  }
+  if (
+    typeof value !== "object" || value === null || Array.isArray(value) ||
+    typeof (value as { t?: unknown }).t !== "string"
+  ) {
+    throw new FrameError("frame header is not a map with a string `t`");
+  }
+  return value as Header;
+}
+
+/** Where a reader gets bytes: a Duplex or anything with its `read`. */
+export interface ByteSource {
+  read(into: Uint8Array): Promise<number | null>;
+}
+
+export interface FrameReaderOptions {
+  /** Largest payload accepted; a longer one is a FrameError. */
+  readonly maxPayloadBytes?: number;
+  /** Size of the read chunks. At least one header plus prefix. */
+  readonly chunkBytes?: number;
+}
+
+function u32(bytes: Uint8Array, at: number): number {
+  return ((bytes[at]! << 24) | (bytes[at + 1]! << 16) | (bytes[at + 2]! << 8) | bytes[at + 3]!) >>>
+    0;
+}
+
+/**
+ * Reads frames from a byte source into chunk buffers. Frames that fit a chunk come out as views
+ * into it; a frame larger than a chunk gets its own exactly-sized buffer that the source fills
+ * directly. A chunk that views were handed out from is never written again: the reader moves to
+ * a fresh chunk, carrying the partial tail over.
+ */
+export class FrameReader {
+  readonly #source: ByteSource;
+  readonly #maxPayload: number;
+  readonly #chunkBytes: number;
+  #chunk: Uint8Array;
+  #start = 0;
+  #end = 0;
+  /** Views into #chunk were handed out, so its bytes must stay as they are. */
+  #lent = false;
+
+  constructor(source: ByteSource, options: FrameReaderOptions = {}) {
+    this.#source = source;
+    this.#maxPayload = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
+    this.#chunkBytes = Math.max(
+      options.chunkBytes ?? DEFAULT_CHUNK_BYTES,
+      PREFIX_BYTES + MAX_HEADER_BYTES,
+    );
+    this.#chunk = new Uint8Array(this.#chunkBytes);
+  }
+
+  /** Bytes received but not yet returned as frames. */
+  get buffered(): number {
+    return this.#end - this.#start;
+  }
+
+  /**
+   * The next frame already buffered, without reading; undefined when more bytes are needed.
+   * Lets a caller handle every buffered frame in one synchronous turn.
+   */
+  poll(): Frame | undefined {
+    const chunk = this.#chunk;
+    const start = this.#start;
+    if (this.#end - start < PREFIX_BYTES) return undefined;
+    const headerBytes = u32(chunk, start);
+    const payloadBytes = u32(chunk, start + 4);
+    this.#check(headerBytes, payloadBytes);
+    const total = PREFIX_BYTES + headerBytes + payloadBytes;
+    if (this.#end - start < total) return undefined;
+    const payloadAt = start + PREFIX_BYTES + headerBytes;
+    const header = decodeHeader(chunk.subarray(start + PREFIX_BYTES, payloadAt));
+    this.#start = start + total;
+    if (payloadBytes === 0) return { header, payload: EMPTY };
+    this.#lent = true;
+    return { header, payload: chunk.subarray(payloadAt, payloadAt + payloadBytes) };
+  }
+
+  /** The next frame, reading as needed; null at a clean end of stream between frames. */
+  async next(): Promise<Frame | null> {
+    for (;;) {
+      const frame = this.poll();
+      if (frame !== undefined) return frame;
+      const have = this.#end - this.#start;
+      if (have >= PREFIX_BYTES) {
+        const headerBytes = u32(this.#chunk, this.#start);
+        const total = PREFIX_BYTES + headerBytes + u32(this.#chunk, this.#start + 4);
+        if (total > this.#chunkBytes) return await this.#readLarge(headerBytes);
+        if (this.#start + total > this.#chunk.length) this.#relocate();
+      } else if (have === 0 && !this.#lent) {
+        this.#start = this.#end = 0;
+      } else if (this.#chunk.length - this.#start < this.#chunkBytes / 4) {
+        // Little room left: start a fresh chunk rather than read in small pieces.
+        this.#relocate();
+      }
+      if (!(await this.#fill())) {
+        if (have === 0) return null;
+        throw new FrameError(`truncated frame: the stream ended ${have} bytes into a frame`);
+      }
+    }
+  }
+
+  #check(headerBytes: number, payloadBytes: number): void {
+    if (headerBytes === 0) throw new FrameError("frame with an empty header");
+    if (headerBytes > MAX_HEADER_BYTES) {
+      throw new FrameError(
+        `frame header of ${headerBytes} bytes is over the ${MAX_HEADER_BYTES} byte limit`,
+      );
+    }
+    if (payloadBytes > this.#maxPayload) {
+      throw new FrameError(
+        `frame payload of ${payloadBytes} bytes is over the ${this.#maxPayload} byte limit`,
+      );
+    }
+  }
+
+  async #fill(): Promise<boolean> {
+    const got = await this.#source.read(this.#chunk.subarray(this.#end));
+    if (got === null) return false;
+    this.#end += got;
+    return true;
+  }
+
+  /** Moves the unread tail to the front, or into a fresh chunk when views are out. */
+  #relocate(): void {
+    if (this.#lent) {
+      const fresh = new Uint8Array(this.#chunkBytes);
+      fresh.set(this.#chunk.subarray(this.#start, this.#end));
+      this.#chunk = fresh;
+      this.#lent = false;
+    } else {
+      this.#chunk.copyWithin(0, this.#start, this.#end);
+    }
+    this.#end -= this.#start;
+    this.#start = 0;
+  }
+
+  /** A frame bigger than a chunk: its payload gets its own buffer, filled by the source. */
+  async #readLarge(headerBytes: number): Promise<Frame> {
+    const headEnd = PREFIX_BYTES + headerBytes;
+    while (this.#end - this.#start < headEnd) {
+      if (this.#start + headEnd > this.#chunk.length) this.#relocate();
+      if (!(await this.#fill())) {
+        throw new FrameError(
+          `truncated frame: the stream ended ${this.#end - this.#start} bytes into a frame`,
+        );
+      }
+    }
+    const start = this.#start;
+    const payloadBytes = u32(this.#chunk, start + 4);
+    const header = decodeHeader(this.#chunk.subarray(start + PREFIX_BYTES, start + headEnd));
+    const payload = new Uint8Array(payloadBytes);
+    const carried = Math.min(this.#end - start - headEnd, payloadBytes);
+    payload.set(this.#chunk.subarray(start + headEnd, start + headEnd + carried));
+    this.#start = start + headEnd + carried;
+    let filled = carried;
+    while (filled < payloadBytes) {
+      const got = await this.#source.read(payload.subarray(filled));
+      if (got === null) {
+        throw new FrameError(
+          `truncated frame: the stream ended ${filled} of ${payloadBytes} payload bytes in`,
+        );
+      }
+      filled += got;
+    }
+    return { header, payload };
+  }
+}
