@@ -196,8 +196,9 @@ export class FileBlockDevice implements BlockDevice {
     this.#range(offset, length);
     this.#writable("trim");
     return await this.#tracked(async () => {
-      // Advisory: when the filesystem cannot punch, the data simply stays.
-      await this.#file.punchHole(this.#meta.dataOffset + offset, length);
+      // Advisory: what cannot be punched (misaligned edges, no support) simply keeps its data.
+      const [head, middle] = this.#aligned(this.#meta.dataOffset + offset, length);
+      if (middle > 0) await this.#file.punchHole(head, middle);
       if (fua) await this.#sync();
     });
   }
@@ -207,15 +208,19 @@ export class FileBlockDevice implements BlockDevice {
     this.#writable("zero");
     return await this.#tracked(async () => {
       const at = this.#meta.dataOffset + offset;
-      const done = (options.mayTrim && await this.#file.punchHole(at, length)) ||
-        await this.#file.zeroRange(at, length) || await this.#file.punchHole(at, length);
-      if (!done) {
-        if (options.fastZero) throw new BlockError("ENOTSUP", "the media cannot zero fast");
-        for (let n = 0; n < length; n += ZERO_BUFFER.length) {
-          const piece = Math.min(ZERO_BUFFER.length, length - n);
-          await this.#file.pwrite(ZERO_BUFFER.subarray(0, piece), at + n);
-        }
+      const [start, middle] = this.#aligned(at, length);
+      const file = this.#file;
+      const done = middle === 0 ||
+        (options.mayTrim && await file.punchHole(start, middle)) ||
+        await file.zeroRange(start, middle) || await file.punchHole(start, middle);
+      if (!done && options.fastZero) {
+        throw new BlockError("ENOTSUP", "the media cannot zero this range fast");
       }
+      // Misaligned edges (block devices only) and media that cannot zero get written zeros.
+      if (done) {
+        await this.#writeZeros(at, start - at);
+        await this.#writeZeros(start + middle, at + length - start - middle);
+      } else await this.#writeZeros(at, length);
       if (options.fua) await this.#sync();
     });
   }
@@ -257,6 +262,23 @@ export class FileBlockDevice implements BlockDevice {
     this.#closed = true;
     if (this.#inFlight > 0) await new Promise<void>((resolve) => this.#drained = resolve);
     this.#file.close();
+  }
+
+  /** The part of [at, at+length) fallocate can take here: [start, length of it]. */
+  #aligned(at: number, length: number): [number, number] {
+    const align = this.#file.fallocateAlign;
+    const start = Math.ceil(at / align) * align;
+    const end = Math.floor((at + length) / align) * align;
+    return end > start ? [start, end - start] : [at, 0];
+  }
+
+  async #writeZeros(at: number, length: number): Promise<void> {
+    for (let n = 0; n < length; n += ZERO_BUFFER.length) {
+      await this.#file.pwrite(
+        ZERO_BUFFER.subarray(0, Math.min(ZERO_BUFFER.length, length - n)),
+        at + n,
+      );
+    }
   }
 
   /** Runs one request, counted so close() can wait for it; errors become rejections. */

@@ -165,3 +165,54 @@ Deno.test("file: close waits for every request in flight, in both I/O modes", as
     });
   }
 });
+
+Deno.test({
+  name: "file: a raw block device (loop device) is sized, zeroed and reopened",
+  ignore: Deno.uid() !== 0,
+  async fn() {
+    await withDir(async (dir) => {
+      const backing = `${dir}/backing.img`;
+      await Deno.writeFile(backing, new Uint8Array(0));
+      await Deno.truncate(backing, 40 * MiB);
+      const attach = await new Deno.Command("losetup", {
+        args: ["-f", "--show", backing],
+        stdout: "piped",
+        stderr: "piped",
+      }).output().catch(() => null);
+      if (!attach?.success) {
+        console.log("skipped: this machine has no loop devices");
+        return;
+      }
+      const loop = new TextDecoder().decode(attach.stdout).trim();
+      try {
+        await assert.rejects(
+          FileBlockDevice.create({ path: loop, size: 40 * MiB }),
+          (e) => e instanceof MediaError && e.code === "size",
+        );
+        const device = await FileBlockDevice.create({ path: loop, size: 32 * MiB });
+        const id = device.meta.storageId;
+        await device.write(MiB, stamped(MiB, 64 * 1024, 3, 1), true);
+        // Misaligned edges are written, the aligned middle goes to the device's zeroing.
+        await device.zero(MiB + 100, 9000, { fua: true, fastZero: false, mayTrim: false });
+        const back = await device.read(MiB, 64 * 1024);
+        assert.ok(back.subarray(100, 9100).every((b) => b === 0));
+        assert.notEqual(back[99], 0);
+        assert.deepEqual(checkBlock(back.subarray(12288), MiB + 12288), { writer: 3, seq: 1 });
+        if (device.info().canFastZero) {
+          await device.zero(MiB + 16384, 4096, { fua: false, fastZero: true, mayTrim: false });
+          assert.ok((await device.read(MiB + 16384, 4096)).every((b) => b === 0));
+        }
+        await device.close();
+        const again = await FileBlockDevice.open({ path: loop, expectStorageId: id });
+        assert.equal(again.info().size, 32 * MiB);
+        assert.deepEqual(
+          checkBlock(await again.read(MiB + 32768, 4096), MiB + 32768),
+          { writer: 3, seq: 1 },
+        );
+        await again.close();
+      } finally {
+        await new Deno.Command("losetup", { args: ["-d", loop] }).output();
+      }
+    });
+  },
+});

@@ -125,6 +125,14 @@ export class RawFile implements MediaIo {
     return this.#zeroRange;
   }
 
+  /**
+   * Granularity fallocate needs here: block devices take only whole logical blocks (4 KiB covers
+   * every logical block size Linux allows); files take any range.
+   */
+  get fallocateAlign(): number {
+    return this.isBlockDevice ? 4096 : 1;
+  }
+
   get canSeekData(): boolean {
     return this.#lib !== null;
   }
@@ -273,10 +281,12 @@ export class RawFile implements MediaIo {
     // The threaded call's errno is lost; ask again on this thread to learn why it failed.
     if (lib.fallocate64Now(this.#fd, mode, BigInt(position), BigInt(length)) === 0) return true;
     const code = errno(lib);
-    if (code === 95 /* EOPNOTSUPP */ || code === 22 /* EINVAL */ || code === 19 /* ENODEV */) {
+    if (code === 95 /* EOPNOTSUPP */ || code === 19 /* ENODEV */) {
       unsupported();
       return false;
     }
+    // EINVAL: this range cannot (a misaligned piece of a block device); the caller falls back.
+    if (code === 22) return false;
     throw ioError(
       code === 28 ? "ENOSPC" : "EIO",
       `fallocate on ${this.path} failed (errno ${code})`,
