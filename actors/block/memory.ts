@@ -142,7 +142,10 @@ export class MemoryBlockDevice implements BlockDevice {
 
   #check(offset: number, length: number): void {
     if (this.#closed) throw new BlockError("ESHUTDOWN", "memory device is closed");
-    if (offset < 0 || length < 0 || offset + length > this.#info.size) {
+    if (
+      !Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 ||
+      offset + length > this.#info.size
+    ) {
       throw new BlockError(
         "EINVAL",
         `range ${offset}+${length} is outside the device (size ${this.#info.size})`,
