@@ -19,6 +19,7 @@ import {
   type Generations,
   layoutFor,
   type MediaChanges,
+  MediaError,
   type MediaMeta,
   openMedia,
   readBitmap,
@@ -41,6 +42,8 @@ export interface FileCreateOptions {
   readonly generations?: Generations;
   readonly io?: IoMode;
   readonly random?: Random;
+  /** Format even when the media already holds a dst storage (its data is lost). */
+  readonly overwrite?: boolean;
 }
 
 export interface FileOpenOptions {
@@ -82,6 +85,16 @@ export class FileBlockDevice implements BlockDevice {
     });
     try {
       const layout = layoutFor(options.size, options.chunkSize ?? DEFAULT_CHUNK);
+      if (!options.overwrite) {
+        const existing = await openMedia(file).catch(() => undefined);
+        if (existing) {
+          throw new MediaError(
+            "exists",
+            `${options.path} already holds leg ${existing.leg} of storage ${existing.storageId}; ` +
+              `open it, or create with overwrite to discard it`,
+          );
+        }
+      }
       if (!file.isBlockDevice) {
         file.truncate(0); // drop whatever an earlier storage left: new media reads as zeros
         file.truncate(layout.dataOffset + options.size);

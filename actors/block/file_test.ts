@@ -59,7 +59,7 @@ Deno.test("file: blank, foreign and too-small media are refused with a clear err
   });
 });
 
-Deno.test("file: metadata and bitmap updates persist; create starts a new zeroed storage", async () => {
+Deno.test("file: metadata and bitmap updates persist; create refuses to overwrite unless told", async () => {
   await withDir(async (dir) => {
     const path = `${dir}/node.img`;
     let device = await FileBlockDevice.create({ path, size: 8 * MiB, chunkSize: 4096 });
@@ -81,7 +81,11 @@ Deno.test("file: metadata and bitmap updates persist; create starts a new zeroed
     assert.deepEqual(checkBlock(await device.read(0, 4096), 0), { writer: 1, seq: 1 });
     await device.close();
 
-    device = await FileBlockDevice.create({ path, size: 8 * MiB });
+    await assert.rejects(
+      FileBlockDevice.create({ path, size: 8 * MiB }),
+      (e) => e instanceof MediaError && e.code === "exists" && e.message.includes(first.storageId),
+    );
+    device = await FileBlockDevice.create({ path, size: 8 * MiB, overwrite: true });
     assert.notEqual(device.meta.storageId, first.storageId);
     assert.ok((await device.read(0, 4096)).every((b) => b === 0), "old data is gone");
     await device.close();
@@ -189,7 +193,11 @@ Deno.test({
           FileBlockDevice.create({ path: loop, size: 40 * MiB }),
           (e) => e instanceof MediaError && e.code === "size",
         );
-        const device = await FileBlockDevice.create({ path: loop, size: 32 * MiB });
+        const device = await FileBlockDevice.create({
+          path: loop,
+          size: 32 * MiB,
+          overwrite: true,
+        });
         const id = device.meta.storageId;
         await device.write(MiB, stamped(MiB, 64 * 1024, 3, 1), true);
         // Misaligned edges are written, the aligned middle goes to the device's zeroing.

@@ -79,7 +79,14 @@ export interface MediaIo {
   size(): number;
 }
 
-export type MediaErrorCode = "unformatted" | "version" | "corrupt" | "size" | "storage" | "leg";
+export type MediaErrorCode =
+  | "unformatted"
+  | "version"
+  | "corrupt"
+  | "size"
+  | "storage"
+  | "leg"
+  | "exists";
 
 /** The media cannot be used as asked; the message says why and what to do. */
 export class MediaError extends Error {
