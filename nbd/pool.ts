@@ -7,13 +7,18 @@
 
 const MIN_CLASS = 12; // 4 KiB
 const MAX_CLASS = 27; // 128 MiB
+/**
+ * Every buffer is a power of two plus this much, so a power-of-two payload with a reply header
+ * in front of it (at most 40 bytes) still fits its own class instead of one twice as large.
+ */
+const SLACK = 64;
 
 export class BufferPool {
   readonly #free: Uint8Array[][] = [];
   readonly #idleBudget: number;
 
   /** @param idleBytesPerClass most idle bytes each size class keeps for reuse. */
-  constructor(idleBytesPerClass = 32 * 1024 * 1024) {
+  constructor(idleBytesPerClass = 128 * 1024 * 1024) {
     this.#idleBudget = idleBytesPerClass;
     for (let c = 0; c <= MAX_CLASS; c++) this.#free.push([]);
   }
@@ -22,7 +27,7 @@ export class BufferPool {
   get(size: number): Uint8Array {
     const cls = classOf(size);
     if (cls > MAX_CLASS) return new Uint8Array(size);
-    return this.#free[cls]!.pop() ?? new Uint8Array(1 << cls);
+    return this.#free[cls]!.pop() ?? new Uint8Array((1 << cls) + SLACK);
   }
 
   /** Gives back a buffer obtained from {@link get}; the caller must not touch it afterwards. */
@@ -30,14 +35,15 @@ export class BufferPool {
     const length = buffer.byteLength;
     if (buffer.byteOffset !== 0 || buffer.buffer.byteLength !== length) return;
     const cls = classOf(length);
-    if (cls > MAX_CLASS || 1 << cls !== length) return;
+    if (cls > MAX_CLASS || (1 << cls) + SLACK !== length) return;
     const list = this.#free[cls]!;
     if ((list.length + 1) * length <= this.#idleBudget || list.length === 0) list.push(buffer);
   }
 }
 
 function classOf(size: number): number {
-  if (size <= 1 << MIN_CLASS) return MIN_CLASS;
-  if (size > 1 << MAX_CLASS) return MAX_CLASS + 1;
-  return 32 - Math.clz32(size - 1);
+  const bytes = size - SLACK;
+  if (bytes <= 1 << MIN_CLASS) return MIN_CLASS;
+  if (bytes > 1 << MAX_CLASS) return MAX_CLASS + 1;
+  return 32 - Math.clz32(bytes - 1);
 }
