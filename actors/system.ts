@@ -245,6 +245,16 @@ export class ActorSystem {
     pending.reject(refusal(result, pending.target));
   }
 
+  /** @internal The link to `node` closed: its actors' asks fail now instead of at the deadline. */
+  failAsksTo(node: string): void {
+    for (const [id, pending] of this.#asks) {
+      if (pending.target.node !== node) continue;
+      this.#asks.delete(id);
+      pending.timer?.cancel();
+      pending.reject(new NoConnectionError(pending.target));
+    }
+  }
+
   /** Asks the actor to stop normally, ahead of its queued messages. */
   stop(ref: AnyRef): TellResult {
     if (ref.node !== this.node) return "unreachable";
