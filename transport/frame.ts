@@ -61,11 +61,21 @@ export function encodeFrame(header: Header, payload: Uint8Array = EMPTY): Uint8A
   return out;
 }
 
+/** Reused bounds for decoding in place: msgpackr then caches one DataView per chunk. */
+const bounds = { start: 0, end: 0 };
+
 /** Decodes a header and checks it is a map with a string `t`. */
 export function decodeHeader(bytes: Uint8Array): Header {
+  return decodeHeaderAt(bytes, 0, bytes.length);
+}
+
+/** Decodes the header in `bytes[start, end)` without making a view of it. */
+export function decodeHeaderAt(bytes: Uint8Array, start: number, end: number): Header {
   let value: unknown;
   try {
-    value = unpackr.unpack(bytes);
+    bounds.start = start;
+    bounds.end = end;
+    value = unpackr.unpack(bytes, bounds);
   } catch (error) {
     throw new FrameError(`undecodable frame header: ${(error as Error).message}`);
   }
@@ -108,7 +118,7 @@ export class FrameReader {
   #chunk: Uint8Array;
   #start = 0;
   #end = 0;
-  /** Views into #chunk were handed out, so its bytes must stay as they are. */
+  /** Views into #chunk (payloads, binary header fields) were handed out: its bytes stay. */
   #lent = false;
 
   constructor(source: ByteSource, options: FrameReaderOptions = {}) {
@@ -140,10 +150,11 @@ export class FrameReader {
     const total = PREFIX_BYTES + headerBytes + payloadBytes;
     if (this.#end - start < total) return undefined;
     const payloadAt = start + PREFIX_BYTES + headerBytes;
-    const header = decodeHeader(chunk.subarray(start + PREFIX_BYTES, payloadAt));
+    const header = decodeHeaderAt(chunk, start + PREFIX_BYTES, payloadAt);
     this.#start = start + total;
-    if (payloadBytes === 0) return { header, payload: EMPTY };
+    // Binary header fields are views into the chunk too, so any frame lends the chunk out.
     this.#lent = true;
+    if (payloadBytes === 0) return { header, payload: EMPTY };
     return { header, payload: chunk.subarray(payloadAt, payloadAt + payloadBytes) };
   }
 
@@ -219,7 +230,8 @@ export class FrameReader {
     }
     const start = this.#start;
     const payloadBytes = u32(this.#chunk, start + 4);
-    const header = decodeHeader(this.#chunk.subarray(start + PREFIX_BYTES, start + headEnd));
+    const header = decodeHeaderAt(this.#chunk, start + PREFIX_BYTES, start + headEnd);
+    this.#lent = true;
     const payload = new Uint8Array(payloadBytes);
     const carried = Math.min(this.#end - start - headEnd, payloadBytes);
     payload.set(this.#chunk.subarray(start + headEnd, start + headEnd + carried));

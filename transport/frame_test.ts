@@ -82,6 +82,16 @@ Deno.test("small payloads are views into a shared chunk that is never overwritte
   frames.forEach((frame, i) => assert.deepEqual(frame.payload, pattern(4096, i)));
 });
 
+Deno.test("binary header fields stay intact after later reads (they are views too)", async () => {
+  const count = 20_000; // ~50 bytes each: several chunks' worth, no payloads
+  const wire = concat(
+    Array.from({ length: count }, (_, i) => encodeFrame({ t: "b", key: pattern(16, i) })),
+  );
+  const frames = await readAll(new FrameReader(source(wire, 4, 3000)));
+  assert.equal(frames.length, count);
+  frames.forEach((frame, i) => assert.deepEqual(frame.header.key, pattern(16, i)));
+});
+
 Deno.test("a frame larger than a chunk gets its own exactly-sized buffer", async () => {
   const big = pattern(3 * 256 * 1024 + 17, 9);
   const wire = concat([encodeFrame({ t: "a" }, pattern(10, 1)), encodeFrame({ t: "big" }, big)]);
