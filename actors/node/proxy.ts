@@ -1,0 +1,452 @@
+/**
+ * The remote node proxy: a BlockDevice that forwards to a `dst node` over any transport. It
+ * learns the node's size and capabilities in the handshake, pipelines many requests with replies
+ * matched by id, verifies the negotiated checksum on every payload (a mismatch is counted and the
+ * request sent again, never returned or written), and when the link dies it reconnects with
+ * jittered backoff and sends what was outstanding again, oldest first, before anything newer.
+ * A request that gets no answer within its deadline fails with ETIMEDOUT ("maybe applied").
+ */
+import {
+  type BlockDevice,
+  BlockError,
+  type BlockInfo,
+  type Extent,
+  type ZeroOptions,
+} from "../block/contract.ts";
+import { backoffDelay, type BackoffOptions } from "../backoff.ts";
+import { type Clock, systemClock, type Timer } from "../../util/clock.ts";
+import { type Logger, silentLogger } from "../../util/log.ts";
+import { type Random, systemRandom } from "../../util/random.ts";
+import { dial, type DialOptions } from "../../transport/dial.ts";
+import type { Frame, Header, Link } from "../../transport/types.ts";
+import { type ChecksumName, CHECKSUMS, frameChecksum, negotiateChecksum } from "./checksum.ts";
+import {
+  type ErrorReply,
+  EXTENT_HOLE,
+  EXTENT_ZERO,
+  infoFromHello,
+  NODE_PROTOCOL_VERSION,
+  nodeHeaderSchema,
+  type NodeHello,
+  nodeHelloSchema,
+  type Op,
+  type Reply,
+  type Request,
+  requestFlags,
+} from "./protocol.ts";
+
+export interface RemoteNodeOptions {
+  /** Our identity in the handshake. */
+  readonly node: string;
+  readonly secret?: string | Uint8Array;
+  readonly tls?: DialOptions["tls"];
+  readonly transports?: DialOptions["transports"];
+  readonly logger?: Logger;
+  readonly clock?: Clock;
+  readonly random?: Random;
+  /** A request not answered within this fails with ETIMEDOUT. Default 30 s. */
+  readonly requestTimeoutMs?: number;
+  /** The first connection must succeed within this. Default 10 s. */
+  readonly connectTimeoutMs?: number;
+  /** Pacing of reconnect attempts. */
+  readonly backoff?: BackoffOptions;
+  /** Refuse a node whose media belongs to another storage. */
+  readonly expectStorageId?: string;
+  /** Checksums we accept, in order of preference (default: all this build knows). */
+  readonly checksums?: readonly string[];
+  readonly keepAliveMs?: number;
+  readonly deadAfterMs?: number;
+  /** Told when the link goes down or comes back. */
+  readonly onState?: (state: RemoteState) => void;
+}
+
+export type RemoteState = "connected" | "connecting" | "closed";
+
+export interface RemoteStats {
+  reconnects: number;
+  /** Requests sent again after a reconnect. */
+  resent: number;
+  /** Payloads that failed their checksum, in either direction. */
+  checksumErrors: number;
+  timeouts: number;
+}
+
+interface Pending {
+  readonly id: number;
+  readonly header: Omit<Request, "id" | "ck">;
+  readonly payload: Uint8Array | undefined;
+  readonly into: Uint8Array | undefined;
+  readonly resolve: (reply: { header: Reply; payload: Uint8Array }) => void;
+  readonly reject: (error: BlockError) => void;
+  timer: Timer | undefined;
+}
+
+/** Fails when a hello is not a dst node's, or of another storage. */
+function checkNode(link: Link, expectStorageId: string | undefined): NodeHello {
+  const parsed = nodeHelloSchema.safeParse(link.peer.info);
+  if (!parsed.success) {
+    throw new BlockError("EIO", `${link.peer.node} is not a dst node: ${parsed.error.message}`);
+  }
+  if (expectStorageId !== undefined && parsed.data.storageId !== expectStorageId) {
+    throw new BlockError(
+      "EIO",
+      `node ${link.peer.node} holds storage ${parsed.data.storageId ?? "(none)"}, ` +
+        `expected ${expectStorageId}: refusing media of another storage`,
+    );
+  }
+  return parsed.data;
+}
+
+export class RemoteNode implements BlockDevice {
+  readonly url: string;
+  readonly stats: RemoteStats = { reconnects: 0, resent: 0, checksumErrors: 0, timeouts: 0 };
+  readonly #options: RemoteNodeOptions;
+  readonly #clock: Clock;
+  readonly #random: Random;
+  readonly #logger: Logger;
+  readonly #timeoutMs: number;
+  readonly #pending = new Map<number, Pending>();
+  #info: BlockInfo;
+  #hello: NodeHello;
+  #link: Link | undefined;
+  #algorithm: ChecksumName | undefined;
+  #state: RemoteState = "connected";
+  #nextId = 1;
+  #attempt = 0;
+  #retryTimer: Timer | undefined;
+
+  private constructor(url: string, link: Link, hello: NodeHello, options: RemoteNodeOptions) {
+    this.url = url;
+    this.#options = options;
+    this.#clock = options.clock ?? systemClock;
+    this.#random = options.random ?? systemRandom;
+    this.#logger = options.logger ?? silentLogger;
+    this.#timeoutMs = options.requestTimeoutMs ?? 30_000;
+    this.#hello = hello;
+    this.#info = infoFromHello(hello);
+    this.#attach(link);
+  }
+
+  /** Connects (retrying with backoff up to the connect timeout) and learns the node's size. */
+  static async connect(url: string, options: RemoteNodeOptions): Promise<RemoteNode> {
+    const clock = options.clock ?? systemClock;
+    const random = options.random ?? systemRandom;
+    const deadline = clock.now() + (options.connectTimeoutMs ?? 10_000);
+    for (let attempt = 1;; attempt++) {
+      try {
+        const link = await dial(url, RemoteNode.#dialOptions(options));
+        try {
+          return new RemoteNode(url, link, checkNode(link, options.expectStorageId), options);
+        } catch (error) {
+          link.close("refused");
+          throw error;
+        }
+      } catch (error) {
+        const wait = backoffDelay(
+          attempt,
+          options.backoff ?? { initialMs: 50, maxMs: 2000 },
+          random,
+        );
+        if (error instanceof BlockError || clock.now() + wait > deadline) {
+          throw new BlockError(
+            "EIO",
+            `cannot reach node ${url}: ${error instanceof Error ? error.message : error}`,
+          );
+        }
+        await new Promise<void>((resolve) => clock.setTimeout(resolve, wait));
+      }
+    }
+  }
+
+  static #dialOptions(options: RemoteNodeOptions): DialOptions {
+    return {
+      hello: {
+        version: NODE_PROTOCOL_VERSION,
+        node: options.node,
+        info: { role: "proxy", checksums: [...(options.checksums ?? CHECKSUMS)] },
+      },
+      headerSchema: nodeHeaderSchema,
+      ...(options.secret === undefined ? {} : { secret: options.secret }),
+      ...(options.tls === undefined ? {} : { tls: options.tls }),
+      ...(options.transports === undefined ? {} : { transports: options.transports }),
+      ...(options.logger === undefined ? {} : { logger: options.logger }),
+      ...(options.clock === undefined ? {} : { clock: options.clock }),
+      ...(options.keepAliveMs === undefined ? {} : { keepAliveMs: options.keepAliveMs }),
+      ...(options.deadAfterMs === undefined ? {} : { deadAfterMs: options.deadAfterMs }),
+    };
+  }
+
+  get state(): RemoteState {
+    return this.#state;
+  }
+
+  /** The checksum this link agreed on, if any. */
+  get checksum(): ChecksumName | undefined {
+    return this.#algorithm;
+  }
+
+  /** The storage id the node announced. */
+  get storageId(): string | undefined {
+    return this.#hello.storageId;
+  }
+
+  /** The node's identity, from the handshake. */
+  get peer(): string | undefined {
+    return this.#link?.peer.node;
+  }
+
+  info(): BlockInfo {
+    return this.#info;
+  }
+
+  async read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
+    const { payload } = await this.#request(
+      { t: "rq", op: "read", off: offset, len: length },
+      undefined,
+      into,
+    );
+    if (into === undefined) return payload;
+    const view = into.subarray(0, length);
+    view.set(payload);
+    return view;
+  }
+
+  async write(offset: number, data: Uint8Array, fua: boolean): Promise<void> {
+    await this.#request({ t: "rq", op: "write", off: offset, len: data.length, fua }, data);
+  }
+
+  async flush(): Promise<void> {
+    await this.#simple("flush", 0, 0);
+  }
+
+  async trim(offset: number, length: number, fua: boolean): Promise<void> {
+    await this.#request({ t: "rq", op: "trim", off: offset, len: length, fua });
+  }
+
+  async zero(offset: number, length: number, options: ZeroOptions): Promise<void> {
+    await this.#request({
+      t: "rq",
+      op: "zero",
+      off: offset,
+      len: length,
+      fua: options.fua,
+      fz: options.fastZero,
+      mt: options.mayTrim,
+    });
+  }
+
+  async extents(offset: number, length: number): Promise<Extent[]> {
+    const { header } = await this.#simple("extents", offset, length);
+    return (header.ext ?? [[length, 0]]).map(([len, flags]) => ({
+      length: len,
+      hole: (flags & EXTENT_HOLE) !== 0,
+      zero: (flags & EXTENT_ZERO) !== 0,
+    }));
+  }
+
+  async cache(offset: number, length: number): Promise<void> {
+    await this.#simple("cache", offset, length);
+  }
+
+  /** Stops reconnecting, fails what is outstanding with ESHUTDOWN, closes the link. */
+  close(): Promise<void> {
+    if (this.#state === "closed") return Promise.resolve();
+    this.#setState("closed");
+    this.#retryTimer?.cancel();
+    for (const p of [...this.#pending.values()]) {
+      this.#settle(p);
+      p.reject(new BlockError("ESHUTDOWN", `remote node ${this.url} was closed`));
+    }
+    const link = this.#link;
+    this.#link = undefined;
+    if (link === undefined) return Promise.resolve();
+    link.close("proxy closed");
+    return link.closed.then(() => {});
+  }
+
+  #simple(op: Op, off: number, len: number) {
+    return this.#request({ t: "rq", op, off, len });
+  }
+
+  #request(
+    header: Omit<Request, "id" | "ck">,
+    payload?: Uint8Array,
+    into?: Uint8Array,
+  ): Promise<{ header: Reply; payload: Uint8Array }> {
+    if (this.#state === "closed") {
+      return Promise.reject(new BlockError("ESHUTDOWN", `remote node ${this.url} was closed`));
+    }
+    const { off, len } = header;
+    // Never put on the wire what the node's schema would refuse: that would cost the link.
+    if (
+      !Number.isSafeInteger(off) || !Number.isSafeInteger(len) || off < 0 || len < 0 ||
+      off + len > this.#info.size
+    ) {
+      return Promise.reject(
+        new BlockError("EINVAL", `range ${off}+${len} is outside the device (${this.#info.size})`),
+      );
+    }
+    return new Promise((resolve, reject) => {
+      const id = this.#nextId++;
+      const p: Pending = { id, header, payload, into, resolve, reject, timer: undefined };
+      p.timer = this.#clock.setTimeout(() => {
+        this.stats.timeouts++;
+        this.#settle(p);
+        reject(
+          new BlockError("ETIMEDOUT", `node ${this.url} did not answer ${header.op} ${id} in time`),
+        );
+      }, this.#timeoutMs);
+      this.#pending.set(id, p);
+      if (this.#link !== undefined) this.#send(this.#link, p);
+    });
+  }
+
+  #send(link: Link, p: Pending): void {
+    const h = p.header;
+    const header: Header = this.#algorithm === undefined ? { ...h, id: p.id } : {
+      ...h,
+      id: p.id,
+      ck: frameChecksum(this.#algorithm, {
+        kind: "rq",
+        op: h.op,
+        id: p.id,
+        off: h.off,
+        len: h.len,
+        flags: requestFlags(h),
+      }, p.payload),
+    };
+    try {
+      link.send(header, p.payload);
+    } catch {
+      // The link is closing; the request stays pending and goes out again after reconnect.
+    }
+  }
+
+  #settle(p: Pending): void {
+    p.timer?.cancel();
+    this.#pending.delete(p.id);
+  }
+
+  #attach(link: Link): void {
+    this.#link = link;
+    this.#algorithm = negotiateChecksum(
+      this.#options.checksums ?? CHECKSUMS,
+      this.#hello.checksums,
+    );
+    link.receive((frame) => this.#onFrame(link, frame));
+    void link.closed.then((closed) => {
+      if (this.#link !== link) return;
+      this.#link = undefined;
+      if (this.#state === "closed") return;
+      this.#logger.log("warn", "link to node lost; reconnecting", {
+        node: this.url,
+        reason: closed.reason,
+        pending: this.#pending.size,
+      });
+      this.#setState("connecting");
+      this.#attempt = 0;
+      this.#scheduleReconnect();
+    });
+    // Outstanding requests go out again in the order they were first made (ids ascend).
+    for (const p of this.#pending.values()) {
+      this.stats.resent++;
+      this.#send(link, p);
+    }
+  }
+
+  #scheduleReconnect(): void {
+    const wait = backoffDelay(
+      ++this.#attempt,
+      this.#options.backoff ?? { initialMs: 50, maxMs: 2000 },
+      this.#random,
+    );
+    this.#retryTimer = this.#clock.setTimeout(() => void this.#reconnect(), wait);
+  }
+
+  /** A method, not a field read, so checks after an await are not narrowed away. */
+  #isClosed(): boolean {
+    return this.#state === "closed";
+  }
+
+  async #reconnect(): Promise<void> {
+    if (this.#isClosed()) return;
+    let link: Link;
+    try {
+      link = await dial(this.url, RemoteNode.#dialOptions(this.#options));
+    } catch (error) {
+      this.#logger.log("debug", "reconnect failed", { node: this.url, error: String(error) });
+      if (!this.#isClosed()) this.#scheduleReconnect();
+      return;
+    }
+    if (this.#isClosed()) {
+      link.close("proxy closed");
+      return;
+    }
+    let hello: NodeHello;
+    try {
+      hello = checkNode(link, this.#hello.storageId ?? this.#options.expectStorageId);
+      if (hello.size !== this.#hello.size) {
+        throw new BlockError("EIO", `node size changed from ${this.#hello.size} to ${hello.size}`);
+      }
+    } catch (error) {
+      this.#logger.log("error", "node came back as something else; not using it", {
+        node: this.url,
+        error: (error as Error).message,
+      });
+      link.close("refused: not the same node");
+      this.#scheduleReconnect();
+      return;
+    }
+    this.#hello = hello;
+    this.stats.reconnects++;
+    this.#logger.log("info", "link to node restored", {
+      node: this.url,
+      resending: this.#pending.size,
+    });
+    this.#attach(link);
+    this.#setState("connected");
+  }
+
+  #onFrame(link: Link, frame: Frame): void {
+    const header = frame.header as Reply | ErrorReply;
+    const p = this.#pending.get(header.id);
+    if (p === undefined) return; // a late reply to a request that timed out
+    if (this.#algorithm !== undefined) {
+      const bound = {
+        kind: header.t,
+        op: p.header.op,
+        id: p.id,
+        off: p.header.off,
+        len: p.header.len,
+        flags: 0,
+      };
+      if (header.ck !== frameChecksum(this.#algorithm, bound, frame.payload)) {
+        // Nothing in a corrupted frame can be trusted, not even its id: drop the link; the
+        // reconnect sends every outstanding request again.
+        this.stats.checksumErrors++;
+        this.#logger.log("warn", "reply failed its checksum; reconnecting to resend", {
+          node: this.url,
+        });
+        link.close("checksum mismatch: the link corrupts data");
+        return;
+      }
+    }
+    if (header.t === "er") {
+      this.#settle(p);
+      p.reject(new BlockError(header.code, `node ${this.url}: ${header.msg}`));
+      return;
+    }
+    if (p.header.op === "read" && frame.payload.length !== p.header.len) {
+      link.close(`read ${p.id} returned ${frame.payload.length} bytes, asked ${p.header.len}`);
+      return;
+    }
+    this.#settle(p);
+    p.resolve({ header, payload: frame.payload });
+  }
+
+  #setState(state: RemoteState): void {
+    if (this.#state === state) return;
+    this.#state = state;
+    this.#options.onState?.(state);
+  }
+}

@@ -1,0 +1,214 @@
+/**
+ * The node server: serves one block device to remote node proxies over any transport. Each link
+ * pipelines requests; replies go back in completion order. Writes (and trims, zeros) to
+ * overlapping ranges are applied in arrival order across all links, so a write retried on a new
+ * link can never be overtaken by a stale copy still running from the link that died.
+ */
+import { type BlockDevice, BlockError, type BlockInfo } from "../block/contract.ts";
+import { RangeLock } from "../mapping/range_lock.ts";
+import { type Logger, silentLogger } from "../../util/log.ts";
+import type { Clock } from "../../util/clock.ts";
+import { type DialOptions, serve, type Server } from "../../transport/dial.ts";
+import type { Header, Link } from "../../transport/types.ts";
+import { CHECKSUMS, frameChecksum, negotiateChecksum } from "./checksum.ts";
+import {
+  EXTENT_HOLE,
+  EXTENT_ZERO,
+  NODE_PROTOCOL_VERSION,
+  nodeHeaderSchema,
+  type NodeHello,
+  proxyHelloSchema,
+  type Request,
+  requestFlags,
+} from "./protocol.ts";
+
+export interface NodeServerOptions {
+  /** This node's identity, sent in the handshake. */
+  readonly node: string;
+  /** The storage id ("age") on the media, announced to proxies. */
+  readonly storageId?: string;
+  /** Cluster secret; links without it are refused. */
+  readonly secret?: string | Uint8Array;
+  readonly tls?: DialOptions["tls"];
+  readonly transports?: DialOptions["transports"];
+  readonly logger?: Logger;
+  readonly clock?: Clock;
+  /** Checksums offered, in order of preference (default: all this build knows). */
+  readonly checksums?: readonly string[];
+  /** Requests in flight per link before the link is refused more (default 1024). */
+  readonly maxInFlight?: number;
+  readonly keepAliveMs?: number;
+  readonly deadAfterMs?: number;
+}
+
+export interface NodeServerStats {
+  requests: number;
+  /** Payloads that arrived with a checksum that did not match: refused, asked again. */
+  checksumErrors: number;
+  links: number;
+}
+
+export interface NodeServer {
+  readonly url: string;
+  readonly stats: Readonly<NodeServerStats>;
+  close(): Promise<void>;
+}
+
+/** The handshake info a node announces for `device`. */
+export function nodeHello(
+  info: BlockInfo,
+  checksums: readonly string[],
+  storageId?: string,
+): NodeHello {
+  return {
+    role: "node",
+    ...info,
+    checksums: [...checksums],
+    ...(storageId === undefined ? {} : { storageId }),
+  };
+}
+
+export async function serveNode(
+  url: string,
+  device: BlockDevice,
+  options: NodeServerOptions,
+): Promise<NodeServer> {
+  const logger = options.logger ?? silentLogger;
+  const offered = options.checksums ?? CHECKSUMS;
+  const maxInFlight = options.maxInFlight ?? 1024;
+  const writes = new RangeLock();
+  const stats: NodeServerStats = { requests: 0, checksumErrors: 0, links: 0 };
+
+  const onLink = (link: Link): void => {
+    const peer = proxyHelloSchema.safeParse(link.peer.info);
+    if (!peer.success) {
+      logger.log("warn", "refused a link from a peer that is not a dst proxy", {
+        peer: link.peer.node,
+      });
+      link.close("this is a dst node: only a dst remote node proxy may connect");
+      return;
+    }
+    stats.links++;
+    const algorithm = negotiateChecksum(peer.data.checksums, offered);
+    logger.log("info", "proxy connected", { peer: link.peer.node, checksum: algorithm ?? "none" });
+    let inFlight = 0;
+    link.receive((frame) => {
+      if (frame.header.t !== "rq") {
+        link.close(`unexpected message "${frame.header.t}" from a proxy`);
+        return;
+      }
+      const rq = frame.header as Request;
+      if (algorithm !== undefined) {
+        const bound = { kind: "rq", op: rq.op, id: rq.id, off: rq.off, len: rq.len } as const;
+        const payload = rq.op === "write" ? frame.payload : undefined;
+        if (rq.ck !== frameChecksum(algorithm, { ...bound, flags: requestFlags(rq) }, payload)) {
+          stats.checksumErrors++;
+          logger.log("warn", "request failed its checksum; closing the link so the proxy resends", {
+            peer: link.peer.node,
+          });
+          link.close("checksum mismatch: the link corrupts data");
+          return;
+        }
+      }
+      if (++inFlight > maxInFlight) {
+        link.close(`more than ${maxInFlight} requests in flight`);
+        return;
+      }
+      stats.requests++;
+      void handle(rq, frame.payload).finally(() => inFlight--);
+    });
+
+    /** Sends a reply frame, with its checksum when the link has one. */
+    const reply = (rq: Request, header: Header, payload?: Uint8Array): void => {
+      if (link.isClosed) return;
+      if (algorithm !== undefined) {
+        const bound = {
+          kind: header.t as "rp" | "er",
+          op: rq.op,
+          id: rq.id,
+          off: rq.off,
+          len: rq.len,
+          flags: 0,
+        };
+        header = { ...header, ck: frameChecksum(algorithm, bound, payload) };
+      }
+      link.send(header, payload);
+    };
+
+    const handle = async (rq: Request, payload: Uint8Array): Promise<void> => {
+      try {
+        const result = await execute(rq, payload);
+        if (result === undefined) reply(rq, { t: "rp", id: rq.id });
+        else if (result instanceof Uint8Array) reply(rq, { t: "rp", id: rq.id }, result);
+        else reply(rq, { t: "rp", id: rq.id, ext: result });
+      } catch (error) {
+        const code = error instanceof BlockError ? error.code : "EIO";
+        const msg = (error instanceof Error ? error.message : String(error)).slice(0, 4096);
+        reply(rq, { t: "er", id: rq.id, code, msg });
+      }
+    };
+  };
+
+  const execute = async (
+    rq: Request,
+    payload: Uint8Array,
+  ): Promise<Uint8Array | [number, number][] | undefined> => {
+    switch (rq.op) {
+      case "read":
+        return await device.read(rq.off, rq.len);
+      case "write": {
+        if (payload.length !== rq.len) {
+          throw new BlockError("EINVAL", `write of ${rq.len} bytes carried ${payload.length}`);
+        }
+        await writes.run(rq.off, rq.len, () => device.write(rq.off, payload, rq.fua ?? false));
+        return undefined;
+      }
+      case "flush":
+        await device.flush();
+        return undefined;
+      case "trim":
+        await writes.run(rq.off, rq.len, () => device.trim(rq.off, rq.len, rq.fua ?? false));
+        return undefined;
+      case "zero":
+        await writes.run(rq.off, rq.len, () =>
+          device.zero(rq.off, rq.len, {
+            fua: rq.fua ?? false,
+            fastZero: rq.fz ?? false,
+            mayTrim: rq.mt ?? false,
+          }));
+        return undefined;
+      case "extents": {
+        const extents = await device.extents(rq.off, rq.len);
+        return extents.map((e) => [
+          e.length,
+          (e.hole ? EXTENT_HOLE : 0) | (e.zero ? EXTENT_ZERO : 0),
+        ]);
+      }
+      case "cache":
+        await device.cache(rq.off, rq.len);
+        return undefined;
+    }
+  };
+
+  const server: Server = await serve(url, {
+    hello: {
+      version: NODE_PROTOCOL_VERSION,
+      node: options.node,
+      info: nodeHello(device.info(), offered, options.storageId),
+    },
+    headerSchema: nodeHeaderSchema,
+    logger,
+    ...(options.secret === undefined ? {} : { secret: options.secret }),
+    ...(options.tls === undefined ? {} : { tls: options.tls }),
+    ...(options.transports === undefined ? {} : { transports: options.transports }),
+    ...(options.clock === undefined ? {} : { clock: options.clock }),
+    ...(options.keepAliveMs === undefined ? {} : { keepAliveMs: options.keepAliveMs }),
+    ...(options.deadAfterMs === undefined ? {} : { deadAfterMs: options.deadAfterMs }),
+  }, onLink);
+
+  return {
+    url: server.url,
+    stats,
+    close: () => server.close("node server shutting down"),
+  };
+}
