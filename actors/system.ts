@@ -4,10 +4,11 @@
  * Clock, randomness and the event-loop yield are injected so tests can drive time by hand.
  */
 import { setImmediate } from "node:timers";
-import { type Clock, systemClock, type Timer } from "../util/clock.ts";
+import { type Clock, systemClock } from "../util/clock.ts";
 import { type Logger, silentLogger } from "../util/log.ts";
 import { type Random, systemRandom } from "../util/random.ts";
 import type { Behavior, Down, SpawnOptions, TellResult } from "./behavior.ts";
+import { AskTable } from "./ask.ts";
 import { Cell } from "./cell.ts";
 import { AskTimeoutError, DeadActorError, NoConnectionError, OverloadedError } from "./errors.ts";
 import type { ActorRef, AnyRef } from "./ref.ts";
@@ -49,13 +50,6 @@ export interface SystemStats {
   overloaded: number;
 }
 
-interface PendingAsk {
-  readonly resolve: (value: never) => void;
-  readonly reject: (error: Error) => void;
-  readonly target: AnyRef;
-  timer: Timer | undefined;
-}
-
 /**
  * One node's actors.
  *
@@ -91,7 +85,7 @@ export class ActorSystem {
   /** Top-level actors in spawn order, for an orderly shutdown. */
   readonly #topLevel = new Map<string, Cell<unknown>>();
   readonly #routes = new Map<string, Route>();
-  readonly #asks = new Map<number, PendingAsk>();
+  readonly #asks: AskTable;
   #askSeq: number;
   #incarnationSeq: number;
   #nameSeq = 0;
@@ -108,6 +102,7 @@ export class ActorSystem {
       throughput: options.throughput ?? 64,
       shutdownMs: options.shutdownMs ?? 5000,
     };
+    this.#asks = new AskTable(this.clock, (target, ms) => new AskTimeoutError(target, ms));
     // Random starting points, so refs and ask ids of an earlier run of this node do not match.
     this.#incarnationSeq = 1 + Math.floor(this.random.next() * 2 ** 30);
     this.#askSeq = 1 + Math.floor(this.random.next() * 2 ** 30);
@@ -189,15 +184,9 @@ export class ActorSystem {
   }
 
   #reply(id: number, message: unknown): TellResult {
-    const pending = this.#asks.get(id);
-    if (pending === undefined) {
-      this.stats.lateReplies++;
-      return "dead";
-    }
-    this.#asks.delete(id);
-    pending.timer?.cancel();
-    pending.resolve(message as never);
-    return "accepted";
+    if (this.#asks.resolve(id, message)) return "accepted";
+    this.stats.lateReplies++;
+    return "dead";
   }
 
   /**
@@ -214,45 +203,27 @@ export class ActorSystem {
     const id = this.#askSeq++;
     const replyTo: ActorRef<R> = { node: this.node, path: ASK_PATH, incarnation: id };
     return new Promise<R>((resolve, reject) => {
-      const pending: PendingAsk = { resolve, reject, target: ref, timer: undefined };
-      this.#asks.set(id, pending);
+      this.#asks.add(id, ref, deadlineMs, resolve, reject);
       let result: TellResult;
       try {
         result = this.#send(ref, build(replyTo), replyTo);
       } catch (error) {
-        this.#asks.delete(id);
-        reject(error);
+        this.#asks.reject(id, () => error as Error);
         return;
       }
-      if (result !== "accepted") {
-        if (this.#asks.delete(id)) reject(refusal(result, ref));
-        return;
-      }
-      if (!this.#asks.has(id)) return; // answered synchronously
-      pending.timer = this.clock.setTimeout(() => {
-        if (this.#asks.delete(id)) reject(new AskTimeoutError(ref, deadlineMs));
-      }, deadlineMs);
+      if (result !== "accepted") this.#asks.reject(id, (target) => refusal(result, target));
     });
   }
 
   /** @internal A remote node refused an ask's message: fail the ask now instead of at its deadline. */
   refuseAsk(replyTo: AnyRef, result: TellResult): void {
     if (replyTo.node !== this.node || replyTo.path !== ASK_PATH) return;
-    const pending = this.#asks.get(replyTo.incarnation);
-    if (pending === undefined) return;
-    this.#asks.delete(replyTo.incarnation);
-    pending.timer?.cancel();
-    pending.reject(refusal(result, pending.target));
+    this.#asks.reject(replyTo.incarnation, (target) => refusal(result, target));
   }
 
   /** @internal The link to `node` closed: its actors' asks fail now instead of at the deadline. */
   failAsksTo(node: string): void {
-    for (const [id, pending] of this.#asks) {
-      if (pending.target.node !== node) continue;
-      this.#asks.delete(id);
-      pending.timer?.cancel();
-      pending.reject(new NoConnectionError(pending.target));
-    }
+    this.#asks.rejectWhere((t) => t.node === node, (t) => new NoConnectionError(t));
   }
 
   /** Asks the actor to stop normally, ahead of its queued messages. */
@@ -313,19 +284,17 @@ export class ActorSystem {
   }
 
   /**
-   * Stops every top-level actor in reverse spawn order (each within its shutdown timeout) and
-   * fails pending asks. The system refuses new spawns afterwards.
+   * Stops every top-level actor in reverse spawn order (each within its shutdown timeout), fails
+   * pending asks and releases the ask deadline timer (which otherwise stays armed up to one
+   * deadline after the last ask). The system refuses new spawns afterwards.
    */
   async shutdown(): Promise<void> {
     this.#closed = true;
     for (const cell of [...this.#topLevel.values()].reverse()) {
       await cell.shutdownWithin("shutdown");
     }
-    for (const [id, pending] of this.#asks) {
-      this.#asks.delete(id);
-      pending.timer?.cancel();
-      pending.reject(new DeadActorError(pending.target));
-    }
+    this.#asks.rejectWhere(() => true, (target) => new DeadActorError(target));
+    this.#asks.close();
   }
 }
 
