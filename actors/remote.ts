@@ -17,6 +17,7 @@ export const ACTOR_FRAME_TYPES: ReadonlySet<string> = new Set([
   "actor-watch",
   "actor-unwatch",
   "actor-down",
+  "actor-stop",
 ]);
 
 export interface RemoteOptions {
@@ -116,6 +117,10 @@ export class RemoteNode implements Route {
     };
   }
 
+  stop(ref: AnyRef): TellResult {
+    return this.#send({ t: "actor-stop", p: ref.path, i: ref.incarnation });
+  }
+
   #send(header: Header, payload?: Uint8Array): TellResult {
     if (this.#link.isClosed) return "unreachable";
     try {
@@ -147,6 +152,11 @@ export class RemoteNode implements Route {
         return;
       case "actor-watch":
         return this.#onWatch(h);
+      case "actor-stop":
+        if (typeof h.p === "string" && typeof h.i === "number") {
+          this.#system.stop({ node: this.#system.node, path: h.p, incarnation: h.i });
+        }
+        return;
       case "actor-unwatch": {
         const unwatch = typeof h.w === "number" ? this.#watchedByPeer.get(h.w) : undefined;
         if (unwatch !== undefined) (this.#watchedByPeer.delete(h.w as number), unwatch());

@@ -157,6 +157,10 @@ Deno.test("a ref sent to another node is used there like a local one", async () 
     assert.equal(p.a.tell(forwarder, { to: listener, text: "two" }), "accepted");
     await done;
     assert.deepEqual(heard, ["b says one", "b says two"]);
+    const gone = p.a.terminated(forwarder); // the watch frame goes out before the stop frame
+    assert.equal(p.a.stop(forwarder), "accepted");
+    assert.equal((await gone).reason, "normal");
+    assert.equal(p.b.resolve(forwarder.path), undefined);
   } finally {
     await p.close();
   }

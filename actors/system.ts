@@ -22,6 +22,8 @@ export interface Route {
   send(ref: AnyRef, message: unknown, replyTo: AnyRef | undefined): TellResult;
   /** Watches a remote actor; returns the undo. */
   watch(ref: AnyRef, onDown: (down: Down) => void): () => void;
+  /** Asks a remote actor to stop normally. */
+  stop(ref: AnyRef): TellResult;
 }
 
 export interface SystemOptions {
@@ -228,7 +230,7 @@ export class ActorSystem {
 
   /** Asks the actor to stop normally, ahead of its queued messages. */
   stop(ref: AnyRef): TellResult {
-    if (ref.node !== this.node) return "unreachable";
+    if (ref.node !== this.node) return this.#routes.get(ref.node)?.stop(ref) ?? "unreachable";
     const cell = this.#cells.get(ref.path);
     if (cell === undefined || cell.self.incarnation !== ref.incarnation) return "dead";
     cell.stop();
