@@ -1,5 +1,6 @@
 /** The list of `dst` subcommands, in the order `dst --help` shows them. */
 import type { Command } from "./command.ts";
 import { exportCommand } from "./export.ts";
+import { nodeCommand } from "./node.ts";
 
-export const commands: readonly Command[] = [exportCommand];
+export const commands: readonly Command[] = [exportCommand, nodeCommand];

@@ -1,0 +1,280 @@
+/**
+ * `dst node`: serves one storage node (file media or a sparse memory device, behind the guard)
+ * to remote node proxies over tcp, unix or quic, prints the URL it listens on once ready, and
+ * shuts down gracefully on SIGTERM or SIGINT (close the server, flush, close the media).
+ */
+import { parseArgs } from "node:util";
+import type { BlockDevice } from "../actors/block/contract.ts";
+import { FileBlockDevice } from "../actors/block/file.ts";
+import { guard } from "../actors/block/guard.ts";
+import { MemoryBlockDevice } from "../actors/block/memory.ts";
+import { serveNode } from "../actors/node/server.ts";
+import { afterScheme, parseHostPort, schemeOf } from "../transport/url.ts";
+import { consoleLogger, type Logger } from "../util/log.ts";
+import { type Command, UsageError } from "./command.ts";
+import { parseSize } from "./export.ts";
+
+const help = `Usage: dst node --listen URL --data (PATH | memory:) [--size SIZE] [--id NAME]
+                [--storage-id ID] [--read-only] [--secret-file PATH]
+                [--cert PEM --key PEM] [--ca PEM]
+
+Serves one storage node to remote node proxies and prints the URL it listens on (with the real
+port when 0 was given) once ready.
+
+Options:
+  --listen URL        tcp://HOST:PORT, unix:///PATH or quic://HOST:PORT (port 0 picks one)
+  --data PATH         dst media in a file or block device: opened (metadata validated) when it
+                      exists, created when it does not (then --size is required);
+                      "memory:" serves a sparse in-memory device (needs --size)
+  --size SIZE         data size of new media (suffixes K, M, G, T); for existing media, the
+                      size it must have
+  --id NAME           this node's identity in the handshake (default: HOSTNAME/node)
+  --storage-id ID     the storage this node belongs to (32 hex digits): new media join it,
+                      existing media of another storage are refused
+  --read-only         refuse writes (EPERM)
+  --secret-file PATH  the cluster secret (or set DST_SECRET); proxies without it are refused.
+                      Without a secret the node listens only on loopback or a Unix socket.
+  --cert PEM          quic: the server certificate (PEM file)
+  --key PEM           quic: its private key (PEM file)
+  --ca PEM            quic: CA certificates to trust (PEM file)
+  -h, --help          show this help
+
+SIGTERM or SIGINT stops the node gracefully.
+
+Example:
+  DST_SECRET=s3cret dst node --listen tcp://127.0.0.1:7000 --data /var/lib/dst/a.img --size 1G`;
+
+const SCHEMES = ["tcp", "unix", "quic"];
+
+export interface NodePlan {
+  readonly listen: string;
+  readonly data: { readonly kind: "memory" } | { readonly kind: "file"; readonly path: string };
+  readonly size: number | undefined;
+  readonly id: string | undefined;
+  readonly storageId: string | undefined;
+  readonly readOnly: boolean;
+  readonly secretFile: string | undefined;
+  readonly tls: { readonly cert?: string; readonly key?: string; readonly ca?: string };
+}
+
+/** Turns the command line into a plan; every mistake is a UsageError (exit code 2). */
+export function planNode(args: string[]): NodePlan {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        listen: { type: "string" },
+        data: { type: "string" },
+        size: { type: "string" },
+        id: { type: "string" },
+        "storage-id": { type: "string" },
+        "read-only": { type: "boolean" },
+        "secret-file": { type: "string" },
+        cert: { type: "string" },
+        key: { type: "string" },
+        ca: { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    }));
+  } catch (error) {
+    throw new UsageError(error instanceof Error ? error.message : String(error));
+  }
+  if (values.listen === undefined) throw new UsageError("--listen URL is required");
+  const listen = values.listen;
+  const scheme = checkListenUrl(listen);
+  if (values.data === undefined || values.data === "") {
+    throw new UsageError("--data PATH is required (or --data memory: for a memory node)");
+  }
+  const data = values.data === "memory:"
+    ? { kind: "memory" as const }
+    : { kind: "file" as const, path: values.data };
+  const size = values.size === undefined ? undefined : parseSize(values.size, "--size");
+  if (data.kind === "memory" && size === undefined) {
+    throw new UsageError("--data memory: needs --size SIZE");
+  }
+  const storageId = values["storage-id"];
+  if (storageId !== undefined && !/^[0-9a-f]{32}$/.test(storageId)) {
+    throw new UsageError(`--storage-id must be 32 lowercase hex digits, got "${storageId}"`);
+  }
+  if (values.id !== undefined && (values.id === "" || values.id.length > 256)) {
+    throw new UsageError("--id must be 1 to 256 characters");
+  }
+  if (scheme === "quic" && (values.cert === undefined || values.key === undefined)) {
+    throw new UsageError("quic:// needs --cert PEM and --key PEM (QUIC always runs TLS)");
+  }
+  if (scheme !== "quic" && (values.cert ?? values.key ?? values.ca) !== undefined) {
+    throw new UsageError("--cert, --key and --ca go with a quic:// listen URL");
+  }
+  return {
+    listen,
+    data,
+    size,
+    id: values.id,
+    storageId,
+    readOnly: values["read-only"] ?? false,
+    secretFile: values["secret-file"],
+    tls: {
+      ...(values.cert === undefined ? {} : { cert: values.cert }),
+      ...(values.key === undefined ? {} : { key: values.key }),
+      ...(values.ca === undefined ? {} : { ca: values.ca }),
+    },
+  };
+}
+
+/** Checks the listen URL's shape; returns its scheme. */
+function checkListenUrl(url: string): string {
+  let scheme: string;
+  try {
+    scheme = schemeOf(url);
+    if (!SCHEMES.includes(scheme)) throw new Error(`unknown scheme "${scheme}"`);
+    if (scheme === "unix") afterScheme(url, scheme);
+    else parseHostPort(url, scheme);
+  } catch (error) {
+    throw new UsageError(
+      `--listen ${url}: ${(error as Error).message}; ` +
+        "expected tcp://HOST:PORT, unix:///PATH or quic://HOST:PORT",
+    );
+  }
+  return scheme;
+}
+
+/** True for a Unix socket or a loopback host: reachable from this machine only. */
+export function isLocalOnly(url: string): boolean {
+  const scheme = schemeOf(url);
+  if (scheme === "unix") return true;
+  const { hostname } = parseHostPort(url, scheme);
+  return /^127\.\d+\.\d+\.\d+$/.test(hostname) || hostname === "::1" || hostname === "localhost";
+}
+
+/** The cluster secret from --secret-file or DST_SECRET, or undefined when neither is given. */
+async function readSecret(plan: NodePlan): Promise<string | undefined> {
+  if (plan.secretFile !== undefined) {
+    let text: string;
+    try {
+      text = await Deno.readTextFile(plan.secretFile);
+    } catch (error) {
+      throw new UsageError(`--secret-file ${plan.secretFile}: ${(error as Error).message}`);
+    }
+    // A trailing newline from `echo secret > file` is not part of the secret.
+    const secret = text.replace(/\r?\n$/, "");
+    if (secret === "") throw new UsageError(`--secret-file ${plan.secretFile} is empty`);
+    return secret;
+  }
+  const env = Deno.env.get("DST_SECRET");
+  return env === undefined || env === "" ? undefined : env;
+}
+
+async function readPem(path: string, flag: string): Promise<string> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch (error) {
+    throw new UsageError(`${flag} ${path}: ${(error as Error).message}`);
+  }
+}
+
+/** The node's device behind the guard, and the storage id it announces. */
+async function openDevice(
+  plan: NodePlan,
+  log: Logger,
+): Promise<{ device: BlockDevice; storageId: string | undefined }> {
+  if (plan.data.kind === "memory") {
+    const device = new MemoryBlockDevice({ size: plan.size!, readOnly: plan.readOnly });
+    return { device: guard(device), storageId: plan.storageId };
+  }
+  const path = plan.data.path;
+  const exists = await Deno.lstat(path).then(() => true, () => false);
+  if (!exists) {
+    if (plan.size === undefined) {
+      throw new UsageError(`${path} does not exist: give --size SIZE to create it`);
+    }
+    const created = await FileBlockDevice.create({
+      path,
+      size: plan.size,
+      ...(plan.storageId === undefined ? {} : { storageId: plan.storageId }),
+    });
+    log.log("info", "created media", { path, size: plan.size, storageId: created.meta.storageId });
+    if (!plan.readOnly) return { device: guard(created), storageId: created.meta.storageId };
+    await created.close();
+  }
+  const opened = await FileBlockDevice.open({
+    path,
+    readOnly: plan.readOnly,
+    ...(plan.size === undefined ? {} : { expectSize: plan.size }),
+    ...(plan.storageId === undefined ? {} : { expectStorageId: plan.storageId }),
+  }).catch((error: Error) => {
+    throw new Error(`cannot open ${path}: ${error.message}`);
+  });
+  return { device: guard(opened), storageId: opened.meta.storageId };
+}
+
+async function run(args: string[]): Promise<number> {
+  const plan = planNode(args);
+  const log = consoleLogger("info", "dst node");
+  const secret = await readSecret(plan);
+  if (secret === undefined) {
+    if (!isLocalOnly(plan.listen)) {
+      throw new Error(
+        `no cluster secret: refusing to listen on ${plan.listen}; without a secret only a ` +
+          "loopback address or a Unix socket is allowed (give --secret-file PATH or set DST_SECRET)",
+      );
+    }
+    log.log("warn", "no cluster secret: listening on loopback only");
+  }
+  const tls = plan.tls.cert === undefined ? undefined : {
+    cert: await readPem(plan.tls.cert, "--cert"),
+    key: await readPem(plan.tls.key!, "--key"),
+    ...(plan.tls.ca === undefined ? {} : { caCerts: [await readPem(plan.tls.ca, "--ca")] }),
+  };
+
+  // Signals are caught before the ready line, so a script may stop us as soon as it reads it.
+  const stopped = Promise.withResolvers<string>();
+  const signals: [Deno.Signal, () => void][] = [
+    ["SIGTERM", () => stopped.resolve("SIGTERM")],
+    ["SIGINT", () => stopped.resolve("SIGINT")],
+  ];
+  for (const [signal, handler] of signals) Deno.addSignalListener(signal, handler);
+  try {
+    const { device, storageId } = await openDevice(plan, log);
+    try {
+      const node = plan.id ?? `${Deno.hostname()}/node`;
+      const server = await serveNode(plan.listen, device, {
+        node,
+        logger: log,
+        ...(storageId === undefined ? {} : { storageId }),
+        ...(secret === undefined ? {} : { secret }),
+        ...(tls === undefined ? {} : { tls }),
+      });
+      try {
+        const info = device.info();
+        log.log("info", "serving", {
+          node,
+          data: plan.data.kind === "memory" ? "memory:" : plan.data.path,
+          size: info.size,
+          readOnly: info.readOnly,
+          storageId: storageId ?? null,
+        });
+        console.log(server.url);
+        const signal = await stopped.promise;
+        log.log("info", "shutting down", { signal, links: server.stats.links });
+      } finally {
+        await server.close();
+      }
+    } finally {
+      await device.flush().catch(() => {});
+      await device.close();
+    }
+  } finally {
+    for (const [signal, handler] of signals) Deno.removeSignalListener(signal, handler);
+  }
+  return 0;
+}
+
+export const nodeCommand: Command = {
+  name: "node",
+  summary: "serve a storage node (file media or memory) to remote proxies over tcp, unix, quic",
+  help,
+  run,
+};
