@@ -56,6 +56,12 @@ export interface RemoteNodeOptions {
   readonly checksums?: readonly string[];
   readonly keepAliveMs?: number;
   readonly deadAfterMs?: number;
+  /**
+   * How long requests wait for a lost link to come back before failing with EIO (default: until
+   * their own deadline). A mirror leg sets 0: better to leave the in-sync set at once and resync
+   * later than to stall every client write behind a dead node.
+   */
+  readonly holdMs?: number;
   /** Told when the link goes down or comes back. */
   readonly onState?: (state: RemoteState) => void;
 }
@@ -114,6 +120,7 @@ export class RemoteNode implements BlockDevice {
   #nextId = 1;
   #attempt = 0;
   #retryTimer: Timer | undefined;
+  #holdTimer: Timer | undefined;
 
   private constructor(url: string, link: Link, hello: NodeHello, options: RemoteNodeOptions) {
     this.url = url;
@@ -253,6 +260,7 @@ export class RemoteNode implements BlockDevice {
     if (this.#state === "closed") return Promise.resolve();
     this.#setState("closed");
     this.#retryTimer?.cancel();
+    this.#holdTimer?.cancel();
     for (const p of [...this.#pending.values()]) {
       this.#settle(p);
       p.reject(new BlockError("ESHUTDOWN", `remote node ${this.url} was closed`));
@@ -275,6 +283,9 @@ export class RemoteNode implements BlockDevice {
   ): Promise<{ header: Reply; payload: Uint8Array }> {
     if (this.#state === "closed") {
       return Promise.reject(new BlockError("ESHUTDOWN", `remote node ${this.url} was closed`));
+    }
+    if (this.#link === undefined && this.#options.holdMs === 0) {
+      return Promise.reject(new BlockError("EIO", `link to node ${this.url} is down`));
     }
     const { off, len } = header;
     // Never put on the wire what the node's schema would refuse: that would cost the link.
@@ -346,11 +357,23 @@ export class RemoteNode implements BlockDevice {
       this.#setState("connecting");
       this.#attempt = 0;
       this.#scheduleReconnect();
+      const hold = this.#options.holdMs;
+      if (hold !== undefined) {
+        this.#holdTimer = this.#clock.setTimeout(() => this.#failPending(), hold);
+      }
     });
     // Outstanding requests go out again in the order they were first made (ids ascend).
     for (const p of this.#pending.values()) {
       this.stats.resent++;
       this.#send(link, p);
+    }
+  }
+
+  /** Fails every outstanding request: the link stayed down longer than they may wait. */
+  #failPending(): void {
+    for (const p of [...this.#pending.values()]) {
+      this.#settle(p);
+      p.reject(new BlockError("EIO", `link to node ${this.url} is down`));
     }
   }
 
@@ -398,6 +421,7 @@ export class RemoteNode implements BlockDevice {
       return;
     }
     this.#hello = hello;
+    this.#holdTimer?.cancel();
     this.stats.reconnects++;
     this.#logger.log("info", "link to node restored", {
       node: this.url,
