@@ -2,5 +2,12 @@
 import type { Command } from "./command.ts";
 import { exportCommand } from "./export.ts";
 import { nodeCommand } from "./node.ts";
+import { serveCommand } from "./serve.ts";
+import { startCommand } from "./start.ts";
 
-export const commands: readonly Command[] = [exportCommand, nodeCommand];
+export const commands: readonly Command[] = [
+  startCommand,
+  serveCommand,
+  nodeCommand,
+  exportCommand,
+];

@@ -75,7 +75,11 @@ export async function assemble(topology: Topology, options: AssembleOptions): Pr
     return client;
   };
 
-  const leaf = async (name: string, spec: NodeSpec): Promise<Built> => {
+  const leaf = async (
+    name: string,
+    spec: NodeSpec,
+    parent: NodeSpec | undefined,
+  ): Promise<Built> => {
     switch (spec.kind) {
       case "memory": {
         const device = new MemoryBlockDevice({ size: spec.size });
@@ -112,6 +116,9 @@ export async function assemble(topology: Topology, options: AssembleOptions): Pr
           node: options.node,
           logger,
           connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
+          // A mirror leg whose link drops fails at once, so the mirror runs degraded instead
+          // of stalling client I/O; the bitmap and resync bring it back.
+          ...(parent?.kind === "mirror" ? { holdMs: 0 } : {}),
           ...(options.secret === undefined ? {} : { secret: options.secret }),
           ...(options.tls === undefined ? {} : { tls: options.tls }),
           ...(spec.storageId === undefined ? {} : { expectStorageId: spec.storageId }),
@@ -142,14 +149,14 @@ export async function assemble(topology: Topology, options: AssembleOptions): Pr
     }
   };
 
-  const build = async (name: string): Promise<Built> => {
+  const build = async (name: string, parent?: NodeSpec): Promise<Built> => {
     const spec = topology.nodes[name]!;
     if (spec.kind !== "linear" && spec.kind !== "mirror") {
-      const built = await leaf(name, spec);
+      const built = await leaf(name, spec, parent);
       return { device: await asActor(name, built.device), tree: built.tree };
     }
     const children: Built[] = [];
-    for (const child of childrenOf(spec).names) children.push(await build(child));
+    for (const child of childrenOf(spec).names) children.push(await build(child, spec));
     const devices = children.map((c) => c.device);
     const trees = children.map((c) => c.tree);
     if (spec.kind === "linear") {

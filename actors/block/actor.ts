@@ -84,7 +84,7 @@ export interface BlockActorOptions {
 const OK: BlockReply = { ok: true };
 
 function failure(error: unknown): BlockReply {
-  if (error instanceof BlockError) return { ok: false, code: error.code, message: error.message };
+  if (error instanceof BlockError) return { ok: false, code: error.code, message: error.detail };
   return {
     ok: false,
     code: "EIO",

@@ -54,8 +54,9 @@ export type BlockErrorCode =
   | "ETIMEDOUT";
 
 export class BlockError extends Error {
-  constructor(readonly code: BlockErrorCode, message: string) {
-    super(`${code}: ${message}`);
+  /** `detail` is the message without the code, for passing the error on (to a peer, a reply). */
+  constructor(readonly code: BlockErrorCode, readonly detail: string) {
+    super(`${code}: ${detail}`);
     this.name = "BlockError";
   }
 }

@@ -143,7 +143,12 @@ export async function serveNode(
         else reply(rq, { t: "rp", id: rq.id, ext: result });
       } catch (error) {
         const code = error instanceof BlockError ? error.code : "EIO";
-        const msg = (error instanceof Error ? error.message : String(error)).slice(0, 4096);
+        const text = error instanceof BlockError
+          ? error.detail
+          : error instanceof Error
+          ? error.message
+          : String(error);
+        const msg = text.slice(0, 4096);
         reply(rq, { t: "er", id: rq.id, code, msg });
       }
     };

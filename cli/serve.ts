@@ -1,0 +1,174 @@
+/**
+ * `dst serve --config FILE`: assembles the storage a topology file describes (remote sizes
+ * discovered now), exports it over NBD, optionally serves it as a dst node so another storage can
+ * use it as a child, and shows its status over HTTP. SIGTERM or SIGINT stops it gracefully.
+ */
+import { parseArgs } from "node:util";
+import { dirname, resolve } from "node:path";
+import { ActorSystem } from "../actors/system.ts";
+import { serveNode } from "../actors/node/server.ts";
+import { clientUri } from "../nbd/address.ts";
+import { NbdServer } from "../nbd/server.ts";
+import { serveStatus, statusApp } from "../status/app.ts";
+import { assemble, type Storage } from "../storage/assemble.ts";
+import { loadTopology, type Topology } from "../storage/topology.ts";
+import { consoleLogger, type Logger } from "../util/log.ts";
+import { type Command, UsageError } from "./command.ts";
+import { untilStopSignal } from "./signals.ts";
+
+const help = `Usage: dst serve --config FILE [--status HOST:PORT] [--id NAME]
+
+Assembles the storage described by a topology file, exports it over NBD (the file's
+"export.listen"), serves it as a dst node when the file has "node.listen", and prints where
+clients attach.
+
+Options:
+  --config FILE       the topology file (JSON; see README.md)
+  --status HOST:PORT  serve the status page and JSON there (default: off; loopback is safest)
+  --id NAME           this process's node identity (default: the storage's name)
+  -h, --help          show this help
+
+Example topology (a mirror of a local file and a remote node):
+  { "storage": "main",
+    "nodes": { "main": { "kind": "mirror", "legs": ["a", "b"] },
+               "a": { "kind": "file", "path": "a.img", "size": "1G" },
+               "b": { "kind": "remote", "url": "tcp://10.0.0.2:7001" } },
+    "export": { "listen": ["tcp://127.0.0.1:10809"] } }`;
+
+export interface Running {
+  readonly storage: Storage;
+  /** NBD URIs clients attach to. */
+  readonly uris: readonly string[];
+  readonly nodeUrl?: string;
+  readonly statusUrl?: string;
+  stop(): Promise<void>;
+}
+
+async function readSecret(path: string | undefined): Promise<string | undefined> {
+  if (path !== undefined) {
+    const text = (await Deno.readTextFile(path)).trim();
+    if (text === "") throw new Error(`secret file ${path} is empty`);
+    return text;
+  }
+  const env = Deno.env.get("DST_SECRET");
+  return env === undefined || env === "" ? undefined : env;
+}
+
+/** Starts everything a topology asks for; used by `dst serve` and the embedded default. */
+export async function startStorage(
+  topology: Topology,
+  options: { baseDir: string; status?: string; id?: string; log: Logger },
+): Promise<Running> {
+  const log = options.log;
+  const secretFile = topology.secretFile === undefined
+    ? undefined
+    : resolve(options.baseDir, topology.secretFile);
+  const secret = await readSecret(secretFile);
+  const id = options.id ?? topology.storage;
+  const system = new ActorSystem({ node: id, log });
+  const storage = await assemble(topology, {
+    system,
+    node: id,
+    baseDir: options.baseDir,
+    logger: log,
+    ...(secret === undefined ? {} : { secret }),
+  });
+  const stops: (() => Promise<void>)[] = [];
+  const stop = async () => {
+    for (const s of stops.reverse()) await s().catch(() => {});
+    await storage.device.flush().catch(() => {});
+    await storage.close();
+    await system.shutdown();
+  };
+  try {
+    const uris: string[] = [];
+    if (topology.export !== undefined) {
+      const name = topology.export.name ?? "dst";
+      const nbd = new NbdServer({
+        exports: [{ name, device: storage.device, description: `dst storage ${topology.storage}` }],
+        log,
+      });
+      stops.push(() => nbd.close());
+      for (const url of topology.export.listen) {
+        uris.push(clientUri((await nbd.listen(url)).address, name));
+      }
+    }
+    let nodeUrl: string | undefined;
+    if (topology.node !== undefined) {
+      const server = await serveNode(topology.node.listen, storage.device, {
+        node: id,
+        logger: log,
+        ...(secret === undefined ? {} : { secret }),
+      });
+      stops.push(() => server.close());
+      nodeUrl = server.url;
+    }
+    let statusUrl: string | undefined;
+    if (options.status !== undefined) {
+      const app = statusApp({ name: topology.storage, tree: storage.tree, exports: uris });
+      const http = await serveStatus(app, options.status);
+      stops.push(() => http.shutdown());
+      statusUrl = http.url;
+    }
+    return {
+      storage,
+      uris,
+      ...(nodeUrl === undefined ? {} : { nodeUrl }),
+      ...(statusUrl === undefined ? {} : { statusUrl }),
+      stop,
+    };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+async function run(args: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        config: { type: "string" },
+        status: { type: "string" },
+        id: { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    }));
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  if (values.config === undefined) throw new UsageError("--config FILE is required");
+  const topology = await loadTopology(values.config);
+  if (topology.export === undefined && topology.node === undefined) {
+    throw new UsageError(`${values.config} has neither "export" nor "node": nothing to serve`);
+  }
+  const log = consoleLogger("info", "dst serve");
+  const stopSignal = untilStopSignal();
+  try {
+    const running = await startStorage(topology, {
+      baseDir: dirname(resolve(values.config)),
+      log,
+      ...(values.status === undefined ? {} : { status: values.status }),
+      ...(values.id === undefined ? {} : { id: values.id }),
+    });
+    for (const uri of running.uris) console.log(uri);
+    if (running.nodeUrl !== undefined) console.log(`node ${running.nodeUrl}`);
+    if (running.statusUrl !== undefined) console.log(`status ${running.statusUrl}`);
+    const signal = await stopSignal.signal;
+    log.log("info", "shutting down", { signal });
+    await running.stop();
+    return 0;
+  } finally {
+    stopSignal.dispose();
+  }
+}
+
+export const serveCommand: Command = {
+  name: "serve",
+  summary: "assemble a storage from a topology file and serve it (NBD, dst node, status)",
+  help,
+  run,
+};
