@@ -18,6 +18,8 @@ async function fioVerify(uri: string, rw: string, bs: string): Promise<void> {
     "--verify=crc32c",
     "--do_verify=1",
     "--verify_fatal=1",
+    // No verify-state file in the working directory.
+    "--verify_state_save=0",
     "--runtime=20",
     "--output-format=json",
   ], { timeoutMs: 60_000 });
