@@ -1,0 +1,29 @@
+/**
+ * dst: distributed block storage. The library behind the `dst` command: the actor runtime,
+ * block actors (nodes, remote proxies, mappings), transports, the NBD edge and storage assembly.
+ *
+ * @example
+ * ```ts
+ * import { LinearMapping, MemoryBlockDevice, MirrorMapping } from "./mod.ts";
+ *
+ * const mirror = new MirrorMapping([
+ *   new MemoryBlockDevice({ size: 1 << 20 }),
+ *   new MemoryBlockDevice({ size: 1 << 20 }),
+ * ]);
+ * const storage = new LinearMapping([mirror, new MemoryBlockDevice({ size: 1 << 20 })]);
+ * await storage.write(0, new Uint8Array(4096).fill(7), true);
+ * console.assert((await storage.read(0, 4096))[0] === 7);
+ * ```
+ * @module
+ */
+export * from "./actors/mod.ts";
+export * from "./actors/block/mod.ts";
+export { LinearMapping } from "./actors/mapping/linear.ts";
+export { type LegStatus, MirrorMapping, type MirrorOptions } from "./actors/mapping/mirror.ts";
+export { RemoteNode, type RemoteNodeOptions } from "./actors/node/proxy.ts";
+export { type NodeServer, serveNode } from "./actors/node/server.ts";
+export * from "./transport/mod.ts";
+export * from "./nbd/mod.ts";
+export { assemble, type Storage } from "./storage/assemble.ts";
+export { loadTopology, parseTopology, type Topology, TopologyError } from "./storage/topology.ts";
+export { statusApp } from "./status/app.ts";
