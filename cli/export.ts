@@ -11,6 +11,8 @@ import { MemoryBlockDevice } from "../actors/block/memory.ts";
 import { consoleLogger } from "../util/log.ts";
 import { clientUri, type ListenAddress, parseListenUrl } from "../nbd/address.ts";
 import { NbdServer } from "../nbd/server.ts";
+import { RemoteNode } from "../actors/node/proxy.ts";
+import { readSecret } from "./secret.ts";
 import { type Command, UsageError } from "./command.ts";
 
 const help = `Usage: dst export --listen URL [--listen URL...] [--name NAME] [--read-only]
@@ -27,7 +29,10 @@ Options:
   --file PATH      serve dst media in a file (or block device); created when missing
   --size SIZE      with --file: the data size of a new file (for an existing one, the size
                    it must have)
-  --remote URL     serve a remote dst node (not yet available)
+  --remote URL     serve a remote dst node (tcp://, unix:// or quic://); its size is
+                   learned from the node
+  --secret-file PATH  with --remote: the cluster secret (or set DST_SECRET)
+  --ca PEM         with --remote quic://: CA certificates to trust
   --read-only      refuse writes (clients see a read-only export)
   -h, --help       show this help
 
@@ -59,7 +64,13 @@ interface ExportPlan {
   readonly readOnly: boolean;
   readonly source:
     | { readonly kind: "memory"; readonly size: number }
-    | { readonly kind: "file"; readonly path: string; readonly size: number | undefined };
+    | { readonly kind: "file"; readonly path: string; readonly size: number | undefined }
+    | {
+      readonly kind: "remote";
+      readonly url: string;
+      readonly secretFile: string | undefined;
+      readonly ca: string | undefined;
+    };
 }
 
 /** Turns the command line into a plan; every mistake is a UsageError (exit code 2). */
@@ -77,6 +88,8 @@ export function planExport(args: string[]): ExportPlan {
         file: { type: "string" },
         size: { type: "string" },
         remote: { type: "string" },
+        "secret-file": { type: "string" },
+        ca: { type: "string" },
         "read-only": { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
@@ -100,11 +113,10 @@ export function planExport(args: string[]): ExportPlan {
   if (values.size !== undefined && values.file === undefined) {
     throw new UsageError("--size goes with --file (for --memory the size is its value)");
   }
-  if (values.remote !== undefined) {
-    throw new UsageError(
-      "--remote is not yet available: remote nodes come with the node transport; " +
-        "use --memory SIZE for now",
-    );
+  if (
+    (values["secret-file"] !== undefined || values.ca !== undefined) && values.remote === undefined
+  ) {
+    throw new UsageError("--secret-file and --ca go with --remote");
   }
   const name = values.name ?? "dst";
   if (new TextEncoder().encode(name).length > 4096 || name.includes("\0")) {
@@ -115,7 +127,9 @@ export function planExport(args: string[]): ExportPlan {
     urls,
     name,
     readOnly: values["read-only"] ?? false,
-    source: values.file !== undefined
+    source: values.remote !== undefined
+      ? { kind: "remote", url: values.remote, secretFile: values["secret-file"], ca: values.ca }
+      : values.file !== undefined
       ? {
         kind: "file",
         path: values.file,
@@ -131,6 +145,8 @@ async function run(args: string[]): Promise<number> {
   const device = await openDevice(plan);
   const description = plan.source.kind === "file"
     ? `dst file export ${plan.source.path}`
+    : plan.source.kind === "remote"
+    ? `dst remote node ${plan.source.url}`
     : `dst memory export (${plan.source.size} bytes)`;
   const server = new NbdServer({ exports: [{ name: plan.name, device, description }], log });
   const stopped = Promise.withResolvers<string>();
@@ -165,6 +181,17 @@ async function openDevice(plan: ExportPlan): Promise<BlockDevice> {
   if (source.kind === "memory") {
     return new MemoryBlockDevice({ size: source.size, readOnly: plan.readOnly });
   }
+  if (source.kind === "remote") {
+    const secret = await readSecret(source.secretFile);
+    const caCerts = source.ca === undefined ? undefined : [await Deno.readTextFile(source.ca)];
+    const remote = await RemoteNode.connect(source.url, {
+      node: `export@${Deno.hostname()}`,
+      logger: consoleLogger("info", "dst export"),
+      ...(secret === undefined ? {} : { secret }),
+      ...(caCerts === undefined ? {} : { tls: { caCerts } }),
+    });
+    return guard(remote, { readOnly: plan.readOnly });
+  }
   const exists = await Deno.lstat(source.path).then(() => true, () => false);
   if (!exists) {
     if (source.size === undefined) {
@@ -185,7 +212,7 @@ async function openDevice(plan: ExportPlan): Promise<BlockDevice> {
 
 export const exportCommand: Command = {
   name: "export",
-  summary: "serve a block device (memory or file; remote nodes later) over NBD",
+  summary: "serve one block device (memory, file or a remote dst node) over NBD",
   help,
   run,
 };

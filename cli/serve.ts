@@ -14,6 +14,7 @@ import { assemble, type Storage } from "../storage/assemble.ts";
 import { loadTopology, type Topology } from "../storage/topology.ts";
 import { consoleLogger, type Logger } from "../util/log.ts";
 import { type Command, UsageError } from "./command.ts";
+import { readSecret } from "./secret.ts";
 import { untilStopSignal } from "./signals.ts";
 
 const help = `Usage: dst serve --config FILE [--status HOST:PORT] [--id NAME]
@@ -44,16 +45,6 @@ export interface Running {
   stop(): Promise<void>;
 }
 
-async function readSecret(path: string | undefined): Promise<string | undefined> {
-  if (path !== undefined) {
-    const text = (await Deno.readTextFile(path)).trim();
-    if (text === "") throw new Error(`secret file ${path} is empty`);
-    return text;
-  }
-  const env = Deno.env.get("DST_SECRET");
-  return env === undefined || env === "" ? undefined : env;
-}
-
 /** Starts everything a topology asks for; used by `dst serve` and the embedded default. */
 export async function startStorage(
   topology: Topology,
@@ -63,7 +54,7 @@ export async function startStorage(
   const secretFile = topology.secretFile === undefined
     ? undefined
     : resolve(options.baseDir, topology.secretFile);
-  const secret = await readSecret(secretFile);
+  const secret = await readSecret(secretFile, "secretFile");
   const id = options.id ?? topology.storage;
   const system = new ActorSystem({ node: id, log });
   const storage = await assemble(topology, {

@@ -35,7 +35,14 @@ Deno.test("dst export: bad command lines exit 2 with a clear message", async () 
       ["export", "--listen", "tcp://127.0.0.1:0", "--memory", "1M", "--frobnicate"],
       /Unknown option/,
     ],
-    [["export", "--listen", "tcp://127.0.0.1:0", "--remote", "tcp://h:1"], /not yet available/],
+    [
+      ["export", "--listen", "tcp://127.0.0.1:0", "--remote", "tcp://h:1", "--size", "1M"],
+      /--size goes with --file/,
+    ],
+    [
+      ["export", "--listen", "tcp://127.0.0.1:0", "--memory", "1M", "--secret-file", "s"],
+      /go with --remote/,
+    ],
     [
       ["export", "--listen", "tcp://127.0.0.1:0", "--memory", "1M", "--size", "2M"],
       /--size goes with --file/,

@@ -256,3 +256,32 @@ Deno.test({
       }
     }),
 });
+
+Deno.test({
+  name: "dst export --remote: serves a dst node over NBD with the size learned from the node",
+  ignore: skipWithout("nbdcopy", "nbdinfo"),
+  fn: () =>
+    withDir(async (dir) => {
+      const node = await startNode(dir, "solo", "24M");
+      let exporter: DstProcess | undefined;
+      try {
+        exporter = await spawnDst([
+          "export",
+          "--listen",
+          `unix://${dir}/nbd.sock`,
+          "--remote",
+          `unix://${dir}/solo.sock`,
+        ], { ready: /^nbd/ });
+        const uri = exporter.lines.find((l) => l.startsWith("nbd"))!;
+        const info = JSON.parse(await mustRun("nbdinfo", ["--json", uri]));
+        assert.equal(info.exports[0]["export-size"], 24 * MiB);
+        const image = randomBytes(24 * MiB);
+        await Deno.writeFile(`${dir}/in.img`, image);
+        await mustRun("nbdcopy", [`${dir}/in.img`, uri]);
+        assert.deepEqual(await readAll(uri, dir), image);
+      } finally {
+        await exporter?.stop();
+        await node.stop();
+      }
+    }),
+});

@@ -19,9 +19,17 @@ export const ZERO_BUFFER = new Uint8Array(1024 * 1024);
 /** How a FUA request reaches the device underneath. */
 type FuaPath = "native" | "flush" | "none";
 
+export interface GuardOptions {
+  /** Refuse every change (EPERM) even when the device underneath could make it. */
+  readonly readOnly?: boolean;
+}
+
 /** Wraps `inner`; the returned device is safe to hand to anyone. */
-export function guard(inner: BlockDevice): GuardedBlockDevice {
-  return inner instanceof GuardedBlockDevice ? inner : new GuardedBlockDevice(inner);
+export function guard(inner: BlockDevice, options: GuardOptions = {}): GuardedBlockDevice {
+  if (inner instanceof GuardedBlockDevice && (!options.readOnly || inner.info().readOnly)) {
+    return inner;
+  }
+  return new GuardedBlockDevice(inner, options);
 }
 
 export class GuardedBlockDevice implements BlockDevice {
@@ -31,9 +39,9 @@ export class GuardedBlockDevice implements BlockDevice {
   readonly #fua: FuaPath;
   #closed = false;
 
-  constructor(inner: BlockDevice) {
+  constructor(inner: BlockDevice, options: GuardOptions = {}) {
     this.inner = inner;
-    const info = inner.info();
+    const info = options.readOnly ? { ...inner.info(), readOnly: true } : inner.info();
     checkInfo(info);
     this.#inner = info;
     this.#fua = info.canFua ? "native" : info.canFlush ? "flush" : "none";
