@@ -91,33 +91,6 @@ export async function serveNode(
     stats.links++;
     const algorithm = negotiateChecksum(peer.data.checksums, offered);
     logger.log("info", "proxy connected", { peer: link.peer.node, checksum: algorithm ?? "none" });
-    let inFlight = 0;
-    link.receive((frame) => {
-      if (frame.header.t !== "rq") {
-        link.close(`unexpected message "${frame.header.t}" from a proxy`);
-        return;
-      }
-      const rq = frame.header as Request;
-      if (algorithm !== undefined) {
-        const bound = { kind: "rq", op: rq.op, id: rq.id, off: rq.off, len: rq.len } as const;
-        const payload = rq.op === "write" ? frame.payload : undefined;
-        if (rq.ck !== frameChecksum(algorithm, { ...bound, flags: requestFlags(rq) }, payload)) {
-          stats.checksumErrors++;
-          logger.log("warn", "request failed its checksum; closing the link so the proxy resends", {
-            peer: link.peer.node,
-          });
-          link.close("checksum mismatch: the link corrupts data");
-          return;
-        }
-      }
-      if (++inFlight > maxInFlight) {
-        link.close(`more than ${maxInFlight} requests in flight`);
-        return;
-      }
-      stats.requests++;
-      void handle(rq, frame.payload).finally(() => inFlight--);
-    });
-
     /** Sends a reply frame, with its checksum when the link has one. */
     const reply = (rq: Request, header: Header, payload?: Uint8Array): void => {
       if (link.isClosed) return;
@@ -152,6 +125,34 @@ export async function serveNode(
         reply(rq, { t: "er", id: rq.id, code, msg });
       }
     };
+
+    // Handlers are defined first: receive() may deliver frames that are already waiting.
+    let inFlight = 0;
+    link.receive((frame) => {
+      if (frame.header.t !== "rq") {
+        link.close(`unexpected message "${frame.header.t}" from a proxy`);
+        return;
+      }
+      const rq = frame.header as Request;
+      if (algorithm !== undefined) {
+        const bound = { kind: "rq", op: rq.op, id: rq.id, off: rq.off, len: rq.len } as const;
+        const payload = rq.op === "write" ? frame.payload : undefined;
+        if (rq.ck !== frameChecksum(algorithm, { ...bound, flags: requestFlags(rq) }, payload)) {
+          stats.checksumErrors++;
+          logger.log("warn", "request failed its checksum; closing the link so the proxy resends", {
+            peer: link.peer.node,
+          });
+          link.close("checksum mismatch: the link corrupts data");
+          return;
+        }
+      }
+      if (++inFlight > maxInFlight) {
+        link.close(`more than ${maxInFlight} requests in flight`);
+        return;
+      }
+      stats.requests++;
+      void handle(rq, frame.payload).finally(() => inFlight--);
+    });
   };
 
   const execute = async (
