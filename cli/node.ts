@@ -13,6 +13,8 @@ import { afterScheme, parseHostPort, schemeOf } from "../transport/url.ts";
 import { consoleLogger, type Logger } from "../util/log.ts";
 import { type Command, UsageError } from "./command.ts";
 import { parseSize } from "./export.ts";
+import { readSecret } from "./secret.ts";
+import { untilStopSignal } from "./signals.ts";
 
 const help = `Usage: dst node --listen URL --data (PATH | memory:) [--size SIZE] [--id NAME]
                 [--storage-id ID] [--read-only] [--secret-file PATH]
@@ -149,24 +151,6 @@ export function isLocalOnly(url: string): boolean {
   return /^127\.\d+\.\d+\.\d+$/.test(hostname) || hostname === "::1" || hostname === "localhost";
 }
 
-/** The cluster secret from --secret-file or DST_SECRET, or undefined when neither is given. */
-async function readSecret(plan: NodePlan): Promise<string | undefined> {
-  if (plan.secretFile !== undefined) {
-    let text: string;
-    try {
-      text = await Deno.readTextFile(plan.secretFile);
-    } catch (error) {
-      throw new UsageError(`--secret-file ${plan.secretFile}: ${(error as Error).message}`);
-    }
-    // A trailing newline from `echo secret > file` is not part of the secret.
-    const secret = text.replace(/\r?\n$/, "");
-    if (secret === "") throw new UsageError(`--secret-file ${plan.secretFile} is empty`);
-    return secret;
-  }
-  const env = Deno.env.get("DST_SECRET");
-  return env === undefined || env === "" ? undefined : env;
-}
-
 async function readPem(path: string, flag: string): Promise<string> {
   try {
     return await Deno.readTextFile(path);
@@ -213,7 +197,7 @@ async function openDevice(
 async function run(args: string[]): Promise<number> {
   const plan = planNode(args);
   const log = consoleLogger("info", "dst node");
-  const secret = await readSecret(plan);
+  const secret = await readSecret(plan.secretFile);
   if (secret === undefined) {
     if (!isLocalOnly(plan.listen)) {
       throw new Error(
@@ -230,12 +214,7 @@ async function run(args: string[]): Promise<number> {
   };
 
   // Signals are caught before the ready line, so a script may stop us as soon as it reads it.
-  const stopped = Promise.withResolvers<string>();
-  const signals: [Deno.Signal, () => void][] = [
-    ["SIGTERM", () => stopped.resolve("SIGTERM")],
-    ["SIGINT", () => stopped.resolve("SIGINT")],
-  ];
-  for (const [signal, handler] of signals) Deno.addSignalListener(signal, handler);
+  const stop = untilStopSignal();
   try {
     const { device, storageId } = await openDevice(plan, log);
     try {
@@ -257,7 +236,7 @@ async function run(args: string[]): Promise<number> {
           storageId: storageId ?? null,
         });
         console.log(server.url);
-        const signal = await stopped.promise;
+        const signal = await stop.signal;
         log.log("info", "shutting down", { signal, links: server.stats.links });
       } finally {
         await server.close();
@@ -267,7 +246,7 @@ async function run(args: string[]): Promise<number> {
       await device.close();
     }
   } finally {
-    for (const [signal, handler] of signals) Deno.removeSignalListener(signal, handler);
+    stop.dispose();
   }
   return 0;
 }

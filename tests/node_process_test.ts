@@ -120,20 +120,6 @@ async function spawnNode(args: string[], env: Record<string, string> = {}): Prom
   };
 }
 
-/**
- * Connects, then lets the node finish setting up the link before the first request.
- * actors/node/server.ts registers its receive handler before the code the handler calls is
- * initialised, so a request that reaches the node together with the handshake kills the link
- * (and every resend after a reconnect does the same); with a secret the proxy finishes its
- * handshake first and QUIC then hits it every time. Remove this
- * wait once server.ts is fixed; the ignored regression test below covers it.
- */
-async function connectSettled(url: string, options: RemoteNodeOptions): Promise<RemoteNode> {
-  const remote = await RemoteNode.connect(url, options);
-  await new Promise((resolve) => setTimeout(resolve, 100));
-  return remote;
-}
-
 async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
   const dir = await Deno.makeTempDir({ prefix: "dst-node-proc-" });
   try {
@@ -199,7 +185,7 @@ Deno.test("dst node: proxies read and write over tcp, unix and quic, learning th
         if (scheme === "tcp" || scheme === "quic") {
           assert.match(node.url, new RegExp(`^${scheme}://127\\.0\\.0\\.1:[1-9]\\d*$`));
         } else assert.equal(node.url, cases[i]!.listen);
-        const remote = await connectSettled(node.url, {
+        const remote = await RemoteNode.connect(node.url, {
           node: `proxy-${scheme}`,
           secret: "cluster-secret",
           tls: { caCerts: [certs.caCert] },
@@ -228,9 +214,6 @@ Deno.test("dst node: proxies read and write over tcp, unix and quic, learning th
 
 Deno.test({
   name: "dst node: a request sent together with the handshake is served (quic, secret)",
-  // Fails until actors/node/server.ts calls link.receive() after defining `handle` (see
-  // connectSettled): then drop the ignore and the settle wait.
-  ignore: true,
   async fn() {
     await withTempDir(async (dir) => {
       const certs = await makeTestCerts();
@@ -275,7 +258,7 @@ Deno.test("dst node: read-only nodes refuse writes with EPERM and still serve re
     // First a writable node puts data on the media, then a read-only one serves it.
     const writable = await spawnNode([...args, "--size", "8M"]);
     try {
-      const remote = await connectSettled(writable.url, { node: "p", ...QUICK });
+      const remote = await RemoteNode.connect(writable.url, { node: "p", ...QUICK });
       const buf = new Uint8Array(BLOCK);
       fillBlock(buf, 0, 7, 1);
       await remote.write(0, buf, true);
@@ -285,7 +268,7 @@ Deno.test("dst node: read-only nodes refuse writes with EPERM and still serve re
     }
     const node = await spawnNode([...args, "--read-only"]);
     try {
-      const remote = await connectSettled(node.url, { node: "p", ...QUICK });
+      const remote = await RemoteNode.connect(node.url, { node: "p", ...QUICK });
       try {
         assert.equal(remote.info().readOnly, true);
         await assert.rejects(
@@ -310,7 +293,7 @@ Deno.test("dst node: every FUA-acknowledged write survives a SIGKILL of the node
     let storageId: string | undefined;
     const acked: [number, number][] = [];
     try {
-      const remote = await connectSettled(node.url, { node: "writer", ...QUICK });
+      const remote = await RemoteNode.connect(node.url, { node: "writer", ...QUICK });
       storageId = remote.storageId;
       assert.match(storageId ?? "", /^[0-9a-f]{32}$/);
       const blocks = remote.info().size / BLOCK;
@@ -347,7 +330,7 @@ Deno.test("dst node: every FUA-acknowledged write survives a SIGKILL of the node
     // The media reopens (its metadata valid) for the same storage, and holds every acked block.
     node = await spawnNode(["--listen", listen, "--data", path, "--storage-id", storageId!]);
     try {
-      const reader = await connectSettled(node.url, {
+      const reader = await RemoteNode.connect(node.url, {
         node: "reader",
         expectStorageId: storageId!,
         ...QUICK,
@@ -374,7 +357,7 @@ Deno.test("dst node: a proxy reconnects by itself across a node restart; data in
     const args = ["--listen", `unix://${dir}/r.sock`, "--data", `${dir}/r.img`, "--size", "16M"];
     let node = await spawnNode(args);
     const states: string[] = [];
-    const remote = await connectSettled(node.url, {
+    const remote = await RemoteNode.connect(node.url, {
       node: "survivor",
       ...QUICK,
       onState: (s) => states.push(s),
