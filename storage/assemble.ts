@@ -16,6 +16,7 @@ import type { ActorSystem } from "../actors/system.ts";
 import type { DialOptions } from "../transport/dial.ts";
 import { type Logger, silentLogger } from "../util/log.ts";
 import { formatSize } from "../util/size.ts";
+import { ControlError, type NodeStateName, type StorageControl } from "./control.ts";
 import { childrenOf, type NodeSpec, type Topology, TopologyError } from "./topology.ts";
 
 export interface AssembleOptions {
@@ -43,8 +44,13 @@ export interface TreeNode {
   state(): NodeState;
 }
 
+/**
+ * Live state of one node. Mirror legs' `detail` carries: generations {current, bitmap, history},
+ * storageId (the age on its media), outOfSyncBytes, resync (ResyncProgress) while one runs,
+ * reason (why it left the in-sync set), and I/O counters (reads, writes, errors).
+ */
 export interface NodeState {
-  readonly state: "in-sync" | "degraded" | "down" | "connecting" | "out";
+  readonly state: NodeStateName;
   readonly detail?: Record<string, unknown>;
 }
 
@@ -52,6 +58,8 @@ export interface Storage {
   /** The storage as a block device (a client of the root actor). */
   readonly device: BlockDevice;
   readonly tree: TreeNode;
+  /** Maintenance actions on the running storage (suspend, resume, verify, ...). */
+  readonly control: StorageControl;
   /** Stops every actor and closes every leaf. */
   close(): Promise<void>;
 }
@@ -203,6 +211,7 @@ export async function assemble(topology: Topology, options: AssembleOptions): Pr
     return {
       device: root.device,
       tree: root.tree,
+      control: pendingControl(),
       close: async () => {
         await root.device.close();
         await Promise.allSettled(opened.map((d) => d.close()));
@@ -230,5 +239,21 @@ function node(
     children,
     state,
     ...(address === undefined ? {} : { address }),
+  };
+}
+
+/** Placeholder until the mirror maintenance lands: every action is refused. */
+function pendingControl(): StorageControl {
+  const refuse = () =>
+    Promise.reject(new ControlError("impossible", "maintenance is not available in this build"));
+  return {
+    nodes: () => [],
+    suspend: refuse,
+    resume: refuse,
+    clean: refuse,
+    dirty: refuse,
+    addLeg: refuse,
+    removeLeg: refuse,
+    verify: refuse,
   };
 }
