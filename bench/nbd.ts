@@ -9,6 +9,7 @@
  *   deno task bench [--quick] [--transport tcp|unix|both] [--runtime SECONDS]
  */
 import { parseArgs } from "node:util";
+import { fio as runFio, type Job, type Result, waitReady } from "./fio.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -29,16 +30,6 @@ const size = quick ? GiB / 4 : GiB;
 const root = new URL("..", import.meta.url).pathname;
 const outDir = `${root}bench/out`;
 
-interface Job {
-  readonly name: string;
-  readonly rw: string;
-  readonly bs: string;
-  readonly iodepth: number;
-  readonly mix?: number;
-  /** Compare latency (depth 1) rather than throughput. */
-  readonly latency?: boolean;
-}
-
 const jobs: Job[] = [
   { name: "4k randread qd1", rw: "randread", bs: "4k", iodepth: 1, latency: true },
   { name: "4k randwrite qd1", rw: "randwrite", bs: "4k", iodepth: 1, latency: true },
@@ -48,17 +39,6 @@ const jobs: Job[] = [
   { name: "1M write qd8", rw: "write", bs: "1m", iodepth: 8 },
   { name: "64k randrw 70/30 qd16", rw: "randrw", bs: "64k", iodepth: 16, mix: 70 },
 ];
-
-interface Result {
-  target: string;
-  transport: string;
-  row: string;
-  iops: number;
-  mbps: number;
-  p50us: number;
-  p99us: number;
-  seconds?: number;
-}
 
 type Target = "dst-memory" | "dst-file" | "nbdkit-memory" | "nbdkit-file";
 
@@ -72,20 +52,6 @@ function freePort(): number {
   const port = (l.addr as Deno.NetAddr).port;
   l.close();
   return port;
-}
-
-async function waitReady(uri: string): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    const r = await new Deno.Command("nbdinfo", {
-      args: ["--size", uri],
-      stdout: "null",
-      stderr: "null",
-    })
-      .output();
-    if (r.success) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`server at ${uri} never became ready`);
 }
 
 async function start(target: Target, transport: "tcp" | "unix", dir: string): Promise<Running> {
@@ -144,44 +110,8 @@ async function start(target: Target, transport: "tcp" | "unix", dir: string): Pr
   };
 }
 
-async function fio(
-  uri: string,
-  job: Job,
-  seconds = runtime,
-): Promise<Omit<Result, "target" | "transport">> {
-  const args = [
-    "--name=bench",
-    "--ioengine=nbd",
-    `--uri=${uri}`,
-    `--rw=${job.rw}`,
-    `--bs=${job.bs}`,
-    `--iodepth=${job.iodepth}`,
-    `--size=${size}`,
-    "--time_based",
-    `--runtime=${seconds}`,
-    "--ramp_time=0.5",
-    "--norandommap",
-    "--randrepeat=0",
-    "--lat_percentiles=1",
-    "--output-format=json",
-  ];
-  if (job.mix !== undefined) args.push(`--rwmixread=${job.mix}`);
-  const out = await new Deno.Command("fio", { args, stdout: "piped", stderr: "piped" }).output();
-  const text = new TextDecoder().decode(out.stdout);
-  if (!out.success) throw new Error(`fio failed: ${new TextDecoder().decode(out.stderr)}`);
-  const j = JSON.parse(text.slice(text.indexOf("{"))).jobs[0];
-  const iops = j.read.iops + j.write.iops;
-  const mbps = (j.read.bw_bytes + j.write.bw_bytes) / 1e6;
-  const side = j.read.iops > 0 ? j.read : j.write;
-  // Total latency (submission to completion): what a caller waits for.
-  const pct = side.lat_ns?.percentile ?? side.clat_ns.percentile ?? {};
-  return {
-    row: job.name,
-    iops,
-    mbps,
-    p50us: (pct["50.000000"] ?? 0) / 1000,
-    p99us: (pct["99.000000"] ?? 0) / 1000,
-  };
+function fio(uri: string, job: Job, seconds = runtime) {
+  return runFio(uri, job, seconds, size);
 }
 
 async function nbdcopy(

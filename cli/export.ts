@@ -14,6 +14,7 @@ import { NbdServer } from "../nbd/server.ts";
 import { RemoteNode } from "../actors/node/proxy.ts";
 import { readSecret } from "./secret.ts";
 import { type Command, UsageError } from "./command.ts";
+import { parseSize as parseBytes } from "../util/size.ts";
 
 const help = `Usage: dst export --listen URL [--listen URL...] [--name NAME] [--read-only]
                   (--memory SIZE | --file PATH [--size SIZE] | --remote NODE-URL)
@@ -42,19 +43,13 @@ Example:
   dst export --listen tcp://127.0.0.1:10809 --memory 1G
   nbdinfo nbd://127.0.0.1:10809/dst`;
 
-const UNITS: Record<string, number> = { "": 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 };
-
-/** Parses "4096", "64M", "1G", "512KiB"; throws UsageError on anything else. */
+/** Parses "4096", "64M", "1G", "512KiB"; throws UsageError naming `flag` on anything else. */
 export function parseSize(text: string, flag: string): number {
-  const match = /^(\d+)\s*([KMGT]?)(?:i?B)?$/i.exec(text.trim());
-  if (match === null) {
-    throw new UsageError(`${flag} ${JSON.stringify(text)} is not a size (examples: 4096, 64M, 1G)`);
+  try {
+    return parseBytes(text);
+  } catch (error) {
+    throw new UsageError(`${flag} ${(error as Error).message}`);
   }
-  const value = Number(match[1]) * UNITS[match[2]!.toUpperCase()]!;
-  if (!Number.isSafeInteger(value) || value <= 0) {
-    throw new UsageError(`${flag} ${text} must be a positive size below 8 PiB`);
-  }
-  return value;
 }
 
 interface ExportPlan {

@@ -7,7 +7,7 @@
 import { parseArgs } from "node:util";
 import { resolve } from "node:path";
 import { consoleLogger } from "../util/log.ts";
-import { parseSize } from "../util/size.ts";
+import { parseSize } from "./export.ts";
 import { parseTopology } from "../storage/topology.ts";
 import { type Command, UsageError } from "./command.ts";
 import { startStorage } from "./serve.ts";
@@ -89,12 +89,7 @@ async function run(args: string[]): Promise<number> {
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
-  let size: number;
-  try {
-    size = parseSize(values.size);
-  } catch (error) {
-    throw new UsageError(`--size: ${(error as Error).message}`);
-  }
+  const size = parseSize(values.size, "--size");
   const dir = resolve(values.data);
   await Deno.mkdir(dir, { recursive: true });
   const id = await storageId(dir);

@@ -1,0 +1,171 @@
+/**
+ * `deno task bench:storage`: what composing costs. fio (nbd engine) against a single local node
+ * (`dst export --memory`), a 2-leg mirror of `dst node` processes over TCP and over Unix sockets,
+ * and a linear of two remote nodes, all served by `dst serve` and measured in the same run.
+ * Prints MB/s and the ratio to the single node per row; writes JSON to bench/out/. Not a test.
+ *
+ *   deno task bench:storage [--quick] [--runtime SECONDS]
+ */
+import { parseArgs } from "node:util";
+import { fio, type Job, type Result, waitReady } from "./fio.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: { quick: { type: "boolean" }, runtime: { type: "string" } },
+});
+const quick = values.quick ?? false;
+const runtime = Number(values.runtime ?? (quick ? 2 : 4));
+const MiB = 1024 * 1024;
+const size = (quick ? 256 : 1024) * MiB;
+const root = new URL("..", import.meta.url).pathname;
+
+const jobs: Job[] = [
+  { name: "1M write qd8", rw: "write", bs: "1m", iodepth: 8 },
+  { name: "1M read qd8", rw: "read", bs: "1m", iodepth: 8 },
+  { name: "4k randwrite qd32", rw: "randwrite", bs: "4k", iodepth: 32 },
+  { name: "4k randread qd32", rw: "randread", bs: "4k", iodepth: 32 },
+];
+
+type Target = "single node" | "mirror2 tcp" | "mirror2 unix" | "linear2 tcp";
+const targets: Target[] = ["single node", "mirror2 tcp", "mirror2 unix", "linear2 tcp"];
+
+interface Proc {
+  readonly child: Deno.ChildProcess;
+}
+
+function dst(args: string[]): Proc {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--unstable-net", "--allow-all", `${root}main.ts`, ...args],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  return { child };
+}
+
+async function stopAll(procs: Proc[]): Promise<void> {
+  for (const p of procs) {
+    try {
+      p.child.kill("SIGTERM");
+    } catch {
+      // gone
+    }
+  }
+  await Promise.all(procs.map((p) => p.child.status));
+}
+
+function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+async function waitFile(path: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (await Deno.lstat(path).then(() => true, () => false)) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`${path} never appeared`);
+}
+
+async function waitPort(port: number): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  throw new Error(`nothing listens on port ${port}`);
+}
+
+/** Starts a target; resolves its NBD URI and the processes to stop. */
+async function start(target: Target, dir: string): Promise<{ uri: string; procs: Proc[] }> {
+  const nbd = `${dir}/nbd.sock`;
+  const uri = `nbd+unix:///dst?socket=${nbd}`;
+  if (target === "single node") {
+    const procs = [dst(["export", "--listen", `unix://${nbd}`, "--memory", String(size)])];
+    await waitReady(uri);
+    return { uri, procs };
+  }
+  const kind = target.startsWith("mirror") ? "mirror" : "linear";
+  const medium = target.endsWith("unix") ? "unix" : "tcp";
+  const legSize = kind === "mirror" ? size : size / 2;
+  const procs: Proc[] = [];
+  const urls: string[] = [];
+  for (let i = 0; i < 2; i++) {
+    const url = medium === "unix" ? `unix://${dir}/leg${i}.sock` : `tcp://127.0.0.1:${freePort()}`;
+    procs.push(
+      dst([
+        "node",
+        "--listen",
+        url,
+        "--data",
+        "memory:",
+        "--size",
+        String(legSize),
+        "--id",
+        `leg${i}`,
+      ]),
+    );
+    urls.push(url);
+  }
+  for (const url of urls) {
+    if (url.startsWith("unix://")) await waitFile(url.slice("unix://".length));
+    else await waitPort(Number(url.split(":").pop()));
+  }
+  const topology = {
+    storage: "s",
+    nodes: {
+      s: kind === "mirror"
+        ? { kind, legs: ["leg0", "leg1"] }
+        : { kind, children: ["leg0", "leg1"] },
+      leg0: { kind: "remote", url: urls[0] },
+      leg1: { kind: "remote", url: urls[1] },
+    },
+    export: { listen: [`unix://${nbd}`] },
+  };
+  await Deno.writeTextFile(`${dir}/topology.json`, JSON.stringify(topology));
+  procs.push(dst(["serve", "--config", `${dir}/topology.json`]));
+  await waitReady(uri);
+  return { uri, procs };
+}
+
+async function main(): Promise<void> {
+  const results: Result[] = [];
+  for (const target of targets) {
+    const dir = await Deno.makeTempDir({ prefix: "dst-bench-storage-" });
+    const { uri, procs } = await start(target, dir);
+    try {
+      // Warm-up and fill, so reads read written data and the JIT has compiled the hot path.
+      await fio(uri, { name: "fill", rw: "write", bs: "1m", iodepth: 8 }, 1, size);
+      for (const job of jobs) {
+        const r = await fio(uri, job, runtime, size);
+        results.push({ target, transport: target.split(" ")[1] ?? "", ...r });
+        console.error(`${target.padEnd(13)} ${job.name.padEnd(18)} ${r.mbps.toFixed(0)} MB/s`);
+      }
+    } finally {
+      await stopAll(procs);
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  }
+  const base = (row: string) => results.find((r) => r.target === "single node" && r.row === row)!;
+  const lines = [
+    "| target | row | MB/s | IOPS | p50/p99 us | vs single node |",
+    "| --- | --- | ---: | ---: | ---: | ---: |",
+    ...results.map((r) =>
+      `| ${r.target} | ${r.row} | ${r.mbps.toFixed(0)} | ${r.iops.toFixed(0)} | ${
+        r.p50us.toFixed(0)
+      }/${r.p99us.toFixed(0)} | ${(r.mbps / base(r.row).mbps).toFixed(2)} |`
+    ),
+  ];
+  console.log(lines.join("\n"));
+  const outDir = `${root}bench/out`;
+  await Deno.mkdir(outDir, { recursive: true });
+  const file = `${outDir}/storage-${new Date().toISOString().replace(/[:.]/g, "-")}.json`;
+  await Deno.writeTextFile(file, JSON.stringify({ quick, runtime, size, results }, null, 2));
+  console.log(`\nJSON: ${file}`);
+}
+
+await main();
