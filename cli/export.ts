@@ -3,7 +3,6 @@
  * clients use once it is ready, and shuts down gracefully on SIGTERM or SIGINT (stop accepting,
  * finish what is in flight, flush, close).
  */
-import { parseArgs } from "node:util";
 import type { BlockDevice } from "../actors/block/contract.ts";
 import { FileBlockDevice } from "../actors/block/file.ts";
 import { guard } from "../actors/block/guard.ts";
@@ -14,6 +13,7 @@ import { NbdServer } from "../nbd/server.ts";
 import { RemoteNode } from "../actors/node/proxy.ts";
 import { readSecret } from "./secret.ts";
 import { type Command, UsageError } from "./command.ts";
+import { parseFlags } from "./flags.ts";
 import { parseSize as parseBytes } from "../util/size.ts";
 
 const help = `Usage: dst export --listen URL [--listen URL...] [--name NAME] [--read-only]
@@ -70,28 +70,18 @@ interface ExportPlan {
 
 /** Turns the command line into a plan; every mistake is a UsageError (exit code 2). */
 export function planExport(args: string[]): ExportPlan {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        listen: { type: "string", multiple: true },
-        name: { type: "string" },
-        memory: { type: "string" },
-        file: { type: "string" },
-        size: { type: "string" },
-        remote: { type: "string" },
-        "secret-file": { type: "string" },
-        ca: { type: "string" },
-        "read-only": { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-    }));
-  } catch (error) {
-    throw new UsageError(error instanceof Error ? error.message : String(error));
-  }
+  const values = parseFlags(args, {
+    listen: { type: "string", multiple: true },
+    name: { type: "string" },
+    memory: { type: "string" },
+    file: { type: "string" },
+    size: { type: "string" },
+    remote: { type: "string" },
+    "secret-file": { type: "string" },
+    ca: { type: "string" },
+    "read-only": { type: "boolean" },
+    help: { type: "boolean", short: "h" },
+  });
   const urls = values.listen ?? [];
   if (urls.length === 0) throw new UsageError("--listen URL is required");
   const listen = urls.map((url) => {

@@ -3,7 +3,6 @@
  * to remote node proxies over tcp, unix or quic, prints the URL it listens on once ready, and
  * shuts down gracefully on SIGTERM or SIGINT (close the server, flush, close the media).
  */
-import { parseArgs } from "node:util";
 import type { BlockDevice } from "../actors/block/contract.ts";
 import { FileBlockDevice } from "../actors/block/file.ts";
 import { guard } from "../actors/block/guard.ts";
@@ -12,6 +11,7 @@ import { serveNode } from "../actors/node/server.ts";
 import { afterScheme, parseHostPort, schemeOf } from "../transport/url.ts";
 import { consoleLogger, type Logger } from "../util/log.ts";
 import { type Command, UsageError } from "./command.ts";
+import { parseFlags } from "./flags.ts";
 import { parseSize } from "./export.ts";
 import { readSecret } from "./secret.ts";
 import { untilStopSignal } from "./signals.ts";
@@ -61,29 +61,19 @@ export interface NodePlan {
 
 /** Turns the command line into a plan; every mistake is a UsageError (exit code 2). */
 export function planNode(args: string[]): NodePlan {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        listen: { type: "string" },
-        data: { type: "string" },
-        size: { type: "string" },
-        id: { type: "string" },
-        "storage-id": { type: "string" },
-        "read-only": { type: "boolean" },
-        "secret-file": { type: "string" },
-        cert: { type: "string" },
-        key: { type: "string" },
-        ca: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    }));
-  } catch (error) {
-    throw new UsageError(error instanceof Error ? error.message : String(error));
-  }
+  const values = parseFlags(args, {
+    listen: { type: "string" },
+    data: { type: "string" },
+    size: { type: "string" },
+    id: { type: "string" },
+    "storage-id": { type: "string" },
+    "read-only": { type: "boolean" },
+    "secret-file": { type: "string" },
+    cert: { type: "string" },
+    key: { type: "string" },
+    ca: { type: "string" },
+    help: { type: "boolean", short: "h" },
+  });
   if (values.listen === undefined) throw new UsageError("--listen URL is required");
   const listen = values.listen;
   const scheme = checkListenUrl(listen);

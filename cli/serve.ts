@@ -3,7 +3,6 @@
  * discovered now), exports it over NBD, optionally serves it as a dst node so another storage can
  * use it as a child, and shows its status over HTTP. SIGTERM or SIGINT stops it gracefully.
  */
-import { parseArgs } from "node:util";
 import { dirname, resolve } from "node:path";
 import { ActorSystem } from "../actors/system.ts";
 import { serveNode } from "../actors/node/server.ts";
@@ -14,6 +13,7 @@ import { assemble, type Storage } from "../storage/assemble.ts";
 import { loadTopology, type Topology } from "../storage/topology.ts";
 import { consoleLogger, type Logger } from "../util/log.ts";
 import { type Command, UsageError } from "./command.ts";
+import { parseFlags } from "./flags.ts";
 import { readSecret } from "./secret.ts";
 import { untilStopSignal } from "./signals.ts";
 
@@ -115,22 +115,12 @@ export async function startStorage(
 }
 
 async function run(args: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        config: { type: "string" },
-        status: { type: "string" },
-        id: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    }));
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
+  const values = parseFlags(args, {
+    config: { type: "string" },
+    status: { type: "string" },
+    id: { type: "string" },
+    help: { type: "boolean", short: "h" },
+  });
   if (values.config === undefined) throw new UsageError("--config FILE is required");
   const topology = await loadTopology(values.config);
   if (topology.export === undefined && topology.node === undefined) {

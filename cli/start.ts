@@ -4,12 +4,12 @@
  * them as remote nodes, exports it over NBD and serves the status page. A second run reopens the
  * same media. Ctrl-C stops everything cleanly.
  */
-import { parseArgs } from "node:util";
 import { resolve } from "node:path";
 import { consoleLogger } from "../util/log.ts";
 import { parseSize } from "./export.ts";
 import { parseTopology } from "../storage/topology.ts";
-import { type Command, UsageError } from "./command.ts";
+import type { Command } from "./command.ts";
+import { parseFlags } from "./flags.ts";
 import { startStorage } from "./serve.ts";
 import { untilStopSignal } from "./signals.ts";
 
@@ -72,23 +72,13 @@ async function storageId(dir: string): Promise<string> {
 }
 
 async function run(args: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        data: { type: "string", default: ".data" },
-        size: { type: "string", default: "256M" },
-        nbd: { type: "string", default: "tcp://127.0.0.1:10809" },
-        status: { type: "string", default: "127.0.0.1:8080" },
-        help: { type: "boolean", short: "h" },
-      },
-    }));
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
+  const values = parseFlags(args, {
+    data: { type: "string", default: ".data" },
+    size: { type: "string", default: "256M" },
+    nbd: { type: "string", default: "tcp://127.0.0.1:10809" },
+    status: { type: "string", default: "127.0.0.1:8080" },
+    help: { type: "boolean", short: "h" },
+  });
   const size = parseSize(values.size, "--size");
   const dir = resolve(values.data);
   await Deno.mkdir(dir, { recursive: true });

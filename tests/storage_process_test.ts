@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { checkBlock, fillBlock } from "../actors/block/testdata.ts";
 import { mustRun, randomBytes, skipWithout } from "./support/nbd_harness.ts";
-import { type DstProcess, spawnDst } from "./support/dst_process.ts";
+import { type DstProcess, runDst, spawnDst } from "./support/dst_process.ts";
 
 const MiB = 1024 * 1024;
 const BLOCK = 4096;
@@ -176,38 +176,14 @@ Deno.test("storage: a bad topology file gets clear errors and starts nothing", a
         export: { listen: [`unix://${dir}/nbd.sock`] },
       }),
     );
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--unstable-net",
-        "-A",
-        new URL("../main.ts", import.meta.url).pathname,
-        "serve",
-        "--config",
-        config,
-      ],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const stderr = new TextDecoder().decode(out.stderr);
+    const out = await runDst(["serve", "--config", config]);
+    const stderr = out.stderr;
     assert.equal(out.code, 1, stderr);
     assert.match(stderr, /nodes\.a\.size: "1Q" is not a size/);
     await Deno.writeTextFile(config, "{ not json");
-    const again = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--unstable-net",
-        "-A",
-        new URL("../main.ts", import.meta.url).pathname,
-        "serve",
-        "--config",
-        config,
-      ],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
+    const again = await runDst(["serve", "--config", config]);
     assert.equal(again.code, 1);
-    assert.match(new TextDecoder().decode(again.stderr), /not valid JSON/);
+    assert.match(again.stderr, /not valid JSON/);
     await assert.rejects(
       Deno.lstat(`${dir}/nbd.sock`),
       "nothing may listen after a refused topology",

@@ -87,3 +87,17 @@ export async function spawnDst(args: string[], options: SpawnOptions = {}): Prom
   }
   return { child, pid: child.pid, lines, stop };
 }
+
+/** Runs `dst ARGS` to completion (a command that is expected to exit): code and output. */
+export async function runDst(
+  args: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--unstable-net", "--allow-all", mainTs, ...args],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder();
+  return { code: out.code, stdout: text.decode(out.stdout), stderr: text.decode(out.stderr) };
+}

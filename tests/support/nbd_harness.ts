@@ -7,6 +7,7 @@ import { MemoryBlockDevice } from "../../actors/block/memory.ts";
 import type { BlockDevice } from "../../actors/block/contract.ts";
 import { clientUri } from "../../nbd/address.ts";
 import { NbdServer } from "../../nbd/server.ts";
+import { type DstProcess, spawnDst } from "./dst_process.ts";
 
 export const inCI = Deno.env.get("CI") === "true";
 
@@ -140,69 +141,13 @@ export function randomBytes(n: number): Uint8Array {
   return out;
 }
 
-export interface ExportProcess {
-  readonly child: Deno.ChildProcess;
+export interface ExportProcess extends DstProcess {
   /** The client URIs it printed, one per --listen. */
   readonly uris: string[];
-  /** Sends `signal` and resolves the exit code and everything it wrote to stderr. */
-  stop(signal?: Deno.Signal): Promise<{ code: number; stderr: string }>;
 }
-
-const mainTs = new URL("../../main.ts", import.meta.url).pathname;
 
 /** Starts `dst export ARGS` as a real process and waits until it printed `expectUris` URIs. */
 export async function spawnExport(args: string[], expectUris = 1): Promise<ExportProcess> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--unstable-net", "-A", mainTs, "export", ...args],
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const stderrText = new Response(child.stderr).text();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  const uris: string[] = [];
-  let pending = "";
-  const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
-  try {
-    while (uris.length < expectUris) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      pending += value;
-      const lines = pending.split("\n");
-      pending = lines.pop()!;
-      uris.push(...lines.filter((l) => l.startsWith("nbd")));
-    }
-  } finally {
-    clearTimeout(timer);
-  }
-  // Keep draining stdout so the child never blocks on a full pipe.
-  const drained = (async () => {
-    while (!(await reader.read()).done) { /* discard */ }
-  })();
-  if (uris.length < expectUris) {
-    const status = await child.status;
-    await drained;
-    throw new Error(`dst export exited ${status.code} before printing a URI:\n${await stderrText}`);
-  }
-  return {
-    child,
-    uris,
-    async stop(signal: Deno.Signal = "SIGTERM") {
-      try {
-        child.kill(signal);
-      } catch {
-        // already exited
-      }
-      const killer = setTimeout(() => {
-        try {
-          child.kill("SIGKILL");
-        } catch {
-          // gone
-        }
-      }, 20_000);
-      const status = await child.status;
-      clearTimeout(killer);
-      await drained;
-      return { code: status.code, stderr: await stderrText };
-    },
-  };
+  const p = await spawnDst(["export", ...args], { ready: /^nbd/, readyLines: expectUris });
+  return { ...p, uris: p.lines.filter((l) => l.startsWith("nbd")) };
 }
