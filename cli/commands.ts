@@ -4,10 +4,12 @@ import { exportCommand } from "./export.ts";
 import { nodeCommand } from "./node.ts";
 import { serveCommand } from "./serve.ts";
 import { startCommand } from "./start.ts";
+import { statusCommand } from "./status.ts";
 
 export const commands: readonly Command[] = [
   startCommand,
   serveCommand,
   nodeCommand,
   exportCommand,
+  statusCommand,
 ];

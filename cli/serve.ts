@@ -8,7 +8,8 @@ import { ActorSystem } from "../actors/system.ts";
 import { serveNode } from "../actors/node/server.ts";
 import { clientUri } from "../nbd/address.ts";
 import { NbdServer } from "../nbd/server.ts";
-import { serveStatus, statusApp } from "../status/app.ts";
+import { startStatusEndpoint } from "../status/endpoint.ts";
+import { CountingBlockDevice } from "../status/io.ts";
 import { assemble, type Storage } from "../storage/assemble.ts";
 import { loadTopology, type Topology } from "../storage/topology.ts";
 import { consoleLogger, type Logger } from "../util/log.ts";
@@ -17,7 +18,8 @@ import { parseFlags } from "./flags.ts";
 import { readSecret } from "./secret.ts";
 import { untilStopSignal } from "./signals.ts";
 
-const help = `Usage: dst serve --config FILE [--status HOST:PORT] [--id NAME]
+const help =
+  `Usage: dst serve --config FILE [--status HOST:PORT [--status-token-file PATH]] [--id NAME]
 
 Assembles the storage described by a topology file, exports it over NBD (the file's
 "export.listen"), serves it as a dst node when the file has "node.listen", and prints where
@@ -25,7 +27,11 @@ clients attach.
 
 Options:
   --config FILE       the topology file (JSON; see README.md)
-  --status HOST:PORT  serve the status page and JSON there (default: off; loopback is safest)
+  --status HOST:PORT  serve the status page, JSON, /metrics and control there (default: off;
+                      loopback is safest)
+  --status-token-file PATH
+                      where the bearer token for control actions is kept (made there on the
+                      first start); else DST_STATUS_TOKEN, else a fresh one printed at start
   --id NAME           this process's node identity (default: the storage's name)
   -h, --help          show this help
 
@@ -42,13 +48,15 @@ export interface Running {
   readonly uris: readonly string[];
   readonly nodeUrl?: string;
   readonly statusUrl?: string;
+  /** What to print about the status endpoint: its URL, and the control token when made now. */
+  readonly statusLines?: readonly string[];
   stop(): Promise<void>;
 }
 
 /** Starts everything a topology asks for; used by `dst serve` and the embedded default. */
 export async function startStorage(
   topology: Topology,
-  options: { baseDir: string; status?: string; id?: string; log: Logger },
+  options: { baseDir: string; status?: string; statusTokenFile?: string; id?: string; log: Logger },
 ): Promise<Running> {
   const log = options.log;
   const secretFile = topology.secretFile === undefined
@@ -72,11 +80,13 @@ export async function startStorage(
     await system.shutdown();
   };
   try {
+    // Counts what clients of the NBD export and the dst node ask for, for status and /metrics.
+    const device = new CountingBlockDevice(storage.device);
     const uris: string[] = [];
     if (topology.export !== undefined) {
       const name = topology.export.name ?? "dst";
       const nbd = new NbdServer({
-        exports: [{ name, device: storage.device, description: `dst storage ${topology.storage}` }],
+        exports: [{ name, device, description: `dst storage ${topology.storage}` }],
         log,
       });
       stops.push(() => nbd.close());
@@ -86,7 +96,7 @@ export async function startStorage(
     }
     let nodeUrl: string | undefined;
     if (topology.node !== undefined) {
-      const server = await serveNode(topology.node.listen, storage.device, {
+      const server = await serveNode(topology.node.listen, device, {
         node: id,
         logger: log,
         ...(secret === undefined ? {} : { secret }),
@@ -94,18 +104,25 @@ export async function startStorage(
       stops.push(() => server.close());
       nodeUrl = server.url;
     }
-    let statusUrl: string | undefined;
+    let status: { url: string; lines: readonly string[] } | undefined;
     if (options.status !== undefined) {
-      const app = statusApp({ name: topology.storage, tree: storage.tree, exports: uris });
-      const http = await serveStatus(app, options.status);
+      const http = await startStatusEndpoint({
+        name: topology.storage,
+        tree: storage.tree,
+        exports: uris,
+        io: device.stats,
+        control: storage.control,
+        listen: options.status,
+        ...(options.statusTokenFile === undefined ? {} : { tokenFile: options.statusTokenFile }),
+      });
       stops.push(() => http.shutdown());
-      statusUrl = http.url;
+      status = http;
     }
     return {
       storage,
       uris,
       ...(nodeUrl === undefined ? {} : { nodeUrl }),
-      ...(statusUrl === undefined ? {} : { statusUrl }),
+      ...(status === undefined ? {} : { statusUrl: status.url, statusLines: status.lines }),
       stop,
     };
   } catch (error) {
@@ -118,6 +135,7 @@ async function run(args: string[]): Promise<number> {
   const values = parseFlags(args, {
     config: { type: "string" },
     status: { type: "string" },
+    "status-token-file": { type: "string" },
     id: { type: "string" },
     help: { type: "boolean", short: "h" },
   });
@@ -133,11 +151,14 @@ async function run(args: string[]): Promise<number> {
       baseDir: dirname(resolve(values.config)),
       log,
       ...(values.status === undefined ? {} : { status: values.status }),
+      ...(values["status-token-file"] === undefined
+        ? {}
+        : { statusTokenFile: values["status-token-file"] }),
       ...(values.id === undefined ? {} : { id: values.id }),
     });
     for (const uri of running.uris) console.log(uri);
     if (running.nodeUrl !== undefined) console.log(`node ${running.nodeUrl}`);
-    if (running.statusUrl !== undefined) console.log(`status ${running.statusUrl}`);
+    for (const line of running.statusLines ?? []) console.log(line);
     const signal = await stopSignal.signal;
     log.log("info", "shutting down", { signal });
     await running.stop();

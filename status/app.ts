@@ -1,11 +1,35 @@
 /**
- * The status endpoint: a hono app that shows the storage tree as JSON and as a small page that
- * refreshes itself. Bound to loopback unless told otherwise.
+ * The status endpoint: a hono app that shows the storage tree as JSON, as Prometheus text and as
+ * a dashboard that updates itself, and takes control actions (suspend, resume, clean, dirty,
+ * add or remove a leg, verify) from callers holding the bearer token. Bound to loopback unless
+ * told otherwise.
+ *
+ *   GET    /                              the dashboard (HTML, polls /api/tree)
+ *   GET    /api/tree                      the whole status (StatusJson)
+ *   GET    /api/nodes/:node               one node of the tree
+ *   GET    /metrics                       Prometheus text
+ *   POST   /api/nodes/:node/:action       suspend | resume | clean | dirty | verify (body {} or none)
+ *   POST   /api/nodes/:mirror/legs        add a leg: {"name": "c", "spec": {"kind": "remote", ...}}
+ *   DELETE /api/nodes/:mirror/legs/:leg   remove a leg
+ *
+ * Control answers 401 without the right `Authorization: Bearer TOKEN` (before looking at anything
+ * else, so nothing changes), 400 with the zod issues for a bad body, 404 for an unknown node, 409
+ * for an action the storage refuses, 501 where this process has no control actions.
  */
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
+import { z } from "zod";
 import type { TreeNode } from "../storage/assemble.ts";
-import { treeJson } from "./tree.ts";
+import {
+  ControlError,
+  type ControlResult,
+  type LegSpec,
+  type StorageControl,
+} from "../storage/control.ts";
 import { dashboardHtml } from "./dashboard.ts";
+import type { IoStats } from "./io.ts";
+import { metricsText } from "./metrics.ts";
+import { bearerMatches } from "./token.ts";
+import { findNode, type StatusJson, treeJson } from "./tree.ts";
 
 export interface StatusSource {
   /** The storage's name (the root node's). */
@@ -13,14 +37,201 @@ export interface StatusSource {
   readonly tree: TreeNode;
   /** Where clients attach, shown on the page. */
   readonly exports: readonly string[];
+  /** Counters of the exported device, when it is wrapped in a CountingBlockDevice. */
+  readonly io?: IoStats;
+  /** Maintenance actions; without them the control routes answer 501. */
+  readonly control?: StorageControl;
+  /** The bearer token control actions need; required with `control`. */
+  readonly token?: string;
+}
+
+/** Largest control request body accepted. */
+const MAX_BODY = 64 * 1024;
+
+const nodeName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, {
+  message: "a node name: letters, digits, '_', '.', '-', at most 64",
+});
+const size = z.union([z.number().int().positive(), z.string().min(1).max(32)]);
+export const legSpecSchema = z.discriminatedUnion("kind", [
+  z.strictObject({ kind: z.literal("memory"), size }),
+  z.strictObject({ kind: z.literal("file"), path: z.string().min(1), size: size.optional() }),
+  z.strictObject({
+    kind: z.literal("remote"),
+    url: z.string().regex(/^(tcp|unix|quic):\/\//, { message: "tcp://, unix:// or quic:// URL" }),
+    storageId: z.string().regex(/^[0-9a-f]{32}$/).optional(),
+  }),
+]);
+export const addLegSchema = z.strictObject({ name: nodeName, spec: legSpecSchema });
+/** The simple actions take no arguments; an empty object (or no body) is all they accept. */
+const noArguments = z.strictObject({});
+
+const SIMPLE_ACTIONS = ["suspend", "resume", "clean", "dirty", "verify"] as const;
+type SimpleAction = typeof SIMPLE_ACTIONS[number];
+
+/** Takes one consistent snapshot of everything the views show. */
+export function statusSnapshot(source: StatusSource): StatusJson {
+  return {
+    name: source.name,
+    time: Date.now(),
+    exports: source.exports,
+    ...(source.io === undefined ? {} : { io: source.io.snapshot() }),
+    control: source.control !== undefined,
+    tree: treeJson(source.tree),
+  };
+}
+
+class HttpProblem extends Error {
+  constructor(readonly status: 400 | 401 | 404 | 409 | 413 | 500 | 501, readonly body: object) {
+    super(JSON.stringify(body));
+  }
 }
 
 export function statusApp(source: StatusSource): Hono {
+  if (source.control !== undefined && (source.token === undefined || source.token === "")) {
+    throw new Error("statusApp: control actions need a bearer token");
+  }
   const app = new Hono();
-  app.get("/", (c) => c.html(dashboardHtml(source.name)));
-  app.get("/api/tree", (c) => c.json({ exports: source.exports, tree: treeJson(source.tree) }));
-  app.notFound((c) => c.json({ error: `no such page: ${c.req.path}` }, 404));
+
+  app.get("/", (c) => {
+    c.header("Cache-Control", "no-store");
+    return c.html(dashboardHtml(source.name));
+  });
+  app.get("/api/tree", (c) => {
+    c.header("Cache-Control", "no-store");
+    return c.json(statusSnapshot(source));
+  });
+  app.get("/api/nodes/:node", (c) => {
+    const node = findNode(treeJson(source.tree), c.req.param("node"));
+    if (node === undefined) throw unknownNode(c.req.param("node"));
+    return c.json(node);
+  });
+  app.get("/metrics", (c) => {
+    c.header("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    return c.body(metricsText(statusSnapshot(source)));
+  });
+
+  // Every control route checks the token first: a caller without it learns nothing and
+  // changes nothing.
+  app.on(["POST", "PUT", "PATCH", "DELETE"], "/api/*", async (c, next) => {
+    if (source.token === undefined || !bearerMatches(c.req.header("Authorization"), source.token)) {
+      c.header("WWW-Authenticate", 'Bearer realm="dst"');
+      return c.json({ error: "control needs the status token: Authorization: Bearer TOKEN" }, 401);
+    }
+    await next();
+    return undefined;
+  });
+
+  app.post("/api/nodes/:mirror/legs", async (c) => {
+    const control = controlOf(source);
+    const mirror = knownNode(source, c.req.param("mirror"));
+    const body = parse(addLegSchema, await jsonBody(c));
+    return c.json(await act(() => control.addLeg(mirror, body.name, legSpec(body.spec))));
+  });
+  app.delete("/api/nodes/:mirror/legs/:leg", async (c) => {
+    const control = controlOf(source);
+    const mirror = knownNode(source, c.req.param("mirror"));
+    const leg = knownNode(source, c.req.param("leg"));
+    parse(noArguments, await jsonBody(c));
+    return c.json(await act(() => control.removeLeg(mirror, leg)));
+  });
+  app.post("/api/nodes/:node/:action", async (c) => {
+    const action = c.req.param("action");
+    if (!(SIMPLE_ACTIONS as readonly string[]).includes(action)) {
+      throw new HttpProblem(404, {
+        error: `no such action: ${action}; use one of ${SIMPLE_ACTIONS.join(", ")} ` +
+          "(or POST /api/nodes/MIRROR/legs, DELETE /api/nodes/MIRROR/legs/LEG)",
+      });
+    }
+    const control = controlOf(source);
+    const node = knownNode(source, c.req.param("node"));
+    parse(noArguments, await jsonBody(c));
+    return c.json(await act(() => control[action as SimpleAction](node)));
+  });
+
+  app.notFound((c) => c.json({ error: `no such page: ${c.req.method} ${c.req.path}` }, 404));
+  app.onError((error, c) => {
+    if (error instanceof HttpProblem) return c.json(error.body, error.status);
+    return c.json({ error: error.message }, 500);
+  });
   return app;
+}
+
+/** Drops absent optional fields, as the control API's exact optional types want. */
+function legSpec(spec: z.infer<typeof legSpecSchema>): LegSpec {
+  switch (spec.kind) {
+    case "memory":
+      return { kind: "memory", size: spec.size };
+    case "file":
+      return {
+        kind: "file",
+        path: spec.path,
+        ...(spec.size === undefined ? {} : { size: spec.size }),
+      };
+    case "remote":
+      return {
+        kind: "remote",
+        url: spec.url,
+        ...(spec.storageId === undefined ? {} : { storageId: spec.storageId }),
+      };
+  }
+}
+
+function controlOf(source: StatusSource): StorageControl {
+  if (source.control === undefined) {
+    throw new HttpProblem(501, {
+      error: "this process has no control actions; use the status endpoint of the storage " +
+        "(dst serve) whose mirror holds the node",
+    });
+  }
+  return source.control;
+}
+
+function unknownNode(name: string): HttpProblem {
+  return new HttpProblem(404, { error: `no node named "${name}" in this storage` });
+}
+
+/** The name, once it is known to the tree or to control; else a 404. */
+function knownNode(source: StatusSource, name: string): string {
+  const inTree = findNode(source.tree, name) !== undefined;
+  if (!inTree && !(source.control?.nodes().includes(name) ?? false)) throw unknownNode(name);
+  return name;
+}
+
+async function jsonBody(c: Context): Promise<unknown> {
+  const declared = Number(c.req.header("Content-Length") ?? "0");
+  if (declared > MAX_BODY) throw new HttpProblem(413, { error: `body over ${MAX_BODY} bytes` });
+  const text = await c.req.text();
+  if (text.length > MAX_BODY) throw new HttpProblem(413, { error: `body over ${MAX_BODY} bytes` });
+  if (text.trim() === "") return {};
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new HttpProblem(400, { error: `the body is not JSON: ${(error as Error).message}` });
+  }
+}
+
+function parse<T>(schema: z.ZodType<T>, value: unknown): T {
+  const result = schema.safeParse(value);
+  if (!result.success) {
+    throw new HttpProblem(400, {
+      error: z.prettifyError(result.error),
+      issues: result.error.issues,
+    });
+  }
+  return result.data;
+}
+
+/** Runs a control action; its refusals become 404/409, anything else a 500. */
+async function act(action: () => Promise<ControlResult>): Promise<ControlResult> {
+  try {
+    return await action();
+  } catch (error) {
+    if (error instanceof ControlError) {
+      const status = error.code === "unknown-node" ? 404 : error.code === "impossible" ? 409 : 500;
+      throw new HttpProblem(status, { error: error.message, code: error.code });
+    }
+    throw new HttpProblem(500, { error: (error as Error).message ?? String(error) });
+  }
 }
 
 /** Serves the app on HOST:PORT; resolves once listening, with the bound address. */

@@ -1,48 +1,210 @@
-/** The dashboard page: plain HTML and a script that polls /api/tree; no build step. */
+/**
+ * The dashboard page: plain HTML, CSS and one script, served as a string (no build step). It
+ * polls /api/tree once a second and redraws the storage tree: every node a card coloured by its
+ * state, resync and verify progress bars, per-leg and per-node counters, and the live I/O rates
+ * of the export. With the status token typed in, each node offers the control actions.
+ */
 
 export function dashboardHtml(title: string): string {
-  const safe = title.replace(/[&<>"]/g, (c) => `&#${c.charCodeAt(0)};`);
+  const safe = title.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>dst — ${safe}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <style>
-body{font:14px system-ui,sans-serif;margin:2em;color:#222}
-ul{list-style:none;padding-left:1.4em} li{margin:.3em 0}
-.n{display:inline-block;padding:.2em .6em;border-radius:4px;border:1px solid #ccc}
-.in-sync{background:#d9f2d9}.degraded{background:#fff0c2}.down,.out{background:#f8d0d0}
-.connecting{background:#dde8f8}.meta{color:#666;font-size:12px;margin-left:.5em}
+:root{--in-sync:#2e9e4f;--degraded:#d99a00;--rebuilding:#2f6fd6;--suspended:#7d6aa8;
+  --down:#d23c3c;--out:#d23c3c;--split-brain:#a0106e;--connecting:#5aa0d8;--unknown:#888}
+*{box-sizing:border-box}
+body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#1d232a;background:#f4f6f8}
+header{background:#1d232a;color:#fff;padding:.8em 1.5em;display:flex;gap:2em;align-items:center;
+  flex-wrap:wrap}
+header h1{font-size:18px;margin:0}
+header .sub{color:#b8c2cc;font-size:12px}
+#io{display:flex;gap:1.2em;font-variant-numeric:tabular-nums;font-size:13px}
+#io b{display:block;font-size:11px;color:#b8c2cc;font-weight:normal}
+main{padding:1.2em 1.5em}
+#status{font-size:12px;color:#667;margin-bottom:.8em}
+#status.stale{color:#d23c3c;font-weight:bold}
+ul.tree,ul.tree ul{list-style:none;margin:0;padding:0}
+ul.tree ul{margin-left:1.6em;padding-left:1.2em;border-left:2px solid #c9d1d9}
+ul.tree li{margin:.6em 0;position:relative}
+ul.tree ul>li::before{content:"";position:absolute;left:-1.2em;top:1.4em;width:1.1em;
+  border-top:2px solid #c9d1d9}
+.card{display:inline-block;min-width:22em;max-width:46em;background:#fff;border-radius:6px;
+  border:1px solid #d6dde4;border-left:6px solid var(--c,var(--unknown));padding:.5em .8em;
+  box-shadow:0 1px 2px rgba(0,0,0,.05)}
+.card .head{display:flex;gap:.6em;align-items:baseline;flex-wrap:wrap}
+.card .name{font-weight:600;font-size:15px}
+.card .kind{color:#667;font-size:12px}
+.badge{color:#fff;background:var(--c,var(--unknown));border-radius:10px;padding:0 .6em;
+  font-size:12px;font-weight:600}
+.meta{color:#556;font-size:12px;margin-top:.2em;word-break:break-all}
+.meta span{margin-right:1em;white-space:nowrap}
+.reason{color:#a33;font-size:12px}
+.bar{height:10px;background:#e3e8ed;border-radius:5px;overflow:hidden;margin:.4em 0 .1em}
+.bar>div{height:100%;background:var(--rebuilding);transition:width .5s}
+.bar.verify>div{background:var(--suspended)}
+.actions{margin-top:.35em;display:flex;gap:.3em;flex-wrap:wrap}
+.actions button{font-size:11px;padding:.1em .6em;border:1px solid #c9d1d9;background:#f7f9fb;
+  border-radius:4px;cursor:pointer}
+.actions button:hover{background:#e8eef4}
+#control{margin-left:auto;font-size:12px}
+#control input{width:16em;font-size:12px}
+#message{font-size:12px;margin:.4em 0;min-height:1.2em}
 </style></head>
-<body><h1>dst — ${safe}</h1><div id="exports"></div><div id="tree">loading…</div>
+<body>
+<header><div><h1>dst — ${safe}</h1><div class="sub" id="exports"></div></div>
+<div id="io"></div>
+<div id="control" hidden>token <input id="token" type="password" autocomplete="off"
+  placeholder="status token for actions"></div></header>
+<main><div id="status">loading…</div><div id="message"></div><div id="tree"></div></main>
 <script>
-const size = (b) => { const u = ["B","KiB","MiB","GiB","TiB"]; let i = 0;
-  while (b >= 1024 && i < u.length - 1) { b /= 1024; i++; } return (+b.toFixed(1)) + " " + u[i]; };
-function render(node) {
-  const li = document.createElement("li");
-  const tag = document.createElement("span");
-  tag.className = "n " + node.state;
-  tag.dataset.node = node.name;
-  tag.textContent = node.name + " (" + node.kind + ") " + node.state;
-  li.append(tag);
-  const meta = document.createElement("span");
-  meta.className = "meta";
-  meta.textContent = size(node.size) + (node.address ? " · " + node.address : "");
-  li.append(meta);
-  if (node.children.length) {
-    const ul = document.createElement("ul");
-    node.children.forEach((c) => ul.append(render(c)));
+"use strict";
+const STATES = ["in-sync","degraded","rebuilding","suspended","down","out","split-brain","connecting"];
+const UNITS = ["B","KiB","MiB","GiB","TiB","PiB"];
+function bytes(b) {
+  if (typeof b !== "number" || !isFinite(b)) return "?";
+  let i = 0; while (Math.abs(b) >= 1024 && i < UNITS.length - 1) { b /= 1024; i++; }
+  return (i === 0 ? b : b.toFixed(1)) + " " + UNITS[i];
+}
+function duration(s) {
+  if (typeof s !== "number" || !isFinite(s)) return "?";
+  s = Math.round(s);
+  if (s < 60) return s + " s";
+  if (s < 3600) return Math.floor(s / 60) + " min " + (s % 60) + " s";
+  return Math.floor(s / 3600) + " h " + Math.floor((s % 3600) / 60) + " min";
+}
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+function colour(state) { return "var(--" + (STATES.includes(state) ? state : "unknown") + ")"; }
+
+const tokenInput = document.getElementById("token");
+tokenInput.value = localStorage.getItem("dst-status-token") || "";
+tokenInput.addEventListener("change", () => localStorage.setItem("dst-status-token", tokenInput.value));
+async function act(path, method) {
+  const msg = document.getElementById("message");
+  msg.textContent = method + " " + path + " …";
+  try {
+    const r = await fetch(path, { method, headers: { Authorization: "Bearer " + tokenInput.value } });
+    const body = await r.json().catch(() => ({}));
+    msg.textContent = r.ok ? (body.message || "done") : r.status + ": " + (body.error || r.statusText);
+  } catch (e) { msg.textContent = String(e); }
+  refresh();
+}
+
+function card(node, leg, control, parent) {
+  const f = node.facts || {};
+  const c = el("div", "card");
+  c.dataset.node = node.name;
+  c.dataset.state = node.state;
+  c.style.setProperty("--c", colour(node.state));
+  const head = el("div", "head");
+  head.append(el("span", "name", node.name), el("span", "kind", node.kind),
+    el("span", "badge state", node.state));
+  c.append(head);
+  const meta = el("div", "meta");
+  const add = (label, value) => { if (value !== undefined && value !== "") meta.append(el("span", "", label + " " + value)); };
+  add("size", bytes(node.size));
+  add("at", node.address);
+  add("peer", f.peer);
+  add("checksum", f.checksum && f.checksum + (f.checksumErrors ? " (" + f.checksumErrors + " errors)" : ""));
+  if (f.storageId) add("storage", f.storageId.slice(0, 8) + "…");
+  if (f.ageSeconds !== undefined) add("age", duration(f.ageSeconds));
+  if (f.generations) add("gen", Object.entries(f.generations).map(([k, v]) => k + ":" + String(v).slice(0, 8)).join(" "));
+  if (f.outOfSyncBytes !== undefined) add("out of sync", bytes(f.outOfSyncBytes));
+  const counts = leg || {};
+  add("reads", counts.reads); add("writes", counts.writes);
+  if (counts.errors) add("errors", counts.errors);
+  if (f.reconnects) add("reconnects", f.reconnects);
+  if (f.resent) add("resent", f.resent);
+  if (f.timeouts) add("timeouts", f.timeouts);
+  for (const [k, v] of Object.entries(f.counters || {})) add(k, v);
+  c.append(meta);
+  const reason = (leg && leg.reason) || f.reason;
+  if (reason && node.state !== "in-sync") c.append(el("div", "reason", reason));
+  if (f.resync) {
+    const r = f.resync;
+    const bar = el("div", "bar" + (r.kind === "verify" ? " verify" : ""));
+    const fill = el("div");
+    fill.style.width = ((r.progress || 0) * 100).toFixed(1) + "%";
+    bar.append(fill);
+    bar.dataset.progress = String(r.progress ?? "");
+    c.append(bar, el("div", "meta", (r.kind || "resync") + (r.source ? " from " + r.source : "") + " · " +
+      ((r.progress || 0) * 100).toFixed(1) + "% · " + bytes(r.bytesLeft) + " left · " +
+      bytes(r.rateBytesPerSec) + "/s · ETA " + duration(r.etaSeconds)));
+  }
+  if (control) {
+    const actions = el("div", "actions");
+    const button = (label, path, method) => {
+      const b = el("button", "", label);
+      b.dataset.action = label;
+      b.onclick = () => act(path, method);
+      actions.append(b);
+    };
+    const base = "api/nodes/" + encodeURIComponent(node.name);
+    if (node.kind === "mirror") button("verify", base + "/verify", "POST");
+    if (parent && parent.kind === "mirror") {
+      for (const a of ["suspend", "resume", "clean", "dirty"]) button(a, base + "/" + a, "POST");
+      button("remove", "api/nodes/" + encodeURIComponent(parent.name) + "/legs/" + encodeURIComponent(node.name), "DELETE");
+    }
+    if (actions.childElementCount) c.append(actions);
+  }
+  return c;
+}
+function branch(node, leg, control, parent) {
+  const li = el("li");
+  li.append(card(node, leg, control, parent));
+  if (node.children && node.children.length) {
+    const legs = new Map(((node.facts && node.facts.legs) || []).map((l) => [l.name, l]));
+    const ul = el("ul");
+    for (const child of node.children) ul.append(branch(child, legs.get(child.name), control, node));
     li.append(ul);
   }
   return li;
 }
+
+let last;
+function ioRates(now) {
+  const box = document.getElementById("io");
+  if (!now.io) { box.replaceChildren(); return; }
+  const stat = (label, value) => { const d = el("div", "", value); d.prepend(el("b", "", label)); return d; };
+  const dt = last && last.io ? (now.time - last.time) / 1000 : 0;
+  const rate = (op, key) => dt > 0 ? (now.io.ops[op][key] - last.io.ops[op][key]) / dt : 0;
+  const lat = (op) => {
+    const n = now.io.ops[op].requests - (last && last.io ? last.io.ops[op].requests : 0);
+    const s = now.io.ops[op].latencySeconds - (last && last.io ? last.io.ops[op].latencySeconds : 0);
+    return n > 0 ? (s / n * 1000).toFixed(2) + " ms" : "–";
+  };
+  box.replaceChildren(
+    stat("read", rate("read", "requests").toFixed(0) + " op/s · " + bytes(rate("read", "bytes")) + "/s"),
+    stat("write", rate("write", "requests").toFixed(0) + " op/s · " + bytes(rate("write", "bytes")) + "/s"),
+    stat("latency r/w", lat("read") + " / " + lat("write")),
+    stat("in flight", String(now.io.inFlight)),
+    stat("total", bytes(now.io.ops.read.bytes) + " read · " + bytes(now.io.ops.write.bytes) + " written"),
+  );
+}
+
 async function refresh() {
+  const status = document.getElementById("status");
   try {
-    const r = await fetch("api/tree");
-    const { exports, tree } = await r.json();
-    document.getElementById("exports").textContent = "attach: " + exports.join("  ");
-    const ul = document.createElement("ul");
-    ul.append(render(tree));
+    const r = await fetch("api/tree", { cache: "no-store" });
+    if (!r.ok) throw new Error("HTTP " + r.status);
+    const now = await r.json();
+    document.getElementById("exports").textContent = now.exports.length ? "attach: " + now.exports.join("  ") : "";
+    document.getElementById("control").hidden = !now.control;
+    ioRates(now);
+    const ul = el("ul", "tree");
+    ul.append(branch(now.tree, undefined, now.control, undefined));
     document.getElementById("tree").replaceChildren(ul);
+    status.className = "";
+    status.textContent = "updated " + new Date(now.time).toLocaleTimeString();
+    last = now;
   } catch (e) {
-    document.getElementById("tree").textContent = "status unavailable: " + e;
+    status.className = "stale";
+    status.textContent = "status unavailable (" + e.message + "); showing the last state";
   }
 }
 refresh();

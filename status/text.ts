@@ -1,0 +1,102 @@
+/**
+ * The status as terminal text for `dst status`: the storage tree with box-drawing branches, each
+ * node's state (coloured when the terminal takes colour), its key facts, and a progress bar
+ * under every node that is resyncing or verifying.
+ */
+import { formatSize } from "../util/size.ts";
+import type { StatusJson, TreeJson } from "./tree.ts";
+
+const COLOURS: Record<string, string> = {
+  "in-sync": "32",
+  degraded: "33",
+  rebuilding: "34",
+  suspended: "35",
+  down: "31",
+  out: "31",
+  "split-brain": "1;31",
+  connecting: "36",
+};
+
+export interface TextOptions {
+  /** Use ANSI colours. */
+  readonly colour?: boolean;
+  /** Width of progress bars in characters (default 30). */
+  readonly barWidth?: number;
+}
+
+export function durationText(seconds: number): string {
+  const s = Math.round(seconds);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
+}
+
+/** `[#######.......]  45.0%` */
+export function progressBar(fraction: number, width: number): string {
+  const f = Math.min(1, Math.max(0, fraction));
+  const full = Math.round(f * width);
+  return `[${"#".repeat(full)}${".".repeat(width - full)}] ${(f * 100).toFixed(1).padStart(5)}%`;
+}
+
+export function statusText(status: StatusJson, options: TextOptions = {}): string {
+  const paint = (state: string) =>
+    options.colour ? `\x1b[${COLOURS[state] ?? "0"}m${state}\x1b[0m` : state;
+  const width = options.barWidth ?? 30;
+  const lines: string[] = [`storage ${status.name}`];
+  for (const uri of status.exports) lines.push(`  attach ${uri}`);
+  if (status.io !== undefined) {
+    const { read, write } = status.io.ops;
+    const ms = (s: number, n: number) => n > 0 ? `${(s / n * 1000).toFixed(2)} ms` : "-";
+    lines.push(
+      `  io     read ${read.requests} req ${formatSize(read.bytes)} avg ${
+        ms(read.latencySeconds, read.requests)
+      } · write ${write.requests} req ${formatSize(write.bytes)} avg ${
+        ms(write.latencySeconds, write.requests)
+      } · in flight ${status.io.inFlight}`,
+    );
+  }
+  const visit = (node: TreeJson, prefix: string, last: boolean, root: boolean, leg?: LegLine) => {
+    const branch = root ? "" : last ? "└─ " : "├─ ";
+    const f = node.facts;
+    const parts = [`${node.name} (${node.kind}) ${paint(node.state)}`, formatSize(node.size)];
+    if (node.address !== undefined) parts.push(node.address);
+    if (f.outOfSyncBytes !== undefined && f.outOfSyncBytes > 0) {
+      parts.push(`out of sync ${formatSize(f.outOfSyncBytes)}`);
+    }
+    if (f.generations !== undefined && f.generations.current !== undefined) {
+      parts.push(`gen ${f.generations.current.slice(0, 8)}`);
+    }
+    if (leg?.reads !== undefined) parts.push(`r ${leg.reads} w ${leg.writes ?? 0}`);
+    if ((leg?.errors ?? 0) > 0) parts.push(`errors ${leg!.errors}`);
+    if ((f.reconnects ?? 0) > 0) parts.push(`reconnects ${f.reconnects}`);
+    if (f.checksum !== undefined) {
+      parts.push(`checksum ${f.checksum}${f.checksumErrors ? ` (${f.checksumErrors} bad)` : ""}`);
+    }
+    lines.push(`${prefix}${branch}${parts.join("  ")}`);
+    const inner = root ? "" : prefix + (last ? "   " : "│  ");
+    const reason = leg?.reason ?? f.reason;
+    if (reason !== undefined && node.state !== "in-sync") lines.push(`${inner}   ${reason}`);
+    if (f.resync !== undefined) {
+      const r = f.resync;
+      const bits = [progressBar(r.progress ?? 0, width), r.kind ?? "resync"];
+      if (r.source !== undefined) bits.push(`from ${r.source}`);
+      if (r.bytesLeft !== undefined) bits.push(`${formatSize(r.bytesLeft)} left`);
+      if (r.rateBytesPerSec !== undefined) bits.push(`${formatSize(r.rateBytesPerSec)}/s`);
+      if (r.etaSeconds !== undefined) bits.push(`ETA ${durationText(r.etaSeconds)}`);
+      lines.push(`${inner}   ${bits.join("  ")}`);
+    }
+    const legs = new Map((f.legs ?? []).map((l) => [l.name, l]));
+    node.children.forEach((child, i) =>
+      visit(child, inner, i === node.children.length - 1, false, legs.get(child.name))
+    );
+  };
+  visit(status.tree, "", true, true);
+  return lines.join("\n") + "\n";
+}
+
+interface LegLine {
+  readonly reads?: number;
+  readonly writes?: number;
+  readonly errors?: number;
+  readonly reason?: string;
+}
