@@ -18,7 +18,7 @@ import type { DialOptions, Server } from "../transport/dial.ts";
 import { MemoryNetwork, MemoryTransport } from "../transport/memory.ts";
 import type { QuicTlsOptions } from "../transport/quic.ts";
 import { makeTestCerts } from "../transport/testing/certs.ts";
-import type { Link } from "../transport/types.ts";
+import type { Frame, Link } from "../transport/types.ts";
 
 const KIB4 = 4096;
 const MIB = 1 << 20;
@@ -27,6 +27,8 @@ const WARM_UP_MS = 300;
 /** What an echo server is: a bare socket echo or a framed link echo, on a URL. */
 interface EchoSpec {
   readonly kind: "bare" | "link";
+  /** Links: give frames back to the link once done (Link.recycle), or keep them (no reuse). */
+  readonly recycle?: boolean;
   /** tcp://127.0.0.1:0, unix:///path, quic://127.0.0.1:0, mem://name. */
   readonly url: string;
   readonly tls?: QuicTlsOptions;
@@ -82,17 +84,46 @@ function bareEcho(url: string): EchoServer {
   };
 }
 
-async function linkEcho(url: string, options: Partial<DialOptions>): Promise<EchoServer> {
+async function linkEcho(
+  url: string,
+  recycle: boolean,
+  options: Partial<DialOptions>,
+): Promise<EchoServer> {
   const hello = { version: 1, node: "bench-server", info: {} };
   const server: Server = await serve(url, { ...options, hello, keepAliveMs: 0 }, (link) => {
-    link.receive((frame) => link.send({ t: "reply", id: frame.header.id }, frame.payload));
+    if (!recycle) {
+      link.receive((frame) => link.send({ t: "reply", id: frame.header.id }, frame.payload));
+      return;
+    }
+    // Each payload is sent back as is, so it is given back only once written: after a drain.
+    let sent: Frame[] = [];
+    let draining = false;
+    const giveBack = () => {
+      const written = sent;
+      sent = [];
+      draining = false;
+      for (const frame of written) link.recycle(frame);
+    };
+    link.receive((frame) => {
+      link.send({ t: "reply", id: frame.header.id }, frame.payload);
+      sent.push(frame);
+      if (!draining) {
+        draining = true;
+        link.drain().then(giveBack, () => {});
+      }
+    });
   });
   return { url: server.url, close: () => server.close() };
 }
 
 function startEcho(spec: EchoSpec, options: Partial<DialOptions> = {}): Promise<EchoServer> {
   if (spec.kind === "bare") return Promise.resolve(bareEcho(spec.url));
-  return linkEcho(spec.url, spec.tls === undefined ? options : { ...options, tls: spec.tls });
+  const recycle = spec.recycle ?? true;
+  return linkEcho(
+    spec.url,
+    recycle,
+    spec.tls === undefined ? options : { ...options, tls: spec.tls },
+  );
 }
 
 /** In the Worker: start the server a message asks for, answer with its URL, stop on request. */
@@ -156,14 +187,21 @@ interface Driver {
   close(): Promise<void>;
 }
 
-async function linkDriver(url: string, options: Partial<DialOptions>): Promise<Driver> {
+async function linkDriver(
+  url: string,
+  recycle: boolean,
+  options: Partial<DialOptions>,
+): Promise<Driver> {
   const link: Link = await dial(url, {
     ...options,
     hello: { version: 1, node: "bench-client", info: {} },
     keepAliveMs: 0,
   });
   let onReply: () => void = () => {};
-  link.receive(() => onReply());
+  link.receive((frame) => {
+    if (recycle) link.recycle(frame);
+    onReply();
+  });
   return {
     run(size, depth, ms) {
       const payload = new Uint8Array(size).fill(7);
@@ -322,8 +360,12 @@ async function run(config: {
     const linkUrl = (name: string) => medium === "tcp" ? url : `unix://${unixPath(name)}`;
     group.push({
       name: `${medium} link`,
-      spec: { kind: "link", url: linkUrl("link") },
-      connect: (u) => linkDriver(u, {}),
+      spec: { kind: "link", url: linkUrl("link"), recycle: true },
+      connect: (u) => linkDriver(u, true, {}),
+    }, {
+      name: `${medium} keep`,
+      spec: { kind: "link", url: linkUrl("keep"), recycle: false },
+      connect: (u) => linkDriver(u, false, {}),
     });
     groups.push(group);
   }
@@ -333,7 +375,7 @@ async function run(config: {
     groups.push([{
       name: "quic link",
       spec: { kind: "link", url: "quic://127.0.0.1:0", tls },
-      connect: (u) => linkDriver(u, { tls }),
+      connect: (u) => linkDriver(u, true, { tls }),
     }]);
   }
   if (only.includes("mem")) {
@@ -341,7 +383,7 @@ async function run(config: {
     groups.push([{
       name: "mem link",
       spec: { kind: "link", url: "mem://bench" },
-      connect: (u) => linkDriver(u, { transports }),
+      connect: (u) => linkDriver(u, true, { transports }),
       inline: true,
       serverOptions: { transports },
     }]);
@@ -420,7 +462,9 @@ async function run(config: {
       inWorker ? "in a Worker (client and server on their own threads)" : "on the client's thread"
     }.\nbare = plain socket echo, one write per request${
       withBatched ? "; bare+ = every new request coalesced into one write" : ""
-    }. quic and mem are compared with bare tcp.`,
+    }. quic and mem are compared with bare tcp.\n` +
+      "link = both ends give frames back (Link.recycle) so buffers are reused; keep = receivers\n" +
+      "keep every frame (fresh receive memory per frame, as a receiver that never recycles).",
   );
 }
 

@@ -248,6 +248,42 @@ const cases: Case[] = [
     },
   },
   {
+    name: "frames given back with recycle() leave held frames intact while memory is reused",
+    async run(bench) {
+      // The server gives each frame back once its echo was written; the client keeps every
+      // 7th reply and gives the rest back, so reused memory is all around the held frames.
+      await bench.start((link) => {
+        link.receive((frame) => {
+          link.send({ ...frame.header, t: "echo" }, frame.payload);
+          void link.drain().then(() => link.recycle(frame), () => {});
+        });
+      });
+      const link = await bench.dial();
+      const held: Frame[] = [];
+      let count = 0;
+      let wake: (() => void) | undefined;
+      const sizes = [4096, 300_000, 100, 1 << 20];
+      link.receive((frame) => {
+        const i = frame.header.i as number;
+        assert.ok(sameBytes(frame.payload, pattern(sizes[i % sizes.length]!, i)), `reply ${i}`);
+        if (i % 7 === 0) held.push(frame);
+        else link.recycle(frame);
+        if (++count === 200) wake?.();
+      });
+      const done = new Promise<void>((resolve) => (wake = resolve));
+      for (let i = 0; i < 200; i++) {
+        link.send({ t: "blob", i }, pattern(sizes[i % sizes.length]!, i));
+        if (i % 16 === 15) await link.drain();
+      }
+      const ended = await Promise.race([done.then(() => undefined), link.closed]);
+      assert.equal(ended, undefined, `link closed early: ${ended?.reason}`);
+      for (const frame of held) {
+        const i = frame.header.i as number;
+        assert.ok(sameBytes(frame.payload, pattern(sizes[i % sizes.length]!, i)), `held ${i}`);
+      }
+    },
+  },
+  {
     name: "a peer's close reaches this end with its reason",
     async run(bench) {
       const serverLinks: Link[] = [];

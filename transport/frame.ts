@@ -105,21 +105,68 @@ function u32(bytes: Uint8Array, at: number): number {
     0;
 }
 
+/** A read chunk and how many frames handed out from it the receiver still holds. */
+class Chunk {
+  held = 0;
+  /** The reader still reads into it; a retired chunk with nothing held can be reused. */
+  current = true;
+  constructor(readonly bytes: Uint8Array) {}
+}
+
+/** What a received frame keeps alive: the chunk it views, or its own payload buffer. */
+type Lease = Chunk | Uint8Array;
+
+/**
+ * A frame as the reader hands it out. It remembers the buffer it views, so that a receiver that
+ * is done with it can give it back ({@link FrameReader.recycle}); once only.
+ */
+export class ReceivedFrame implements Frame {
+  #lease: Lease | undefined;
+  constructor(readonly header: Header, readonly payload: Uint8Array, lease: Lease) {
+    this.#lease = lease;
+  }
+
+  /** The same frame with a validated header; the lease moves to the new frame. */
+  withHeader(header: Header): ReceivedFrame {
+    const lease = this.#lease!;
+    this.#lease = undefined;
+    return new ReceivedFrame(header, this.payload, lease);
+  }
+
+  /** Takes the lease (undefined when it was already taken). */
+  takeLease(): Lease | undefined {
+    const lease = this.#lease;
+    this.#lease = undefined;
+    return lease;
+  }
+}
+
+/** Retired chunks kept for reuse once every frame viewing them came back. */
+const SPARE_CHUNKS = 2;
+/** Large payload buffers kept for reuse, by count and by bytes. */
+const SPARE_LARGE = 8;
+const SPARE_LARGE_BYTES = 32 * 1024 * 1024;
+
 /**
  * Reads frames from a byte source into chunk buffers. Frames that fit a chunk come out as views
- * into it; a frame larger than a chunk gets its own exactly-sized buffer that the source fills
- * directly. A chunk that views were handed out from is never written again: the reader moves to
- * a fresh chunk, carrying the partial tail over.
+ * into it; a frame larger than a chunk gets its own buffer that the source fills directly. The
+ * receiver owns what it is handed: a chunk that frames were handed out from is never written
+ * again while any of them is held, and the reader moves to a fresh chunk, carrying the partial
+ * tail over. A receiver that gives frames back with {@link FrameReader.recycle} lets the reader
+ * reuse their chunk (and large payload buffers) instead of allocating fresh, zeroed memory.
  */
 export class FrameReader {
   readonly #source: ByteSource;
   readonly #maxPayload: number;
   readonly #chunkBytes: number;
-  #chunk: Uint8Array;
+  #chunk: Chunk;
   #start = 0;
   #end = 0;
-  /** Views into #chunk (payloads, binary header fields) were handed out: its bytes stay. */
-  #lent = false;
+  #spareChunks: Chunk[] = [];
+  #spareLarge: Uint8Array[] = [];
+  #spareLargeBytes = 0;
+  /** Bytes read from the source so far (keepalive watches it instead of a clock per read). */
+  received = 0;
 
   constructor(source: ByteSource, options: FrameReaderOptions = {}) {
     this.#source = source;
@@ -128,7 +175,7 @@ export class FrameReader {
       options.chunkBytes ?? DEFAULT_CHUNK_BYTES,
       PREFIX_BYTES + MAX_HEADER_BYTES,
     );
-    this.#chunk = new Uint8Array(this.#chunkBytes);
+    this.#chunk = new Chunk(new Uint8Array(this.#chunkBytes));
   }
 
   /** Bytes received but not yet returned as frames. */
@@ -140,45 +187,74 @@ export class FrameReader {
    * The next frame already buffered, without reading; undefined when more bytes are needed.
    * Lets a caller handle every buffered frame in one synchronous turn.
    */
-  poll(): Frame | undefined {
+  poll(): ReceivedFrame | undefined {
     const chunk = this.#chunk;
+    const bytes = chunk.bytes;
     const start = this.#start;
     if (this.#end - start < PREFIX_BYTES) return undefined;
-    const headerBytes = u32(chunk, start);
-    const payloadBytes = u32(chunk, start + 4);
+    const headerBytes = u32(bytes, start);
+    const payloadBytes = u32(bytes, start + 4);
     this.#check(headerBytes, payloadBytes);
     const total = PREFIX_BYTES + headerBytes + payloadBytes;
     if (this.#end - start < total) return undefined;
     const payloadAt = start + PREFIX_BYTES + headerBytes;
-    const header = decodeHeaderAt(chunk, start + PREFIX_BYTES, payloadAt);
+    const header = decodeHeaderAt(bytes, start + PREFIX_BYTES, payloadAt);
     this.#start = start + total;
-    // Binary header fields are views into the chunk too, so any frame lends the chunk out.
-    this.#lent = true;
-    if (payloadBytes === 0) return { header, payload: EMPTY };
-    return { header, payload: chunk.subarray(payloadAt, payloadAt + payloadBytes) };
+    // Binary header fields are views into the chunk too, so any frame holds the chunk.
+    chunk.held++;
+    const payload = payloadBytes === 0
+      ? EMPTY
+      : bytes.subarray(payloadAt, payloadAt + payloadBytes);
+    return new ReceivedFrame(header, payload, chunk);
   }
 
   /** The next frame, reading as needed; null at a clean end of stream between frames. */
-  async next(): Promise<Frame | null> {
+  async next(): Promise<ReceivedFrame | null> {
     for (;;) {
       const frame = this.poll();
       if (frame !== undefined) return frame;
       const have = this.#end - this.#start;
+      const length = this.#chunk.bytes.length;
       if (have >= PREFIX_BYTES) {
-        const headerBytes = u32(this.#chunk, this.#start);
-        const total = PREFIX_BYTES + headerBytes + u32(this.#chunk, this.#start + 4);
+        const headerBytes = u32(this.#chunk.bytes, this.#start);
+        const total = PREFIX_BYTES + headerBytes + u32(this.#chunk.bytes, this.#start + 4);
         if (total > this.#chunkBytes) return await this.#readLarge(headerBytes);
-        if (this.#start + total > this.#chunk.length) this.#relocate();
-      } else if (have === 0 && !this.#lent) {
+        if (this.#start + total > length) this.#relocate();
+      } else if (have === 0 && this.#chunk.held === 0) {
         this.#start = this.#end = 0;
-      } else if (this.#chunk.length - this.#start < this.#chunkBytes / 4) {
+      } else if (length - this.#start < this.#chunkBytes / 4) {
         // Little room left: start a fresh chunk rather than read in small pieces.
         this.#relocate();
       }
-      if (!(await this.#fill())) {
+      const got = await this.#source.read(this.#chunk.bytes.subarray(this.#end));
+      if (got === null) {
         if (have === 0) return null;
         throw new FrameError(`truncated frame: the stream ended ${have} bytes into a frame`);
       }
+      this.#end += got;
+      this.received += got;
+    }
+  }
+
+  /**
+   * Gives back a frame this reader handed out: the receiver will not touch its payload or header
+   * again, so the memory may be read into anew. A second call for the same frame, or a frame
+   * from elsewhere, does nothing.
+   */
+  recycle(frame: Frame): void {
+    if (!(frame instanceof ReceivedFrame)) return;
+    const lease = frame.takeLease();
+    if (lease === undefined) return;
+    if (lease instanceof Chunk) {
+      if (--lease.held === 0 && !lease.current && this.#spareChunks.length < SPARE_CHUNKS) {
+        this.#spareChunks.push(lease);
+      }
+    } else if (
+      this.#spareLarge.length < SPARE_LARGE &&
+      this.#spareLargeBytes + lease.length <= SPARE_LARGE_BYTES
+    ) {
+      this.#spareLarge.push(lease);
+      this.#spareLargeBytes += lease.length;
     }
   }
 
@@ -197,44 +273,66 @@ export class FrameReader {
   }
 
   async #fill(): Promise<boolean> {
-    const got = await this.#source.read(this.#chunk.subarray(this.#end));
+    const got = await this.#source.read(this.#chunk.bytes.subarray(this.#end));
     if (got === null) return false;
     this.#end += got;
+    this.received += got;
     return true;
   }
 
-  /** Moves the unread tail to the front, or into a fresh chunk when views are out. */
+  /** Moves the unread tail to the front, or into another chunk when frames still view this one. */
   #relocate(): void {
-    if (this.#lent) {
-      const fresh = new Uint8Array(this.#chunkBytes);
-      fresh.set(this.#chunk.subarray(this.#start, this.#end));
+    const old = this.#chunk;
+    if (old.held > 0) {
+      old.current = false;
+      const fresh = this.#spareChunks.pop() ?? new Chunk(new Uint8Array(this.#chunkBytes));
+      fresh.current = true;
+      fresh.bytes.set(old.bytes.subarray(this.#start, this.#end));
       this.#chunk = fresh;
-      this.#lent = false;
     } else {
-      this.#chunk.copyWithin(0, this.#start, this.#end);
+      old.bytes.copyWithin(0, this.#start, this.#end);
     }
     this.#end -= this.#start;
     this.#start = 0;
   }
 
+  /** A buffer of at least `size` bytes for a large payload: a spare one, or fresh. */
+  #largeBuffer(size: number): Uint8Array {
+    const spares = this.#spareLarge;
+    // Newest first: the buffer given back last is the likeliest to be in the CPU cache.
+    for (let i = spares.length - 1; i >= 0; i--) {
+      const spare = spares[i]!;
+      // Reuse only when it does not waste more than half of the buffer.
+      if (spare.length >= size && spare.length <= 2 * size) {
+        spares.splice(i, 1);
+        this.#spareLargeBytes -= spare.length;
+        return spare;
+      }
+    }
+    return new Uint8Array(size);
+  }
+
   /** A frame bigger than a chunk: its payload gets its own buffer, filled by the source. */
-  async #readLarge(headerBytes: number): Promise<Frame> {
+  async #readLarge(headerBytes: number): Promise<ReceivedFrame> {
     const headEnd = PREFIX_BYTES + headerBytes;
     while (this.#end - this.#start < headEnd) {
-      if (this.#start + headEnd > this.#chunk.length) this.#relocate();
+      if (this.#start + headEnd > this.#chunk.bytes.length) this.#relocate();
       if (!(await this.#fill())) {
         throw new FrameError(
           `truncated frame: the stream ended ${this.#end - this.#start} bytes into a frame`,
         );
       }
     }
+    const bytes = this.#chunk.bytes;
     const start = this.#start;
-    const payloadBytes = u32(this.#chunk, start + 4);
-    const header = decodeHeaderAt(this.#chunk, start + PREFIX_BYTES, start + headEnd);
-    this.#lent = true;
-    const payload = new Uint8Array(payloadBytes);
+    const payloadBytes = u32(bytes, start + 4);
+    // Decoded from a copy, so the frame holds its own buffer only, not the chunk.
+    const head = bytes.slice(start + PREFIX_BYTES, start + headEnd);
+    const header = decodeHeaderAt(head, 0, head.length);
+    const buffer = this.#largeBuffer(payloadBytes);
+    const payload = buffer.length === payloadBytes ? buffer : buffer.subarray(0, payloadBytes);
     const carried = Math.min(this.#end - start - headEnd, payloadBytes);
-    payload.set(this.#chunk.subarray(start + headEnd, start + headEnd + carried));
+    payload.set(bytes.subarray(start + headEnd, start + headEnd + carried));
     this.#start = start + headEnd + carried;
     let filled = carried;
     while (filled < payloadBytes) {
@@ -245,7 +343,8 @@ export class FrameReader {
         );
       }
       filled += got;
+      this.received += got;
     }
-    return { header, payload };
+    return new ReceivedFrame(header, payload, buffer);
   }
 }

@@ -104,6 +104,50 @@ Deno.test("a frame larger than a chunk gets its own exactly-sized buffer", async
   assert.deepEqual(frames[0]!.payload, pattern(10, 1), "earlier view untouched");
 });
 
+Deno.test("given-back frames let the reader reuse their chunk; held ones are never overwritten", async () => {
+  const count = 2000; // 2000 x 4 KiB: about 32 chunks' worth of bytes
+  const wire = concat(
+    Array.from({ length: count }, (_, i) => encodeFrame({ t: "d", i }, pattern(4096, i))),
+  );
+  const reader = new FrameReader(source(wire, 11, 20_000));
+  const held: Frame[] = [];
+  const buffers = new Set<ArrayBufferLike>();
+  for (let i = 0;; i++) {
+    const frame = await reader.next();
+    if (frame === null) break;
+    assert.deepEqual(frame.payload, pattern(4096, i), `frame ${i} as read`);
+    buffers.add(frame.payload.buffer);
+    if (i % 100 === 0) held.push(frame); // every 100th is kept, the rest given back
+    else reader.recycle(frame);
+  }
+  // Fresh chunks are needed only where a held frame pins one.
+  assert.ok(buffers.size <= held.length + 3, `${buffers.size} chunks for ${held.length} held`);
+  held.forEach((frame, k) => assert.deepEqual(frame.payload, pattern(4096, k * 100)));
+});
+
+Deno.test("a large payload buffer is reused once given back, exactly once", async () => {
+  const size = 300_000;
+  const wire = concat(
+    Array.from({ length: 4 }, (_, i) => encodeFrame({ t: "big", i }, pattern(size, i))),
+  );
+  const reader = new FrameReader(source(wire, 12, 100_000), { chunkBytes: 128 * 1024 });
+  const first = (await reader.next())!;
+  reader.recycle(first);
+  reader.recycle(first); // a second give-back must not hand the buffer out twice
+  const second = (await reader.next())!;
+  const third = (await reader.next())!;
+  assert.equal(second.payload.buffer, first.payload.buffer, "reused");
+  assert.notEqual(third.payload.buffer, second.payload.buffer, "not handed out twice");
+  assert.deepEqual(second.payload, pattern(size, 1));
+  assert.deepEqual(third.payload, pattern(size, 2));
+  reader.recycle({ header: { t: "x" }, payload: new Uint8Array(size) }); // not ours: ignored
+  const fourth = (await reader.next())!;
+  assert.notEqual(fourth.payload.buffer, second.payload.buffer, "a held buffer is never reused");
+  assert.equal(fourth.payload.length, size);
+  assert.deepEqual(fourth.payload, pattern(size, 3));
+  assert.deepEqual(second.payload, pattern(size, 1), "held payload intact");
+});
+
 Deno.test("a lost frame does not break decoding of later ones (no msgpack records)", async () => {
   const frames = Array.from(
     { length: 5 },

@@ -16,6 +16,7 @@ import {
   FrameError,
   FrameReader,
   PREFIX_BYTES,
+  ReceivedFrame,
   writePrefix,
 } from "./frame.ts";
 import type { Duplex, Frame, Header, Hello, Link, LinkClosed } from "./types.ts";
@@ -131,6 +132,7 @@ export class FramedLink implements Link {
   #inbox: Frame[] = [];
   #handlerSet: (() => void) | undefined;
   #lastReceived: number;
+  #receivedSeen = 0;
   #keepAlive: Timer | undefined;
 
   // Write side: frames are staged into `#staging` while the previous batch is being written
@@ -163,17 +165,10 @@ export class FramedLink implements Link {
     this.#keepAliveMs = options.keepAliveMs ?? 1000;
     this.#deadAfterMs = options.deadAfterMs ?? 5000;
     this.#lastReceived = this.#clock.now();
-    const source = {
-      read: async (into: Uint8Array): Promise<number | null> => {
-        const got = await duplex.read(into);
-        this.#lastReceived = this.#clock.now();
-        return got;
-      },
-    };
     const readerOptions = options.chunkBytes === undefined
       ? { maxPayloadBytes: this.#maxPayload }
       : { maxPayloadBytes: this.#maxPayload, chunkBytes: options.chunkBytes };
-    this.#reader = new FrameReader(source, readerOptions);
+    this.#reader = new FrameReader(duplex, readerOptions);
     this.closed = new Promise((resolve) => (this.#resolveClosed = resolve));
   }
 
@@ -228,6 +223,10 @@ export class FramedLink implements Link {
     this.#handlerSet?.();
   }
 
+  recycle(frame: Frame): void {
+    this.#reader.recycle(frame);
+  }
+
   close(reason = "closed by this end"): void {
     this.#terminate("local", reason);
   }
@@ -259,6 +258,7 @@ export class FramedLink implements Link {
       deadline.cancel();
     }
     this.#lastReceived = this.#clock.now();
+    this.#receivedSeen = this.#reader.received;
     this.#readDone = this.#readLoop();
     this.#armKeepAlive();
   }
@@ -358,10 +358,11 @@ export class FramedLink implements Link {
     }
   }
 
-  #onFrame(frame: Frame): void {
+  #onFrame(frame: ReceivedFrame): void {
     const t = frame.header.t;
     if (CONTROL_TYPES.has(t)) {
       this.#onControl(frame.header);
+      this.#reader.recycle(frame);
       return;
     }
     const schema = this.#options.headerSchema;
@@ -371,7 +372,7 @@ export class FramedLink implements Link {
         this.#terminate("error", `invalid header from peer: ${describe(parsed.error)}`);
         return;
       }
-      frame = { header: parsed.data, payload: frame.payload };
+      frame = frame.withHeader(parsed.data);
     }
     if (this.#handler === undefined) this.#inbox.push(frame);
     else this.#deliver(frame);
@@ -417,7 +418,13 @@ export class FramedLink implements Link {
     this.#keepAlive = this.#clock.setTimeout(() => {
       this.#keepAlive = undefined;
       if (this.#closing !== undefined) return;
-      const silent = this.#clock.now() - this.#lastReceived;
+      const now = this.#clock.now();
+      if (this.#reader.received !== this.#receivedSeen) {
+        // Bytes arrived since the last tick (the reader counts them; no clock read per read).
+        this.#receivedSeen = this.#reader.received;
+        this.#lastReceived = now;
+      }
+      const silent = now - this.#lastReceived;
       if (silent >= this.#deadAfterMs) {
         this.#terminate("error", `peer silent for ${Math.round(silent)} ms`);
         return;

@@ -48,7 +48,11 @@ export interface Transport {
 /** A frame header: a small msgpack map. `t` names the message type. */
 export type Header = { readonly t: string } & Readonly<Record<string, unknown>>;
 
-/** A received frame. `payload` is a view into the receive buffer, never a copy. */
+/**
+ * A received frame. `payload` is a view into the receive buffer, never a copy, and it belongs to
+ * the receiver: the link never writes into it again unless the receiver gives the frame back with
+ * {@link Link.recycle}.
+ */
 export interface Frame {
   readonly header: Header;
   readonly payload: Uint8Array;
@@ -85,6 +89,14 @@ export interface Link {
   drain(): Promise<void>;
   /** Starts delivering frames; frames that arrived before are delivered first, in order. */
   receive(handler: (frame: Frame) => void): void;
+  /**
+   * Optional for receivers: gives a delivered frame back once nothing will read its payload or
+   * header again (and no pending send still writes from its payload: wait for {@link Link.drain}
+   * first when it was sent on). The link may then read later frames into that memory instead of
+   * allocating fresh buffers. Frames never given back stay valid for as long as they are held;
+   * giving back a frame twice, or one from another link, does nothing.
+   */
+  recycle(frame: Frame): void;
   /** Resolves once, when the link is closed for any reason. */
   readonly closed: Promise<LinkClosed>;
   readonly isClosed: boolean;
