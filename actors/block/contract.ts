@@ -84,3 +84,52 @@ export interface BlockDevice {
   cache(offset: number, length: number): Promise<void>;
   close(): Promise<void>;
 }
+
+/** The generation ids on a node's media (DRBD's current / bitmap / history). */
+export interface MediaGenerations {
+  readonly current: string;
+  readonly bitmap: string;
+  readonly history: readonly string[];
+}
+
+/** What a node's media records about its place in a storage. */
+export interface MediaState {
+  /** The storage id ("age") stamped on the media; undefined where the media has none. */
+  readonly storageId: string | undefined;
+  readonly generations: MediaGenerations;
+  /** Opaque bits for the mapping above (membership, bitmap granularity). */
+  readonly flags: number;
+  /** Bytes the stored bitmap region holds. */
+  readonly bitmapBytes: number;
+}
+
+/** Changes to a node's media state; absent fields stay as they are. */
+export interface MediaPatch {
+  readonly storageId?: string;
+  readonly generations?: MediaGenerations;
+  readonly flags?: number;
+}
+
+/**
+ * Optional: a block device whose media keeps metadata and a write-intent bitmap (file media,
+ * memory nodes, and remote nodes that have them). Every update is durable when it resolves.
+ */
+export interface MediaDevice {
+  media(): Promise<MediaState>;
+  updateMedia(patch: MediaPatch): Promise<MediaState>;
+  /** The whole stored bitmap region. */
+  readBitmap(): Promise<Uint8Array>;
+  /** Durably stores `bytes` at byte `at` of the bitmap region. */
+  storeBitmap(at: number, bytes: Uint8Array): Promise<void>;
+  /** A digest of each `chunk`-sized piece of [offset, offset+length), concatenated. */
+  digest(offset: number, length: number, chunk: number): Promise<Uint8Array>;
+}
+
+/** Bytes of one digest in {@link MediaDevice.digest} replies. */
+export const DIGEST_BYTES = 16;
+
+/** True when `device` offers the media operations. */
+export function isMediaDevice(device: unknown): device is BlockDevice & MediaDevice {
+  const d = device as Partial<MediaDevice> | null;
+  return typeof d?.media === "function" && typeof d.digest === "function";
+}

@@ -10,11 +10,15 @@ import {
   BlockError,
   type BlockInfo,
   type Extent,
+  type MediaDevice,
+  type MediaPatch,
+  type MediaState,
   type ZeroOptions,
 } from "./contract.ts";
 import { ZERO_BUFFER } from "./guard.ts";
 import {
   DEFAULT_CHUNK,
+  digestChunks,
   formatMedia,
   type Generations,
   layoutFor,
@@ -56,7 +60,7 @@ export interface FileOpenOptions {
   readonly io?: IoMode;
 }
 
-export class FileBlockDevice implements BlockDevice {
+export class FileBlockDevice implements BlockDevice, MediaDevice {
   readonly #file: RawFile;
   #meta: MediaMeta;
   #info: BlockInfo;
@@ -170,6 +174,40 @@ export class FileBlockDevice implements BlockDevice {
   async writeBitmap(bitmap: Uint8Array, from?: number, to?: number): Promise<void> {
     this.#writable("write the bitmap");
     return await this.#tracked(() => writeBitmap(this.#file, this.#meta, bitmap, from, to));
+  }
+
+  /** The media state a mirror reads (MediaDevice). */
+  media(): Promise<MediaState> {
+    const m = this.#meta;
+    return Promise.resolve({
+      storageId: m.storageId,
+      generations: m.generations,
+      flags: m.flags,
+      bitmapBytes: m.bitmapBytes,
+    });
+  }
+
+  async updateMedia(patch: MediaPatch): Promise<MediaState> {
+    await this.updateMeta(patch);
+    return await this.media();
+  }
+
+  /** Durably stores `bytes` at byte `at` of the bitmap region (MediaDevice). */
+  async storeBitmap(at: number, bytes: Uint8Array): Promise<void> {
+    this.#writable("write the bitmap");
+    const meta = this.#meta;
+    if (!Number.isSafeInteger(at) || at < 0 || at + bytes.length > meta.bitmapBytes) {
+      throw new BlockError("EINVAL", `bitmap range ${at}+${bytes.length} is outside the region`);
+    }
+    return await this.#tracked(async () => {
+      await this.#file.pwrite(bytes, meta.bitmapOffset + at);
+      await this.#sync();
+    });
+  }
+
+  async digest(offset: number, length: number, chunk: number): Promise<Uint8Array> {
+    this.#range(offset, length);
+    return await digestChunks((o, l, into) => this.read(o, l, into), offset, length, chunk);
   }
 
   async read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {

@@ -13,6 +13,7 @@
  */
 import { createHash } from "node:crypto";
 import type { Random } from "../../util/random.ts";
+import { type BlockDevice, DIGEST_BYTES, isMediaDevice, type MediaDevice } from "./contract.ts";
 
 export const MEDIA_MAGIC = "DSTMEDIA";
 export const MEDIA_VERSION = 1;
@@ -61,8 +62,12 @@ export interface MediaMeta extends MediaLayout {
   readonly flags: number;
 }
 
-/** What may change in an update; sizes and the storage id are fixed at format time. */
+/**
+ * What may change in an update; sizes are fixed at format time. The storage id changes only when
+ * a mirror adopts media that lacked its age (it is resynced in full first).
+ */
 export interface MediaChanges {
+  readonly storageId?: string;
   readonly leg?: number;
   readonly generations?: Generations;
   readonly flags?: number;
@@ -412,8 +417,40 @@ function alignUp(n: number, to: number): number {
 
 function definedOnly(changes: MediaChanges): MediaChanges {
   const out: { -readonly [K in keyof MediaChanges]: MediaChanges[K] } = {};
+  if (changes.storageId !== undefined) out.storageId = changes.storageId;
   if (changes.leg !== undefined) out.leg = changes.leg;
   if (changes.generations !== undefined) out.generations = changes.generations;
   if (changes.flags !== undefined) out.flags = changes.flags;
   return out;
+}
+
+/**
+ * Digests of each `chunk`-sized piece of [offset, offset+length) (the last may be shorter), each
+ * DIGEST_BYTES of SHA-256, concatenated: what online verify and resync compare instead of data.
+ */
+export async function digestChunks(
+  read: (offset: number, length: number, into: Uint8Array) => Promise<Uint8Array>,
+  offset: number,
+  length: number,
+  chunk: number,
+): Promise<Uint8Array> {
+  const count = Math.ceil(length / chunk);
+  const out = new Uint8Array(count * DIGEST_BYTES);
+  const buf = new Uint8Array(Math.min(chunk, length));
+  for (let i = 0; i < count; i++) {
+    const at = offset + i * chunk;
+    const n = Math.min(chunk, offset + length - at);
+    const data = await read(at, n, buf);
+    out.set(createHash("sha256").update(data).digest().subarray(0, DIGEST_BYTES), i * DIGEST_BYTES);
+  }
+  return out;
+}
+
+/** The media operations of `device` or of what it wraps (a guard's `inner`), if any. */
+export function mediaOf(device: BlockDevice): (BlockDevice & MediaDevice) | undefined {
+  for (let d: unknown = device, depth = 0; d !== undefined && depth < 8; depth++) {
+    if (isMediaDevice(d)) return d;
+    d = (d as { inner?: unknown }).inner;
+  }
+  return undefined;
 }

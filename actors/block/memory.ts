@@ -2,7 +2,16 @@
  * A sparse in-memory block device: chunks are allocated on first write, so a large export costs
  * only what is written. Used for tests, benchmarks and `dst export --memory`.
  */
-import { type BlockDevice, BlockError, type BlockInfo, type Extent } from "./contract.ts";
+import {
+  type BlockDevice,
+  BlockError,
+  type BlockInfo,
+  type Extent,
+  type MediaDevice,
+  type MediaPatch,
+  type MediaState,
+} from "./contract.ts";
+import { DEFAULT_CHUNK, digestChunks, layoutFor, NO_GENERATION } from "./media.ts";
 
 /** Allocation granularity; also the extent granularity reported by {@link MemoryBlockDevice}. */
 export const MEMORY_CHUNK = 64 * 1024;
@@ -10,12 +19,17 @@ export const MEMORY_CHUNK = 64 * 1024;
 export interface MemoryOptions {
   readonly size: number;
   readonly readOnly?: boolean;
+  /** The storage id its (volatile) media state starts with. */
+  readonly storageId?: string;
 }
 
-export class MemoryBlockDevice implements BlockDevice {
+export class MemoryBlockDevice implements BlockDevice, MediaDevice {
   readonly #chunks = new Map<number, Uint8Array>();
   readonly #info: BlockInfo;
   #closed = false;
+  /** Media state kept in memory: lost with the device, as its data is. */
+  #media: MediaState;
+  #bitmap: Uint8Array;
 
   constructor(options: MemoryOptions) {
     if (!Number.isSafeInteger(options.size) || options.size < 0) {
@@ -36,6 +50,48 @@ export class MemoryBlockDevice implements BlockDevice {
       canCache: true,
       canMultiConn: true,
     };
+    const { bitmapBytes } = layoutFor(options.size, DEFAULT_CHUNK);
+    this.#bitmap = new Uint8Array(bitmapBytes);
+    this.#media = {
+      storageId: options.storageId,
+      generations: { current: NO_GENERATION, bitmap: NO_GENERATION, history: [] },
+      flags: 0,
+      bitmapBytes,
+    };
+  }
+
+  media(): Promise<MediaState> {
+    return Promise.resolve(this.#media);
+  }
+
+  updateMedia(patch: MediaPatch): Promise<MediaState> {
+    this.#check(0, 0);
+    this.#media = {
+      ...this.#media,
+      ...(patch.storageId === undefined ? {} : { storageId: patch.storageId }),
+      ...(patch.generations === undefined ? {} : { generations: patch.generations }),
+      ...(patch.flags === undefined ? {} : { flags: patch.flags }),
+    };
+    return Promise.resolve(this.#media);
+  }
+
+  readBitmap(): Promise<Uint8Array> {
+    this.#check(0, 0);
+    return Promise.resolve(this.#bitmap.slice());
+  }
+
+  storeBitmap(at: number, bytes: Uint8Array): Promise<void> {
+    this.#check(0, 0);
+    if (!Number.isSafeInteger(at) || at < 0 || at + bytes.length > this.#bitmap.length) {
+      throw new BlockError("EINVAL", `bitmap range ${at}+${bytes.length} is outside the region`);
+    }
+    this.#bitmap.set(bytes, at);
+    return Promise.resolve();
+  }
+
+  digest(offset: number, length: number, chunk: number): Promise<Uint8Array> {
+    this.#check(offset, length);
+    return digestChunks((o, l, into) => this.read(o, l, into), offset, length, chunk);
   }
 
   info(): BlockInfo {

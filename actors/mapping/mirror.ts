@@ -1,9 +1,18 @@
 /**
- * Mirror mapping over N legs. Writes go to every in-sync leg and are acknowledged only when each
- * of them has the data; reads are spread over in-sync legs and fail over on error. A leg that
- * fails or times out leaves the in-sync set at once and the mirror runs degraded, without failing
- * client I/O while one in-sync leg remains. A leg that left is never read again until it has been
- * brought back in sync (the resync task does that).
+ * Mirror mapping over N legs. Writes go to every in-sync and rebuilding leg and are acknowledged
+ * only when each in-sync one has the data; reads are spread over in-sync legs and fail over on
+ * error. A leg that fails or times out leaves the in-sync set at once and the mirror runs
+ * degraded, without failing client I/O while one in-sync leg remains. A leg that left is never
+ * read again until a resync has brought it back.
+ *
+ * With media (`options.media` and `start()`), the mirror keeps DRBD-style state on every leg:
+ * generation ids (rotated when legs start taking writes another leg misses), the storage's age,
+ * and a write-intent bitmap per chunk. A bit is set durably on the serving legs before a write
+ * that some leg missed is acknowledged, and before the first write to a chunk that was idle (the
+ * activity log: after a crash of the mirror itself, only those chunks can differ). A leg that
+ * comes back is judged by the decision table (actors/resync/generations.ts) and resynced by a
+ * resync job (actors/resync/resync.ts), or refused as split brain. Maintenance (suspend,
+ * resume, clean, dirty, add/remove a leg, verify) are methods here.
  */
 import {
   type BlockDevice,
@@ -11,15 +20,43 @@ import {
   type BlockErrorCode,
   type BlockInfo,
   type Extent,
+  type MediaDevice,
+  type MediaGenerations,
+  type MediaState,
   type ZeroOptions,
 } from "../block/contract.ts";
-import { type Clock, systemClock } from "../../util/clock.ts";
+import { MEDIA_PAGE, newGenerationId, newStorageId, NO_GENERATION } from "../block/media.ts";
+import { type Clock, systemClock, type Timer } from "../../util/clock.ts";
 import { type Logger, silentLogger } from "../../util/log.ts";
+import { ChunkBits, rechunk } from "../resync/bitmap.ts";
+import {
+  bitmapChunkOf,
+  decide,
+  isMember,
+  memberFlags,
+  rotate,
+  settle,
+} from "../resync/generations.ts";
+import { ResyncAborted, type ResyncPace, type ResyncStats, runResync } from "../resync/resync.ts";
 import { combineInfo } from "./info.ts";
 import { RangeLock } from "./range_lock.ts";
 
-/** Where a leg stands. Only `in-sync` legs are read; writes go to `in-sync` legs. */
-export type LegState = "in-sync" | "out";
+/**
+ * Where a leg stands. Only `in-sync` legs are read; writes go to `in-sync` and `rebuilding` legs.
+ * `out`: failed or unreachable (its misses are tracked); `suspended`: taken out by the
+ * administrator; `split-brain`: refused on return (see `reason`), never written or read.
+ */
+export type LegState = "in-sync" | "out" | "rebuilding" | "suspended" | "split-brain";
+
+export interface ResyncStatus {
+  readonly kind: "resync" | "verify";
+  readonly source: string;
+  readonly bytesLeft: number;
+  readonly bytesDone: number;
+  readonly bytesCopied: number;
+  readonly rateBytesPerSec: number;
+  readonly etaSeconds?: number;
+}
 
 export interface LegStatus {
   readonly name: string;
@@ -29,6 +66,14 @@ export interface LegStatus {
   readonly reads: number;
   readonly writes: number;
   readonly errors: number;
+  /** Bytes this leg is known to lack. */
+  readonly outOfSyncBytes: number;
+  readonly generations?: MediaGenerations;
+  readonly storageId?: string;
+  readonly resync?: ResyncStatus;
+  /** Totals over every resync this leg took: bytes settled and bytes actually moved. */
+  readonly resyncedBytes: number;
+  readonly copiedBytes: number;
 }
 
 export interface MirrorOptions {
@@ -40,6 +85,17 @@ export interface MirrorOptions {
   readonly logger?: Logger;
   /** Called when a leg changes state. */
   readonly onLegState?: (index: number, status: LegStatus) => void;
+  /** Each leg's media operations (undefined for a leg without media); enables persistence. */
+  readonly media?: readonly (MediaDevice | undefined)[];
+  /** Bytes per bitmap bit (a power of two, default 1 MiB). */
+  readonly chunkSize?: number;
+  /** The storage id ("age"); default: what the member legs carry, else a new one. */
+  readonly storageId?: string;
+  readonly pace?: ResyncPace;
+  /** An idle chunk's activity-log bit is cleared after this long (default 5 s). */
+  readonly activityIdleMs?: number;
+  /** How often legs that are out are tried again (default 2 s; 0 never). */
+  readonly probeMs?: number;
 }
 
 /** Errors that describe the request, not the leg: when every leg says so, the client hears it. */
@@ -53,12 +109,24 @@ const requestErrors: ReadonlySet<BlockErrorCode> = new Set([
 
 interface Leg {
   readonly device: BlockDevice;
+  readonly media: MediaDevice | undefined;
   readonly name: string;
   state: LegState;
   reason?: string;
   reads: number;
   writes: number;
   errors: number;
+  /** Chunks this leg lacks, while it is not in sync. */
+  need: ChunkBits | undefined;
+  /** Last media state read or written. */
+  known: MediaState | undefined;
+  /** The leg's media must be stamped as a member once it is in sync. */
+  adopt: boolean;
+  resync: { kind: "resync" | "verify"; source: string; stats: ResyncStats } | undefined;
+  resyncedBytes: number;
+  copiedBytes: number;
+  returning: boolean;
+  removed: boolean;
 }
 
 export class MirrorMapping implements BlockDevice {
@@ -69,28 +137,91 @@ export class MirrorMapping implements BlockDevice {
   readonly #logger: Logger;
   readonly #onLegState: ((index: number, status: LegStatus) => void) | undefined;
   readonly #writes = new RangeLock();
+  readonly #chunkSize: number;
+  readonly #chunks: number;
+  readonly #pace: ResyncPace;
+  readonly #idleMs: number;
+  readonly #probeMs: number;
   #nextRead = 0;
+  #clientOps = 0;
+  /** Persisted bits: OR of every leg's need and the activity log. */
+  #bits: ChunkBits;
+  #persist = false;
+  #storageId: string | undefined;
+  /** The generations every in-sync leg carries. */
+  #gens: MediaGenerations | undefined;
+  /** Set when a leg left and the serving legs have not rotated since. */
+  #mustRotate = false;
+  #rotating: Promise<void> | undefined;
+  /** Activity log: chunk -> writes in flight, and when it was last written. */
+  readonly #active = new Map<number, { inFlight: number; last: number }>();
+  readonly #dirtyPages = new Set<number>();
+  #bitsVersion = 0;
+  #durableVersion = 0;
+  #storing: Promise<void> | undefined;
+  #sweeper: Timer | undefined;
+  #closed = false;
 
   constructor(legs: readonly BlockDevice[], options: MirrorOptions = {}) {
     if (legs.length === 0) throw new RangeError("a mirror needs at least one leg");
-    this.#legs = legs.map((device, i) => ({
-      device,
-      name: options.names?.[i] ?? `leg${i}`,
-      state: "in-sync",
-      reads: 0,
-      writes: 0,
-      errors: 0,
-    }));
+    this.#legs = legs.map((device, i) =>
+      this.#newLeg(device, options.media?.[i], options.names?.[i] ?? `leg${i}`)
+    );
     const infos = legs.map((l) => l.info());
     this.#info = { ...combineInfo(infos), size: Math.min(...infos.map((i) => i.size)) };
     this.#timeoutMs = options.legTimeoutMs ?? 10_000;
     this.#clock = options.clock ?? systemClock;
     this.#logger = options.logger ?? silentLogger;
     this.#onLegState = options.onLegState;
+    this.#chunkSize = options.chunkSize ?? 1024 * 1024;
+    if (this.#chunkSize < 4096 || (this.#chunkSize & (this.#chunkSize - 1)) !== 0) {
+      throw new RangeError(
+        `chunk size must be a power of two of at least 4096, got ${this.#chunkSize}`,
+      );
+    }
+    this.#chunks = Math.max(1, Math.ceil(this.#info.size / this.#chunkSize));
+    this.#bits = new ChunkBits(this.#chunks);
+    this.#pace = options.pace ?? {};
+    this.#idleMs = options.activityIdleMs ?? 5000;
+    this.#probeMs = options.probeMs ?? 2000;
+    this.#storageId = options.storageId;
+  }
+
+  #newLeg(device: BlockDevice, media: MediaDevice | undefined, name: string): Leg {
+    return {
+      device,
+      media,
+      name,
+      state: "in-sync",
+      reads: 0,
+      writes: 0,
+      errors: 0,
+      need: undefined,
+      known: undefined,
+      adopt: false,
+      resync: undefined,
+      resyncedBytes: 0,
+      copiedBytes: 0,
+      returning: false,
+      removed: false,
+    };
   }
 
   info(): BlockInfo {
     return this.#info;
+  }
+
+  get chunkSize(): number {
+    return this.#chunkSize;
+  }
+
+  get storageId(): string | undefined {
+    return this.#storageId;
+  }
+
+  /** The generations the serving legs carry. */
+  get generations(): MediaGenerations | undefined {
+    return this.#gens;
   }
 
   /** A snapshot of every leg, in order. */
@@ -103,8 +234,93 @@ export class MirrorMapping implements BlockDevice {
     return this.#legs.filter((l) => l.state === "in-sync").length;
   }
 
+  /**
+   * Reads every leg's media, runs the decision table and starts what it calls for (resyncs,
+   * refusals), before the mirror serves. Without media the mirror keeps no state (all in sync).
+   */
+  async start(): Promise<void> {
+    const withMedia = this.#legs.filter((l) => l.media !== undefined);
+    if (withMedia.length === 0) return;
+    this.#persist = true;
+    await Promise.all(withMedia.map(async (l) => {
+      try {
+        l.known = await l.media!.media();
+      } catch (error) {
+        this.#fail(l, `media state unreadable: ${describe(error)}`);
+      }
+    }));
+    const members = withMedia.filter((l) =>
+      l.state === "in-sync" && isMember(l.known, this.#storageId)
+    );
+    this.#storageId ??= members[0]?.known?.storageId ??
+      withMedia.find((l) => l.known?.storageId)?.known?.storageId ?? newStorageId();
+    // Reference: the members not behind any other member; they must agree on one generation.
+    const behind = (l: Leg) =>
+      members.some((o) => {
+        const kind = decide(o.known!.generations, l.known!.generations).kind;
+        return kind === "bitmap" || kind === "full";
+      });
+    const heads = members.filter((l) => !behind(l));
+    const headGens = new Set(heads.map((l) => l.known!.generations.current));
+    if (headGens.size > 1) {
+      const why = `split brain: legs ${
+        heads.map((l) => `${l.name} (generation ${l.known!.generations.current})`).join(", ")
+      } were each written apart from the others; nothing is served or overwritten until one side is marked dirty (or clean)`;
+      for (const l of heads) this.#setState(l, "split-brain", why);
+      for (const l of this.#legs) {
+        if (l.state === "in-sync") {
+          this.#setState(l, "out", "waiting for the split brain to be resolved");
+        }
+      }
+      this.#logger.log("error", "mirror refuses to serve: split brain", {
+        legs: heads.map((l) => l.name),
+      });
+      this.#startSweeper();
+      return;
+    }
+    let reference = heads;
+    if (reference.length === 0) {
+      // A new storage: nothing is a member yet; the first reachable leg's data is the truth.
+      const first = withMedia.find((l) => l.state === "in-sync");
+      if (first === undefined) throw new BlockError("EIO", "no leg of the mirror is reachable");
+      reference = [first];
+      first.adopt = true;
+    }
+    const refGens = reference[0]!.known?.generations;
+    this.#gens = refGens !== undefined && refGens.current !== NO_GENERATION
+      ? refGens
+      : { current: newGenerationId(), bitmap: NO_GENERATION, history: [] };
+    // Union of the reference legs' stored bitmaps: chunks that may differ (misses, activity).
+    for (const l of reference) {
+      const stored = await this.#loadBits(l);
+      if (stored !== undefined) this.#bits.or(stored);
+    }
+    const judged = this.#legs.filter((l) => !reference.includes(l));
+    for (const l of judged) {
+      if (l.state !== "in-sync") continue;
+      l.state = "out";
+      await this.#judge(l, true);
+    }
+    if (reference.length > 1 && !this.#bits.isEmpty()) {
+      // Legs that agree on the generation may still differ where writes were cut short.
+      await this.#reconcile(reference);
+    }
+    if (reference.some((l) => l.adopt) || this.#legs.some((l) => l.state !== "in-sync")) {
+      this.#mustRotate = true;
+    }
+    await this.#stampReference();
+    this.#startSweeper();
+  }
+
+  /** A leg's link is back (or it may be): judge it and resync it, if it is out. */
+  legReachable(index: number): void {
+    const leg = this.#legs[index];
+    if (leg !== undefined && leg.state === "out") void this.#judge(leg, false);
+  }
+
   async read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
     this.#check(offset, length);
+    this.#clientOps++;
     let lastError: unknown;
     // Each attempt picks the next in-sync leg; a failed leg leaves the set, so this ends.
     for (let attempt = 0; attempt < this.#legs.length; attempt++) {
@@ -125,33 +341,22 @@ export class MirrorMapping implements BlockDevice {
 
   async write(offset: number, data: Uint8Array, fua: boolean): Promise<void> {
     this.#check(offset, data.length);
-    return this.#writes.run(
-      offset,
-      data.length,
-      () => this.#everyLeg("write", (d) => d.write(offset, data, fua)),
-    );
+    return this.#changed(offset, data.length, "write", (d) => d.write(offset, data, fua));
   }
 
   async flush(): Promise<void> {
-    return this.#everyLeg("flush", (d) => d.flush());
+    this.#clientOps++;
+    return this.#everyLeg("flush", (d) => d.flush()).then(() => {});
   }
 
   async trim(offset: number, length: number, fua: boolean): Promise<void> {
     this.#check(offset, length);
-    return this.#writes.run(
-      offset,
-      length,
-      () => this.#everyLeg("trim", (d) => d.trim(offset, length, fua)),
-    );
+    return this.#changed(offset, length, "trim", (d) => d.trim(offset, length, fua));
   }
 
   async zero(offset: number, length: number, options: ZeroOptions): Promise<void> {
     this.#check(offset, length);
-    return this.#writes.run(
-      offset,
-      length,
-      () => this.#everyLeg("zero", (d) => d.zero(offset, length, options)),
-    );
+    return this.#changed(offset, length, "zero", (d) => d.zero(offset, length, options));
   }
 
   async extents(offset: number, length: number): Promise<Extent[]> {
@@ -175,36 +380,647 @@ export class MirrorMapping implements BlockDevice {
   }
 
   async close(): Promise<void> {
+    this.#closed = true;
+    this.#sweeper?.cancel();
+    for (const l of this.#legs) l.removed = true;
+    if (this.#persist && this.#legs.every((l) => l.state === "in-sync")) {
+      // A clean stop: nothing is in flight, so the activity log can go.
+      for (const c of this.#active.keys()) this.#clearBit(c);
+      this.#active.clear();
+      await this.#storeBits().catch(() => {});
+    }
     await Promise.allSettled(this.#legs.map((l) => l.device.close()));
   }
 
+  // ---- maintenance -------------------------------------------------------------------------
+
+  #leg(name: string): Leg {
+    const leg = this.#legs.find((l) => l.name === name);
+    if (leg === undefined) {
+      throw new Error(
+        `no leg named "${name}" in this mirror (legs: ${this.#legs.map((l) => l.name).join(", ")})`,
+      );
+    }
+    return leg;
+  }
+
+  hasLeg(name: string): boolean {
+    return this.#legs.some((l) => l.name === name);
+  }
+
+  /** Takes a leg out of service: writes go on to the others and its misses are tracked. */
+  async suspend(name: string): Promise<void> {
+    const leg = this.#leg(name);
+    if (leg.state === "suspended") return;
+    if (leg.state === "in-sync" && this.inSync === 1) {
+      throw new Error(`${name} is the last in-sync leg: suspending it would stop the storage`);
+    }
+    await this.#writes.run(0, this.#info.size, () => Promise.resolve());
+    leg.need ??= new ChunkBits(this.#chunks);
+    if (leg.state === "in-sync") this.#mustRotate = true;
+    this.#setState(leg, "suspended", "suspended by the administrator");
+  }
+
+  /** Brings a suspended or refused leg back: it is judged again and resynced. */
+  async resume(name: string): Promise<void> {
+    const leg = this.#leg(name);
+    if (leg.state === "in-sync" || leg.state === "rebuilding") return;
+    this.#setState(leg, "out", "resuming");
+    await this.#judge(leg, false);
+  }
+
+  /** Declares a leg's data good as it is: it joins the in-sync set without a copy. */
+  async markClean(name: string): Promise<void> {
+    const leg = this.#leg(name);
+    if (leg.state === "in-sync") return;
+    leg.removed = true; // stops a running resync
+    await this.#writes.run(0, this.#info.size, () => Promise.resolve());
+    leg.removed = false;
+    const noneServing = this.inSync === 0;
+    if (noneServing) {
+      // The administrator picked the truth (a split brain): this leg's generations lead.
+      const g = leg.known?.generations;
+      this.#gens = g !== undefined && g.current !== NO_GENERATION
+        ? g
+        : { current: newGenerationId(), bitmap: NO_GENERATION, history: [] };
+    }
+    leg.need = undefined;
+    leg.adopt = true;
+    await this.#stamp(leg);
+    this.#setState(leg, "in-sync", undefined);
+    this.#mustRotate = this.#legs.some((l) => l.state !== "in-sync");
+  }
+
+  /** Declares a leg's data bad: it is resynced in full (never the last in-sync leg). */
+  async markDirty(name: string): Promise<void> {
+    const leg = this.#leg(name);
+    if (leg.state === "in-sync" && this.inSync === 1) {
+      throw new Error(`${name} is the last in-sync leg: there is nothing to resync it from`);
+    }
+    if (this.inSync === 0) throw new Error("no leg is in sync: mark one leg clean first");
+    leg.removed = true;
+    await this.#writes.run(0, this.#info.size, () => Promise.resolve());
+    leg.removed = false;
+    if (leg.state === "in-sync") this.#mustRotate = true;
+    if (leg.media !== undefined) {
+      leg.known = await leg.media.updateMedia({ flags: 0 }).catch(() => leg.known);
+    }
+    leg.need = ChunkBits.full(this.#chunks);
+    leg.adopt = true;
+    this.#setState(leg, "out", "marked dirty by the administrator");
+    await this.#judge(leg, false);
+  }
+
+  /** Adds a leg while serving; it is resynced in full before it is read. */
+  async addLeg(name: string, device: BlockDevice, media: MediaDevice | undefined): Promise<void> {
+    if (this.hasLeg(name)) throw new Error(`the mirror already has a leg named "${name}"`);
+    if (device.info().size < this.#info.size) {
+      throw new Error(
+        `${name} holds ${device.info().size} bytes; the mirror needs ${this.#info.size}`,
+      );
+    }
+    if (this.inSync === 0) throw new Error("no leg is in sync to copy the new leg from");
+    const leg = this.#newLeg(device, media, name);
+    leg.state = "out";
+    leg.need = ChunkBits.full(this.#chunks);
+    leg.adopt = true;
+    this.#legs.push(leg);
+    this.#mustRotate = true;
+    if (media !== undefined) {
+      leg.known = await media.updateMedia({ flags: 0 }).catch(() => undefined);
+    }
+    await this.#judge(leg, false);
+  }
+
+  /** Removes a leg while serving (never the last in-sync one); its device is closed. */
+  async removeLeg(name: string): Promise<void> {
+    const leg = this.#leg(name);
+    if (leg.state === "in-sync" && this.inSync === 1) {
+      throw new Error(`${name} is the last in-sync leg: removing it would stop the storage`);
+    }
+    if (this.#legs.length === 1) throw new Error("a mirror keeps at least one leg");
+    leg.removed = true;
+    await this.#writes.run(0, this.#info.size, () => Promise.resolve());
+    this.#legs.splice(this.#legs.indexOf(leg), 1);
+    // Its media no longer belongs to this storage: were it added back, it is resynced in full.
+    await leg.media?.updateMedia({ flags: 0 }).catch(() => {});
+    await leg.device.close().catch(() => {});
+    this.#recomputeBits();
+  }
+
   /**
-   * Runs `op` on every in-sync leg and resolves once each has answered. Legs that fail leave the
-   * set; the operation succeeds while at least one in-sync leg succeeded.
+   * Online verify: compares digests of every in-sync leg chunk by chunk (under the range lock);
+   * a leg that disagrees with the majority is marked for those chunks and resynced.
    */
-  async #everyLeg(what: string, op: (device: BlockDevice) => Promise<void>): Promise<void> {
-    const targets = this.#legs.filter((l) => l.state === "in-sync");
-    if (targets.length === 0) throw this.#noLegs(what, undefined);
+  async verify(): Promise<{ mismatches: number }> {
+    const legs = this.#legs.filter((l) => l.state === "in-sync" && l.media !== undefined);
+    if (legs.length < 2) throw new Error("verify needs at least two in-sync legs with media");
+    let mismatches = 0;
+    const found = new Map<Leg, ChunkBits>();
+    for (let c = 0; c < this.#chunks; c++) {
+      const offset = c * this.#chunkSize;
+      const length = Math.min(this.#chunkSize, this.#info.size - offset);
+      const digests = await this.#writes.run(
+        offset,
+        length,
+        () =>
+          Promise.all(
+            legs.map((l) =>
+              l.state === "in-sync"
+                ? l.media!.digest(offset, length, this.#chunkSize).then(hex, () => undefined)
+                : undefined
+            ),
+          ),
+      );
+      const counts = new Map<string, number>();
+      for (const d of digests) if (d !== undefined) counts.set(d, (counts.get(d) ?? 0) + 1);
+      if (counts.size <= 1) continue;
+      const best = [...counts.entries()].reduce((a, b) => (b[1] > a[1] ? b : a))[0];
+      legs.forEach((l, i) => {
+        if (digests[i] !== undefined && digests[i] !== best) {
+          mismatches++;
+          const bits = found.get(l) ?? new ChunkBits(this.#chunks);
+          bits.set(c);
+          found.set(l, bits);
+        }
+      });
+    }
+    for (const [leg, bits] of found) {
+      if (leg.state !== "in-sync" || this.inSync === 1) continue;
+      leg.need = bits;
+      this.#bits.or(bits);
+      for (let c = bits.next(0); c >= 0; c = bits.next(c + 1)) this.#dirtyPages.add(c >> 15);
+      this.#bitsVersion++;
+      this.#mustRotate = true;
+      this.#setState(leg, "out", `verify found ${bits.count()} chunk(s) differing`);
+      await this.#storeBits();
+      void this.#judge(leg, false);
+    }
+    this.#logger.log(mismatches ? "warn" : "info", "mirror verify done", { mismatches });
+    return { mismatches };
+  }
+
+  // ---- writes, bitmap and generations -------------------------------------------------------
+
+  /** A change to [offset, offset+length): activity log, every target leg, then miss tracking. */
+  async #changed(
+    offset: number,
+    length: number,
+    what: string,
+    op: (d: BlockDevice) => Promise<void>,
+  ): Promise<void> {
+    this.#clientOps++;
+    return this.#writes.run(offset, length, async () => {
+      const first = Math.floor(offset / this.#chunkSize);
+      const last = Math.floor((offset + Math.max(length, 1) - 1) / this.#chunkSize);
+      if (this.#persist) {
+        let newBits = false;
+        for (let c = first; c <= last; c++) {
+          const a = this.#active.get(c);
+          if (a !== undefined) {
+            a.inFlight++;
+            continue;
+          }
+          this.#active.set(c, { inFlight: 1, last: 0 });
+          if (this.#setBit(c)) newBits = true;
+        }
+        try {
+          if (newBits) await this.#storeBits();
+          const missed = await this.#everyLeg(what, op);
+          if (missed.length > 0) await this.#recordMiss(missed, first, last);
+        } finally {
+          const now = this.#clock.now();
+          for (let c = first; c <= last; c++) {
+            const a = this.#active.get(c);
+            if (a !== undefined) {
+              a.inFlight--;
+              a.last = now;
+            }
+          }
+        }
+        return;
+      }
+      const missed = await this.#everyLeg(what, op);
+      for (const leg of missed) {
+        if (leg.need === undefined) continue;
+        for (let c = first; c <= last; c++) leg.need.set(c);
+      }
+    });
+  }
+
+  /** Before the ack: the legs that missed chunks get them marked, durably, under a new generation. */
+  async #recordMiss(missed: Leg[], first: number, last: number): Promise<void> {
+    let newBits = false;
+    for (const leg of missed) {
+      leg.need ??= new ChunkBits(this.#chunks);
+      for (let c = first; c <= last; c++) {
+        leg.need.set(c);
+        if (this.#setBit(c)) newBits = true;
+      }
+    }
+    await this.#ensureRotated();
+    if (newBits) await this.#storeBits();
+  }
+
+  #setBit(chunk: number): boolean {
+    if (!this.#bits.set(chunk)) return false;
+    this.#dirtyPages.add(chunk >> 15);
+    this.#bitsVersion++;
+    return true;
+  }
+
+  #clearBit(chunk: number): void {
+    if (!this.#bits.clear(chunk)) return;
+    this.#dirtyPages.add(chunk >> 15);
+    this.#bitsVersion++;
+  }
+
+  /** Is chunk `c` still needed by some leg or written right now? */
+  #bitWanted(c: number): boolean {
+    return this.#active.has(c) ||
+      this.#legs.some((l) => l.state !== "in-sync" && l.need?.has(c) === true);
+  }
+
+  #recomputeBits(): void {
+    for (let c = this.#bits.next(0); c >= 0; c = this.#bits.next(c + 1)) {
+      if (!this.#bitWanted(c)) this.#clearBit(c);
+    }
+  }
+
+  /** Stores changed bitmap pages on every serving leg with media; resolves once durable. */
+  async #storeBits(): Promise<void> {
+    const target = this.#bitsVersion;
+    while (this.#durableVersion < target) {
+      if (this.#storing !== undefined) {
+        await this.#storing;
+        continue;
+      }
+      this.#storing = this.#storePages().finally(() => (this.#storing = undefined));
+      await this.#storing;
+    }
+  }
+
+  async #storePages(): Promise<void> {
+    const version = this.#bitsVersion;
+    const pages = [...this.#dirtyPages];
+    this.#dirtyPages.clear();
+    const legs = this.#legs.filter((l) =>
+      (l.state === "in-sync" || l.state === "rebuilding") && l.media !== undefined && !l.removed
+    );
+    const results = await Promise.allSettled(legs.map(async (l) => {
+      for (const page of pages) {
+        const from = page * MEDIA_PAGE;
+        const bytes = this.#bits.bytes.subarray(
+          from,
+          Math.min(from + MEDIA_PAGE, this.#bits.bytes.length),
+        );
+        if (l.known !== undefined && from + bytes.length > l.known.bitmapBytes) continue;
+        await this.#timed(l, l.media!.storeBitmap(from, bytes));
+      }
+    }));
+    let ok = 0;
+    results.forEach((r, i) => {
+      if (r.status === "fulfilled") ok++;
+      else this.#fail(legs[i]!, `bitmap store failed: ${describe(r.reason)}`);
+    });
+    if (ok === 0 && legs.length > 0) {
+      for (const p of pages) this.#dirtyPages.add(p);
+      throw new BlockError("EIO", "the write-intent bitmap could not be stored on any leg");
+    }
+    this.#durableVersion = Math.max(this.#durableVersion, version);
+  }
+
+  /** New current generation on the serving legs, once after a leg left (before the next ack). */
+  async #ensureRotated(): Promise<void> {
+    while (this.#mustRotate) {
+      if (this.#rotating !== undefined) {
+        await this.#rotating;
+        continue;
+      }
+      this.#mustRotate = false;
+      this.#rotating = (async () => {
+        const before = this.#gens ??
+          { current: newGenerationId(), bitmap: NO_GENERATION, history: [] };
+        this.#gens = rotate(before, newGenerationId());
+        await this.#stampReference();
+      })().finally(() => (this.#rotating = undefined));
+      await this.#rotating;
+    }
+  }
+
+  /** Writes the storage id, member flag and generations to every in-sync leg with media. */
+  async #stampReference(): Promise<void> {
+    const legs = this.#legs.filter((l) => l.state === "in-sync" && l.media !== undefined);
+    const results = await Promise.allSettled(legs.map((l) => this.#stamp(l)));
+    results.forEach((r, i) => {
+      if (r.status === "rejected") {
+        this.#fail(legs[i]!, `metadata update failed: ${describe(r.reason)}`);
+      }
+    });
+    if (legs.length > 0 && results.every((r) => r.status === "rejected")) {
+      throw new BlockError("EIO", "generation ids could not be stored on any leg");
+    }
+  }
+
+  async #stamp(leg: Leg): Promise<void> {
+    if (leg.media === undefined || this.#gens === undefined) return;
+    leg.known = await this.#timed(
+      leg,
+      leg.media.updateMedia({
+        ...(this.#storageId === undefined ? {} : { storageId: this.#storageId }),
+        generations: this.#gens,
+        flags: memberFlags(this.#chunkSize),
+      }),
+    );
+    leg.adopt = false;
+  }
+
+  /** The leg's stored bitmap, in this mirror's chunks (undefined when it has none). */
+  async #loadBits(leg: Leg): Promise<ChunkBits | undefined> {
+    if (leg.media === undefined || leg.known === undefined || !isMember(leg.known, undefined)) {
+      return undefined;
+    }
+    try {
+      const raw = await leg.media.readBitmap();
+      const stored = bitmapChunkOf(leg.known.flags) ?? this.#chunkSize;
+      const chunks = Math.ceil(this.#info.size / stored);
+      const bits = new ChunkBits(chunks, raw);
+      return stored === this.#chunkSize
+        ? new ChunkBits(this.#chunks, bits.bytes)
+        : rechunk(bits, stored, this.#chunkSize, this.#chunks);
+    } catch (error) {
+      this.#logger.log("warn", "cannot read a leg's bitmap", {
+        leg: leg.name,
+        error: describe(error),
+      });
+      return undefined;
+    }
+  }
+
+  /** At start: reference legs that may differ where writes were cut short are made equal. */
+  async #reconcile(reference: Leg[]): Promise<void> {
+    const [source, ...others] = reference;
+    for (const l of others) {
+      l.need = this.#bits.copy();
+      this.#setState(l, "rebuilding", `reconciling chunks written when the mirror stopped`);
+      await this.#resync(l, source!);
+    }
+  }
+
+  /**
+   * Decides what a leg that is out needs (the decision table) and starts its resync, or refuses
+   * it as split brain. `atStart`: judged before serving, against the reference generations.
+   */
+  async #judge(leg: Leg, atStart: boolean): Promise<void> {
+    if (leg.returning || leg.state !== "out" || this.#closed) return;
+    leg.returning = true;
+    try {
+      let state: MediaState | undefined;
+      if (leg.media !== undefined) {
+        try {
+          state = await this.#timed(leg, leg.media.media());
+        } catch (error) {
+          leg.reason = `unreachable: ${describe(error)}`;
+          return;
+        }
+        leg.known = state;
+      } else if (!atStart) {
+        // Without media nothing tells what the leg holds: probe it and copy everything.
+        try {
+          await this.#timed(leg, leg.device.read(0, Math.min(4096, this.#info.size)));
+        } catch {
+          return;
+        }
+        leg.need = ChunkBits.full(this.#chunks);
+      } else {
+        leg.state = "in-sync";
+        return;
+      }
+      if (this.#gens === undefined) return; // split brain unresolved: nothing to judge against
+      let need: ChunkBits;
+      if (leg.media !== undefined && (leg.adopt || !isMember(state, this.#storageId))) {
+        need = ChunkBits.full(this.#chunks);
+        leg.adopt = true;
+        this.#logger.log("warn", "leg's media lacks the storage's age: resyncing it in full", {
+          leg: leg.name,
+          storageId: state?.storageId ?? null,
+        });
+      } else if (leg.media !== undefined) {
+        const d = decide(this.#gens, state!.generations);
+        if (d.kind === "newer" || d.kind === "split-brain" || d.kind === "unrelated") {
+          this.#setState(leg, "split-brain", d.why);
+          this.#logger.log("error", "leg refused", { leg: leg.name, why: d.why });
+          return;
+        }
+        if (d.kind === "full") {
+          need = ChunkBits.full(this.#chunks);
+        } else {
+          need = leg.need?.copy() ?? this.#bits.copy();
+          if (leg.need === undefined) need.or(this.#bits);
+          const own = await this.#loadBits(leg);
+          if (own !== undefined) need.or(own);
+        }
+      } else {
+        need = leg.need ?? ChunkBits.full(this.#chunks);
+      }
+      if (this.inSync === 0) return;
+      leg.need = need;
+      for (let c = need.next(0); c >= 0; c = need.next(c + 1)) this.#setBit(c);
+      this.#setState(leg, "rebuilding", undefined);
+      if (atStart) {
+        void this.#resync(leg, undefined);
+      } else {
+        await this.#storeBits().catch(() => {});
+        void this.#resync(leg, undefined);
+      }
+    } finally {
+      leg.returning = false;
+    }
+  }
+
+  /** Runs a resync job for `leg` until it holds every chunk, then lets it rejoin. */
+  async #resync(leg: Leg, fixedSource: Leg | undefined): Promise<void> {
+    const need = leg.need!;
+    const total = need.count();
+    const stats: ResyncStats = {
+      bytesTotal: total * this.#chunkSize,
+      bytesDone: 0,
+      bytesCopied: 0,
+      chunksSkipped: 0,
+      startedAt: this.#clock.now(),
+      rateBytesPerSec: 0,
+    };
+    const pickSource = (): Leg | undefined => {
+      if (fixedSource !== undefined) {
+        return fixedSource.state === "in-sync" || fixedSource.state === "rebuilding"
+          ? fixedSource
+          : undefined;
+      }
+      return this.#legs.find((l) => l.state === "in-sync" && l.media !== undefined) ??
+        this.#legs.find((l) => l.state === "in-sync");
+    };
+    leg.resync = { kind: "resync", source: pickSource()?.name ?? "?", stats };
+    this.#logger.log("info", "resync started", {
+      leg: leg.name,
+      bytes: stats.bytesTotal,
+      source: leg.resync.source,
+    });
+    let sinceStore = 0;
+    try {
+      await runResync({
+        kind: "resync",
+        sourceName: leg.resync.source,
+        source: () => {
+          const s = pickSource();
+          return s === undefined ? undefined : { device: s.device, media: s.media };
+        },
+        target: { device: leg.device, media: leg.media },
+        need,
+        chunkSize: this.#chunkSize,
+        size: this.#info.size,
+        lock: (o, l, fn) => this.#writes.run(o, l, fn),
+        wanted: () => leg.state === "rebuilding" && !leg.removed && !this.#closed,
+        landed: (c) => {
+          need.clear(c);
+          if (!this.#bitWanted(c)) this.#clearBit(c);
+          if (++sinceStore >= 64) {
+            sinceStore = 0;
+            void this.#persistProgress(leg);
+          }
+        },
+        clientOps: () => this.#clientOps,
+        clock: this.#clock,
+        pace: this.#pace,
+      }, stats);
+      await this.#timed(leg, leg.device.flush());
+      if (leg.state !== "rebuilding" || leg.removed) return;
+      leg.need = undefined;
+      leg.adopt = leg.adopt || leg.media !== undefined;
+      await this.#stamp(leg);
+      if (leg.media !== undefined) {
+        await this.#timed(
+          leg,
+          leg.media.storeBitmap(
+            0,
+            this.#bits.bytes.subarray(
+              0,
+              Math.min(this.#bits.bytes.length, leg.known?.bitmapBytes ?? 0),
+            ),
+          ),
+        );
+      }
+      leg.resyncedBytes += stats.bytesDone;
+      leg.copiedBytes += stats.bytesCopied;
+      leg.resync = undefined;
+      this.#setState(leg, "in-sync", undefined);
+      this.#logger.log("info", "resync done: leg is in sync", {
+        leg: leg.name,
+        bytes: stats.bytesDone,
+        copied: stats.bytesCopied,
+        skipped: stats.chunksSkipped,
+      });
+      this.#recomputeBits();
+      await this.#storeBits().catch(() => {});
+    } catch (error) {
+      leg.resyncedBytes += stats.bytesDone;
+      leg.copiedBytes += stats.bytesCopied;
+      leg.resync = undefined;
+      if (!(error instanceof ResyncAborted) && leg.state === "rebuilding") {
+        this.#fail(leg, `resync failed: ${describe(error)}`);
+      }
+      this.#logger.log("warn", "resync stopped", {
+        leg: leg.name,
+        why: describe(error),
+        left: need.count(),
+      });
+    }
+  }
+
+  /** Progress is the cleared bits: once the target's copies are durable, store them. */
+  async #persistProgress(leg: Leg): Promise<void> {
+    try {
+      await this.#timed(leg, leg.device.flush());
+      await this.#storeBits();
+    } catch {
+      // the resync itself notices a failing leg
+    }
+  }
+
+  #startSweeper(): void {
+    if (this.#sweeper !== undefined || this.#closed) return;
+    const period = Math.max(100, Math.min(this.#idleMs, this.#probeMs || this.#idleMs));
+    const tick = () => {
+      if (this.#closed) return;
+      this.#sweep();
+      this.#sweeper = this.#clock.setTimeout(tick, period);
+    };
+    this.#sweeper = this.#clock.setTimeout(tick, period);
+  }
+
+  #lastProbe = 0;
+
+  /** Clears idle activity-log bits, settles generations, tries legs that are out. */
+  #sweep(): void {
+    const now = this.#clock.now();
+    let changed = false;
+    for (const [c, a] of this.#active) {
+      if (a.inFlight === 0 && now - a.last >= this.#idleMs) {
+        this.#active.delete(c);
+        if (!this.#bitWanted(c)) {
+          this.#clearBit(c);
+          changed = true;
+        }
+      }
+    }
+    if (changed) void this.#storeBits().catch(() => {});
+    const allInSync = this.#legs.every((l) => l.state === "in-sync");
+    if (
+      allInSync && this.#gens !== undefined && this.#gens.bitmap !== NO_GENERATION &&
+      this.#bits.isEmpty() && this.#rotating === undefined
+    ) {
+      this.#gens = settle(this.#gens);
+      void this.#stampReference().catch(() => {});
+    }
+    if (this.#probeMs > 0 && now - this.#lastProbe >= this.#probeMs) {
+      this.#lastProbe = now;
+      for (const l of this.#legs) {
+        if (l.state === "out" && l.media !== undefined) void this.#judge(l, false);
+      }
+    }
+  }
+
+  // ---- plumbing ----------------------------------------------------------------------------
+
+  /**
+   * Runs `op` on every in-sync and rebuilding leg; resolves with the legs that missed it (not
+   * targeted, or failed). Succeeds while at least one in-sync leg succeeded.
+   */
+  async #everyLeg(what: string, op: (device: BlockDevice) => Promise<void>): Promise<Leg[]> {
+    const targets = this.#legs.filter((l) => l.state === "in-sync" || l.state === "rebuilding");
+    if (!targets.some((l) => l.state === "in-sync")) throw this.#noLegs(what, undefined);
     const results = await Promise.allSettled(
       targets.map((leg) => this.#timed(leg, op(leg.device))),
     );
     let ok = 0;
     let requestError: unknown;
     let lastError: unknown;
+    const missed = this.#legs.filter((l) => !targets.includes(l) && !l.removed);
     results.forEach((result, i) => {
       const leg = targets[i]!;
       if (result.status === "fulfilled") {
-        ok++;
+        if (leg.state === "in-sync") ok++;
         leg.writes++;
       } else if (this.#isRequestError(result.reason)) {
         requestError = result.reason;
       } else {
         lastError = result.reason;
         this.#fail(leg, `${what} failed: ${describe(result.reason)}`);
+        missed.push(leg);
       }
     });
     if (requestError !== undefined && ok === 0) throw requestError;
     if (ok === 0) throw this.#noLegs(what, lastError);
+    return missed;
   }
 
   /** Round robin over in-sync legs. */
@@ -242,14 +1058,21 @@ export class MirrorMapping implements BlockDevice {
 
   #fail(leg: Leg, reason: string): void {
     leg.errors++;
-    if (leg.state !== "in-sync") return;
-    leg.state = "out";
-    leg.reason = reason;
+    if (leg.state !== "in-sync" && leg.state !== "rebuilding") return;
+    if (leg.state === "in-sync") this.#mustRotate = true;
+    leg.need ??= new ChunkBits(this.#chunks);
+    this.#setState(leg, "out", reason);
     this.#logger.log("warn", "mirror leg left the in-sync set", {
       leg: leg.name,
       reason,
       inSync: this.inSync,
     });
+  }
+
+  #setState(leg: Leg, state: LegState, reason: string | undefined): void {
+    leg.state = state;
+    if (reason === undefined) delete leg.reason;
+    else leg.reason = reason;
     this.#onLegState?.(this.#legs.indexOf(leg), this.#status(leg));
   }
 
@@ -258,6 +1081,10 @@ export class MirrorMapping implements BlockDevice {
   }
 
   #noLegs(what: string, cause: unknown): BlockError {
+    const split = this.#legs.find((l) => l.state === "split-brain");
+    if (split !== undefined && this.inSync === 0) {
+      return new BlockError("EIO", `${what}: refused: ${split.reason ?? "split brain"}`);
+    }
     const why = cause === undefined ? "" : ` (last error: ${describe(cause)})`;
     return new BlockError("EIO", `${what}: no in-sync leg left${why}`);
   }
@@ -273,10 +1100,41 @@ export class MirrorMapping implements BlockDevice {
 
   #status(leg: Leg): LegStatus {
     const { name, state, reads, writes, errors } = leg;
-    return leg.reason === undefined
-      ? { name, state, reads, writes, errors }
-      : { name, state, reason: leg.reason, reads, writes, errors };
+    const r = leg.resync;
+    let resync: ResyncStatus | undefined;
+    if (r !== undefined) {
+      const left = Math.max(0, r.stats.bytesTotal - r.stats.bytesDone);
+      const rate = r.stats.rateBytesPerSec;
+      resync = {
+        kind: r.kind,
+        source: r.source,
+        bytesLeft: left,
+        bytesDone: r.stats.bytesDone,
+        bytesCopied: r.stats.bytesCopied,
+        rateBytesPerSec: Math.round(rate),
+        ...(rate > 0 ? { etaSeconds: Math.ceil(left / rate) } : {}),
+      };
+    }
+    const need = state === "in-sync" ? 0 : leg.need?.count() ?? 0;
+    return {
+      name,
+      state,
+      ...(leg.reason === undefined ? {} : { reason: leg.reason }),
+      reads,
+      writes,
+      errors,
+      outOfSyncBytes: Math.min(need * this.#chunkSize, this.#info.size),
+      ...(leg.known === undefined ? {} : { generations: leg.known.generations }),
+      ...(leg.known?.storageId === undefined ? {} : { storageId: leg.known.storageId }),
+      ...(resync === undefined ? {} : { resync }),
+      resyncedBytes: leg.resyncedBytes + (r?.stats.bytesDone ?? 0),
+      copiedBytes: leg.copiedBytes + (r?.stats.bytesCopied ?? 0),
+    };
   }
+}
+
+function hex(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 function describe(error: unknown): string {

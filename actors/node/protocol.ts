@@ -11,10 +11,40 @@ import type { BlockErrorCode, BlockInfo } from "../block/contract.ts";
 import type { Header } from "../../transport/types.ts";
 
 /** Bumped on any incompatible change to these messages; checked in the link handshake. */
-export const NODE_PROTOCOL_VERSION = 1;
+export const NODE_PROTOCOL_VERSION = 2;
 
-export const OPS = ["read", "write", "flush", "trim", "zero", "extents", "cache"] as const;
+/**
+ * Block operations, then media operations (MediaDevice): `media` reads the media state and
+ * `setmedia` changes it (both as JSON in the payload, so the frame checksum covers it), `rbitmap`
+ * reads the bitmap region, `wbitmap` stores payload bytes at `off` of it, and `digest` answers
+ * digests of each `ch`-sized chunk of [off, off+len) as payload.
+ */
+export const OPS = [
+  "read",
+  "write",
+  "flush",
+  "trim",
+  "zero",
+  "extents",
+  "cache",
+  "media",
+  "setmedia",
+  "rbitmap",
+  "wbitmap",
+  "digest",
+] as const;
 export type Op = (typeof OPS)[number];
+
+/** Operations whose `off`/`len` address the data area (the others address media metadata). */
+export const DATA_OPS: ReadonlySet<Op> = new Set([
+  "read",
+  "write",
+  "trim",
+  "zero",
+  "extents",
+  "cache",
+  "digest",
+]);
 
 const id = z.number().int().nonnegative();
 const u64 = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
@@ -31,6 +61,8 @@ export const requestSchema = z.object({
   /** zero: fast-zero and may-trim. */
   fz: z.boolean().optional(),
   mt: z.boolean().optional(),
+  /** digest: the chunk size digested. */
+  ch: z.number().int().min(4096).max(1 << 30).optional(),
   ck,
 });
 export type Request = z.infer<typeof requestSchema>;
@@ -115,4 +147,46 @@ export function requestFlags(
   rq: { fua?: boolean | undefined; fz?: boolean | undefined; mt?: boolean | undefined },
 ): number {
   return (rq.fua ? 1 : 0) | (rq.fz ? 2 : 0) | (rq.mt ? 4 : 0);
+}
+
+const generationId = z.string().regex(/^[0-9a-f]{16}$/);
+const generationsSchema = z.strictObject({
+  current: generationId,
+  bitmap: generationId,
+  history: z.array(generationId).max(4),
+});
+
+/** `setmedia` payload: a MediaPatch. */
+export const mediaPatchSchema = z.strictObject({
+  storageId: z.string().regex(/^[0-9a-f]{32}$/).optional(),
+  generations: generationsSchema.optional(),
+  flags: z.number().int().min(0).max(0xffffffff).optional(),
+});
+
+/** `media` / `setmedia` reply payload: a MediaState (storageId null when the media has none). */
+export const mediaStateSchema = z.strictObject({
+  storageId: z.string().max(256).nullable(),
+  generations: generationsSchema,
+  flags: z.number().int().min(0).max(0xffffffff),
+  bitmapBytes: z.number().int().nonnegative().max(1 << 30),
+});
+
+const json = new TextEncoder();
+const text = new TextDecoder();
+
+export function encodeJson(value: unknown): Uint8Array {
+  return json.encode(JSON.stringify(value));
+}
+
+/** Parses a JSON payload against `schema`; throws a readable error when it does not fit. */
+export function decodeJson<T>(schema: z.ZodType<T>, payload: Uint8Array, what: string): T {
+  let value: unknown;
+  try {
+    value = JSON.parse(text.decode(payload));
+  } catch {
+    throw new Error(`${what}: payload is not JSON`);
+  }
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) throw new Error(`${what}: ${parsed.error.message}`);
+  return parsed.data;
 }

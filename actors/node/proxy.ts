@@ -11,6 +11,9 @@ import {
   BlockError,
   type BlockInfo,
   type Extent,
+  type MediaDevice,
+  type MediaPatch,
+  type MediaState,
   type ZeroOptions,
 } from "../block/contract.ts";
 import { backoffDelay, type BackoffOptions } from "../backoff.ts";
@@ -21,10 +24,14 @@ import { dial, type DialOptions } from "../../transport/dial.ts";
 import type { Frame, Header, Link } from "../../transport/types.ts";
 import { type ChecksumName, CHECKSUMS, frameChecksum, negotiateChecksum } from "./checksum.ts";
 import {
+  DATA_OPS,
+  decodeJson,
+  encodeJson,
   type ErrorReply,
   EXTENT_HOLE,
   EXTENT_ZERO,
   infoFromHello,
+  mediaStateSchema,
   NODE_PROTOCOL_VERSION,
   nodeHeaderSchema,
   type NodeHello,
@@ -103,7 +110,7 @@ function checkNode(link: Link, expectStorageId: string | undefined): NodeHello {
   return parsed.data;
 }
 
-export class RemoteNode implements BlockDevice {
+export class RemoteNode implements BlockDevice, MediaDevice {
   readonly url: string;
   readonly stats: RemoteStats = { reconnects: 0, resent: 0, checksumErrors: 0, timeouts: 0 };
   readonly #options: RemoteNodeOptions;
@@ -255,6 +262,51 @@ export class RemoteNode implements BlockDevice {
     await this.#simple("cache", offset, length);
   }
 
+  /** The node's media state (ENOTSUP from a node that keeps none). */
+  async media(): Promise<MediaState> {
+    const { payload } = await this.#simple("media", 0, 0);
+    return this.#mediaState(payload);
+  }
+
+  async updateMedia(patch: MediaPatch): Promise<MediaState> {
+    const body = encodeJson(patch);
+    const { payload } = await this.#request(
+      { t: "rq", op: "setmedia", off: 0, len: body.length },
+      body,
+    );
+    return this.#mediaState(payload);
+  }
+
+  async readBitmap(): Promise<Uint8Array> {
+    const { payload } = await this.#simple("rbitmap", 0, 0);
+    return payload.slice();
+  }
+
+  async storeBitmap(at: number, bytes: Uint8Array): Promise<void> {
+    await this.#request({ t: "rq", op: "wbitmap", off: at, len: bytes.length }, bytes);
+  }
+
+  async digest(offset: number, length: number, chunk: number): Promise<Uint8Array> {
+    const { payload } = await this.#request({
+      t: "rq",
+      op: "digest",
+      off: offset,
+      len: length,
+      ch: chunk,
+    });
+    return payload.slice();
+  }
+
+  #mediaState(payload: Uint8Array): MediaState {
+    let state;
+    try {
+      state = decodeJson(mediaStateSchema, payload, "media state");
+    } catch (error) {
+      throw new BlockError("EIO", `node ${this.url}: ${(error as Error).message}`);
+    }
+    return { ...state, storageId: state.storageId ?? undefined };
+  }
+
   /** Stops reconnecting, fails what is outstanding with ESHUTDOWN, closes the link. */
   close(): Promise<void> {
     if (this.#state === "closed") return Promise.resolve();
@@ -291,7 +343,7 @@ export class RemoteNode implements BlockDevice {
     // Never put on the wire what the node's schema would refuse: that would cost the link.
     if (
       !Number.isSafeInteger(off) || !Number.isSafeInteger(len) || off < 0 || len < 0 ||
-      off + len > this.#info.size
+      (DATA_OPS.has(header.op) && off + len > this.#info.size)
     ) {
       return Promise.reject(
         new BlockError("EINVAL", `range ${off}+${len} is outside the device (${this.#info.size})`),

@@ -11,9 +11,13 @@ import type { Clock } from "../../util/clock.ts";
 import { type DialOptions, serve, type Server } from "../../transport/dial.ts";
 import type { Header, Link } from "../../transport/types.ts";
 import { CHECKSUMS, frameChecksum, negotiateChecksum } from "./checksum.ts";
+import { mediaOf } from "../block/media.ts";
 import {
+  decodeJson,
+  encodeJson,
   EXTENT_HOLE,
   EXTENT_ZERO,
+  mediaPatchSchema,
   NODE_PROTOCOL_VERSION,
   nodeHeaderSchema,
   type NodeHello,
@@ -77,6 +81,15 @@ export async function serveNode(
   const offered = options.checksums ?? CHECKSUMS;
   const maxInFlight = options.maxInFlight ?? 1024;
   const writes = new RangeLock();
+  const media = mediaOf(device);
+  const needMedia = (op: string) => {
+    if (media === undefined) {
+      throw new BlockError("ENOTSUP", `${op}: this node keeps no media state`);
+    }
+    return media;
+  };
+  const mediaReply = (state: Awaited<ReturnType<NonNullable<typeof media>["media"]>>) =>
+    encodeJson({ ...state, storageId: state.storageId ?? null });
   const stats: NodeServerStats = { requests: 0, checksumErrors: 0, links: 0 };
 
   const onLink = (link: Link): void => {
@@ -136,7 +149,9 @@ export async function serveNode(
       const rq = frame.header as Request;
       if (algorithm !== undefined) {
         const bound = { kind: "rq", op: rq.op, id: rq.id, off: rq.off, len: rq.len } as const;
-        const payload = rq.op === "write" ? frame.payload : undefined;
+        const payload = rq.op === "write" || rq.op === "wbitmap" || rq.op === "setmedia"
+          ? frame.payload
+          : undefined;
         if (rq.ck !== frameChecksum(algorithm, { ...bound, flags: requestFlags(rq) }, payload)) {
           stats.checksumErrors++;
           logger.log("warn", "request failed its checksum; closing the link so the proxy resends", {
@@ -193,6 +208,35 @@ export async function serveNode(
       case "cache":
         await device.cache(rq.off, rq.len);
         return undefined;
+      case "media":
+        return mediaReply(await needMedia(rq.op).media());
+      case "setmedia": {
+        let patch;
+        try {
+          patch = decodeJson(mediaPatchSchema, payload, "setmedia");
+        } catch (error) {
+          throw new BlockError("EINVAL", (error as Error).message);
+        }
+        const clean = {
+          ...(patch.storageId === undefined ? {} : { storageId: patch.storageId }),
+          ...(patch.generations === undefined ? {} : { generations: patch.generations }),
+          ...(patch.flags === undefined ? {} : { flags: patch.flags }),
+        };
+        return mediaReply(await needMedia(rq.op).updateMedia(clean));
+      }
+      case "rbitmap":
+        return await needMedia(rq.op).readBitmap();
+      case "wbitmap":
+        if (payload.length !== rq.len) {
+          throw new BlockError("EINVAL", `wbitmap of ${rq.len} bytes carried ${payload.length}`);
+        }
+        await needMedia(rq.op).storeBitmap(rq.off, payload);
+        return undefined;
+      case "digest":
+        if (rq.len / (rq.ch ?? 1024 * 1024) > 65536) {
+          throw new BlockError("EINVAL", "digest: at most 65536 chunks per request");
+        }
+        return await needMedia(rq.op).digest(rq.off, rq.len, rq.ch ?? 1024 * 1024);
     }
   };
 

@@ -1,0 +1,128 @@
+/**
+ * One resync: brings a returning leg up to date by copying the chunks it needs from an in-sync
+ * leg. Each chunk is copied under the mirror's range lock, so a client write to the same bytes
+ * runs wholly before or after the copy and a copy never overwrites newer data; chunks whose
+ * digests already match (computed on the nodes) are skipped without moving data. The pace sits
+ * between a floor and a ceiling, backing off toward the floor while clients are busy. Progress is
+ * the needed-chunk bitset itself: the mirror clears a chunk once it has landed and stores the
+ * cleared bits now and then, so a resync that dies resumes from there.
+ */
+import type { BlockDevice, MediaDevice } from "../block/contract.ts";
+import type { Clock } from "../../util/clock.ts";
+import type { ChunkBits } from "./bitmap.ts";
+
+export interface ResyncPace {
+  /** Never slower than this while there is work (default 32 MiB/s). */
+  readonly floorBytesPerSec?: number;
+  /** Never faster than this (default 4 GiB/s). */
+  readonly ceilingBytesPerSec?: number;
+  /** Chunks copied at once (default 4). */
+  readonly parallel?: number;
+}
+
+export interface ResyncSide {
+  readonly device: BlockDevice;
+  readonly media: MediaDevice | undefined;
+}
+
+export interface ResyncJob {
+  readonly kind: "resync" | "verify";
+  readonly sourceName: string;
+  readonly source: () => ResyncSide | undefined;
+  readonly target: ResyncSide;
+  /** Chunks the target needs; the job clears each one it settles (through `landed`). */
+  readonly need: ChunkBits;
+  readonly chunkSize: number;
+  readonly size: number;
+  /** Runs `fn` holding the mirror's range lock over the bytes. */
+  readonly lock: <T>(offset: number, length: number, fn: () => Promise<T>) => Promise<T>;
+  /** False once the job must stop (the leg failed, was suspended or removed). */
+  readonly wanted: () => boolean;
+  /** A chunk now holds the source's data on the target. */
+  readonly landed: (chunk: number) => void;
+  /** Client requests seen so far (a counter); a rising count means clients are busy. */
+  readonly clientOps: () => number;
+  readonly clock: Clock;
+  readonly pace: ResyncPace;
+}
+
+export interface ResyncStats {
+  bytesTotal: number;
+  bytesDone: number;
+  bytesCopied: number;
+  chunksSkipped: number;
+  startedAt: number;
+  rateBytesPerSec: number;
+}
+
+export class ResyncAborted extends Error {
+  constructor(why: string) {
+    super(why);
+    this.name = "ResyncAborted";
+  }
+}
+
+/** Copies every needed chunk; resolves when done, rejects when a side fails or it is stopped. */
+export async function runResync(job: ResyncJob, stats: ResyncStats): Promise<void> {
+  const floor = job.pace.floorBytesPerSec ?? 32 * 1024 * 1024;
+  const ceiling = job.pace.ceilingBytesPerSec ?? 4 * 1024 * 1024 * 1024;
+  const parallel = Math.max(1, job.pace.parallel ?? 4);
+  const clock = job.clock;
+  let cursor = 0;
+  let windowStart = clock.now();
+  let windowBytes = 0;
+  let lastOps = job.clientOps();
+  let target = ceiling;
+
+  const copyOne = async (chunk: number): Promise<void> => {
+    const offset = chunk * job.chunkSize;
+    const length = Math.min(job.chunkSize, job.size - offset);
+    await job.lock(offset, length, async () => {
+      if (!job.wanted()) throw new ResyncAborted("stopped");
+      const source = job.source();
+      if (source === undefined) throw new ResyncAborted("no in-sync leg to copy from");
+      if (source.media !== undefined && job.target.media !== undefined) {
+        const [a, b] = await Promise.all([
+          source.media.digest(offset, length, job.chunkSize),
+          job.target.media.digest(offset, length, job.chunkSize),
+        ]);
+        if (a.length === b.length && a.every((x, i) => x === b[i])) {
+          stats.chunksSkipped++;
+          return;
+        }
+      }
+      const data = await source.device.read(offset, length);
+      await job.target.device.write(offset, data, false);
+      stats.bytesCopied += length;
+    });
+    job.landed(chunk);
+    stats.bytesDone += length;
+    windowBytes += length;
+  };
+
+  const worker = async (): Promise<void> => {
+    for (;;) {
+      if (!job.wanted()) throw new ResyncAborted("stopped");
+      const chunk = job.need.next(cursor);
+      if (chunk < 0) return;
+      cursor = chunk + 1;
+      await copyOne(chunk);
+      // Pace: a client busy since last look pulls the target toward the floor.
+      const ops = job.clientOps();
+      target = ops !== lastOps ? Math.max(floor, target / 2) : Math.min(ceiling, target * 2);
+      lastOps = ops;
+      const elapsed = Math.max(1, clock.now() - windowStart);
+      stats.rateBytesPerSec = (stats.bytesDone / Math.max(1, clock.now() - stats.startedAt)) * 1000;
+      const earliest = (windowBytes / target) * 1000;
+      if (earliest > elapsed) {
+        await new Promise<void>((r) => clock.setTimeout(r, Math.min(1000, earliest - elapsed)));
+      }
+      if (elapsed > 1000) {
+        windowStart = clock.now();
+        windowBytes = 0;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: parallel }, worker));
+  stats.rateBytesPerSec = (stats.bytesDone / Math.max(1, clock.now() - stats.startedAt)) * 1000;
+}
