@@ -11,13 +11,21 @@ import { guard } from "../actors/block/guard.ts";
 import { MemoryBlockDevice } from "../actors/block/memory.ts";
 import { LinearMapping } from "../actors/mapping/linear.ts";
 import { type LegStatus, MirrorMapping } from "../actors/mapping/mirror.ts";
-import { RemoteNode } from "../actors/node/proxy.ts";
+import { RemoteNode, type RemoteState } from "../actors/node/proxy.ts";
+import { mediaOf } from "../actors/block/media.ts";
+import type { MediaDevice } from "../actors/block/contract.ts";
 import type { ActorSystem } from "../actors/system.ts";
 import type { DialOptions } from "../transport/dial.ts";
 import { type Logger, silentLogger } from "../util/log.ts";
 import { formatSize } from "../util/size.ts";
-import { ControlError, type NodeStateName, type StorageControl } from "./control.ts";
-import { childrenOf, type NodeSpec, type Topology, TopologyError } from "./topology.ts";
+import { ControlError, type LegSpec, type NodeStateName, type StorageControl } from "./control.ts";
+import {
+  childrenOf,
+  type NodeSpec,
+  parseTopology,
+  type Topology,
+  TopologyError,
+} from "./topology.ts";
 
 export interface AssembleOptions {
   readonly system: ActorSystem;
@@ -67,11 +75,17 @@ export interface Storage {
 interface Built {
   readonly device: BlockDevice;
   readonly tree: TreeNode;
+  /** The leaf's media operations (called directly, beside the actor that serves its blocks). */
+  readonly media?: MediaDevice;
 }
 
 export async function assemble(topology: Topology, options: AssembleOptions): Promise<Storage> {
   const logger = options.logger ?? silentLogger;
   const opened: BlockDevice[] = [];
+  /** Remote leaves tell their mirror when their link is back. */
+  const linkHooks = new Map<string, (state: RemoteState) => void>();
+  const mirrors = new Map<string, MirrorMapping>();
+  const legOf = new Map<string, string>();
   const resolvePath = (path: string) =>
     path.startsWith("/") || options.baseDir === undefined ? path : `${options.baseDir}/${path}`;
 
@@ -127,6 +141,7 @@ export async function assemble(topology: Topology, options: AssembleOptions): Pr
           // A mirror leg whose link drops fails at once, so the mirror runs degraded instead
           // of stalling client I/O; the bitmap and resync bring it back.
           ...(parent?.kind === "mirror" ? { holdMs: 0 } : {}),
+          onState: (state: RemoteState) => linkHooks.get(name)?.(state),
           ...(options.secret === undefined ? {} : { secret: options.secret }),
           ...(options.tls === undefined ? {} : { tls: options.tls }),
           ...(spec.storageId === undefined ? {} : { expectStorageId: spec.storageId }),
@@ -161,7 +176,12 @@ export async function assemble(topology: Topology, options: AssembleOptions): Pr
     const spec = topology.nodes[name]!;
     if (spec.kind !== "linear" && spec.kind !== "mirror") {
       const built = await leaf(name, spec, parent);
-      return { device: await asActor(name, built.device), tree: built.tree };
+      const media = mediaOf(built.device);
+      return {
+        device: await asActor(name, built.device),
+        tree: built.tree,
+        ...(media === undefined ? {} : { media }),
+      };
     }
     const children: Built[] = [];
     for (const child of childrenOf(spec).names) children.push(await build(child, spec));
@@ -190,20 +210,32 @@ export async function assemble(topology: Topology, options: AssembleOptions): Pr
     const mirror = new MirrorMapping(devices, {
       names: spec.legs,
       logger,
+      media: children.map((c) => c.media),
       ...(spec.legTimeoutMs === undefined ? {} : { legTimeoutMs: spec.legTimeoutMs }),
+      ...(spec.chunkSize === undefined ? {} : { chunkSize: spec.chunkSize }),
+      ...(spec.resync === undefined ? {} : {
+        pace: {
+          ...(spec.resync.floor === undefined ? {} : { floorBytesPerSec: spec.resync.floor }),
+          ...(spec.resync.ceiling === undefined ? {} : { ceilingBytesPerSec: spec.resync.ceiling }),
+          ...(spec.resync.parallel === undefined ? {} : { parallel: spec.resync.parallel }),
+        },
+      }),
     });
-    const state = (): NodeState => {
-      const legs: LegStatus[] = mirror.legs();
-      const inSync = legs.filter((l) => l.state === "in-sync").length;
-      return {
-        state: inSync === 0 ? "down" : inSync < legs.length ? "degraded" : "in-sync",
-        detail: { legs },
-      };
-    };
-    return {
-      device: await asActor(name, mirror),
-      tree: node(name, spec, mirror.info().size, trees, state),
-    };
+    await mirror.start();
+    mirrors.set(name, mirror);
+    spec.legs.forEach((leg) => {
+      legOf.set(leg, name);
+      linkHooks.set(leg, (state) => {
+        if (state === "connected") {
+          mirror.legReachable(mirror.legs().findIndex((l) => l.name === leg));
+        }
+      });
+    });
+    const legTrees = [...trees];
+    const mirrorTree = node(name, spec, mirror.info().size, legTrees, () => mirrorState(mirror));
+    // Each leg's node shows its place in the mirror (state, generations, resync) over its own.
+    legTrees.forEach((t, i) => (legTrees[i] = legView(t, mirror)));
+    return { device: await asActor(name, mirror), tree: mirrorTree };
   };
 
   try {
@@ -211,7 +243,18 @@ export async function assemble(topology: Topology, options: AssembleOptions): Pr
     return {
       device: root.device,
       tree: root.tree,
-      control: pendingControl(),
+      control: mirrorControl(mirrors, legOf, async (mirror, name, spec) => {
+        const built = await leaf(name, spec, { kind: "mirror", legs: [] } as NodeSpec);
+        const media = mediaOf(built.device);
+        const device = await asActor(name, built.device);
+        await mirror.addLeg(name, device, media);
+        linkHooks.set(name, (state) => {
+          if (state === "connected") {
+            mirror.legReachable(mirror.legs().findIndex((l) => l.name === name));
+          }
+        });
+        legOf.set(name, [...mirrors].find(([, m]) => m === mirror)![0]);
+      }),
       close: async () => {
         await root.device.close();
         await Promise.allSettled(opened.map((d) => d.close()));
@@ -242,18 +285,112 @@ function node(
   };
 }
 
-/** Placeholder until the mirror maintenance lands: every action is refused. */
-function pendingControl(): StorageControl {
-  const refuse = () =>
-    Promise.reject(new ControlError("impossible", "maintenance is not available in this build"));
+function mirrorState(mirror: MirrorMapping): NodeState {
+  const legs: LegStatus[] = mirror.legs();
+  const inSync = legs.filter((l) => l.state === "in-sync").length;
+  const state = inSync === 0
+    ? legs.some((l) => l.state === "split-brain") ? "split-brain" as const : "down" as const
+    : legs.some((l) => l.state === "rebuilding")
+    ? "rebuilding" as const
+    : inSync < legs.length
+    ? "degraded" as const
+    : "in-sync" as const;
   return {
-    nodes: () => [],
-    suspend: refuse,
-    resume: refuse,
-    clean: refuse,
-    dirty: refuse,
-    addLeg: refuse,
-    removeLeg: refuse,
-    verify: refuse,
+    state,
+    detail: {
+      legs,
+      chunkSize: mirror.chunkSize,
+      storageId: mirror.storageId,
+      generations: mirror.generations,
+      outOfSyncBytes: Math.max(0, ...legs.map((l) => l.outOfSyncBytes)),
+    },
   };
+}
+
+/** A leg's tree node, its state taken from the mirror's view of it. */
+function legView(tree: TreeNode, mirror: MirrorMapping): TreeNode {
+  return {
+    ...tree,
+    state: (): NodeState => {
+      const own = tree.state();
+      const leg = mirror.legs().find((l) => l.name === tree.name);
+      if (leg === undefined) return own;
+      const state = leg.state === "out"
+        ? (own.state === "connecting" || own.state === "down" ? "down" as const : "out" as const)
+        : leg.state;
+      return { state, detail: { ...own.detail, ...leg } };
+    },
+  };
+}
+
+type AddLeg = (mirror: MirrorMapping, name: string, spec: NodeSpec) => Promise<void>;
+
+/** The maintenance API over the storage's mirrors, by node name. */
+function mirrorControl(
+  mirrors: Map<string, MirrorMapping>,
+  legOf: Map<string, string>,
+  add: AddLeg,
+): StorageControl {
+  const mirrorOfLeg = (node: string): MirrorMapping => {
+    const m = mirrors.get(legOf.get(node) ?? "");
+    if (m === undefined || !m.hasLeg(node)) {
+      throw new ControlError(
+        "unknown-node",
+        `no mirror leg named "${node}" (legs: ${[...legOf.keys()].join(", ") || "none"})`,
+      );
+    }
+    return m;
+  };
+  const mirrorNamed = (name: string): MirrorMapping => {
+    const m = mirrors.get(name);
+    if (m === undefined) {
+      throw new ControlError(
+        "unknown-node",
+        `no mirror named "${name}" (mirrors: ${[...mirrors.keys()].join(", ") || "none"})`,
+      );
+    }
+    return m;
+  };
+  const act = async (what: () => Promise<unknown>, message: string) => {
+    try {
+      await what();
+    } catch (error) {
+      if (error instanceof ControlError) throw error;
+      throw new ControlError("impossible", (error as Error).message);
+    }
+    return { ok: true as const, message };
+  };
+  return {
+    nodes: () => [...mirrors.keys(), ...legOf.keys()],
+    suspend: (n) => act(() => mirrorOfLeg(n).suspend(n), `${n} suspended`),
+    resume: (n) => act(() => mirrorOfLeg(n).resume(n), `${n} resumed`),
+    clean: (n) => act(() => mirrorOfLeg(n).markClean(n), `${n} marked clean`),
+    dirty: (n) => act(() => mirrorOfLeg(n).markDirty(n), `${n} marked dirty: full resync`),
+    addLeg: (m, n, spec) =>
+      act(() => add(mirrorNamed(m), n, parseLegSpec(n, spec)), `${n} added to ${m}`),
+    removeLeg: (m, n) =>
+      act(async () => {
+        const mirror = mirrorNamed(m);
+        if (!mirror.hasLeg(n)) throw new ControlError("unknown-node", `${m} has no leg "${n}"`);
+        await mirror.removeLeg(n);
+        legOf.delete(n);
+      }, `${n} removed from ${m}`),
+    verify: (m) =>
+      act(async () => {
+        const { mismatches } = await mirrorNamed(m).verify();
+        return mismatches;
+      }, `${m} verified`),
+  };
+}
+
+function parseLegSpec(name: string, spec: LegSpec): NodeSpec {
+  try {
+    const topology = parseTopology({
+      storage: "m",
+      nodes: { m: { kind: "mirror", legs: [name] }, [name]: spec },
+    });
+    return topology.nodes[name]!;
+  } catch (error) {
+    throw new ControlError("impossible", (error as Error).message);
+  }
 }

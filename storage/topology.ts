@@ -58,6 +58,16 @@ const mirrorNode = z.strictObject({
   ),
   /** A leg that does not answer within this leaves the in-sync set. */
   legTimeoutMs: z.number().int().min(10).max(600_000).optional(),
+  /** Bytes per write-intent bitmap bit: a power of two from 4K (default 1M). */
+  chunkSize: size.refine((n) => n >= 4096 && (n & (n - 1)) === 0 && n <= 1 << 30, {
+    message: "expected a power of two from 4K to 1G",
+  }).optional(),
+  /** Resync pace: never slower than floor, never faster than ceiling (bytes per second). */
+  resync: z.strictObject({
+    floor: size.optional(),
+    ceiling: size.optional(),
+    parallel: z.number().int().min(1).max(64).optional(),
+  }).optional(),
 });
 
 const nodeSchema = z.discriminatedUnion("kind", [

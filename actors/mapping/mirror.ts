@@ -109,7 +109,8 @@ const requestErrors: ReadonlySet<BlockErrorCode> = new Set([
 
 interface Leg {
   readonly device: BlockDevice;
-  readonly media: MediaDevice | undefined;
+  /** Cleared when the leg turns out to keep no media state (a node answering ENOTSUP). */
+  media: MediaDevice | undefined;
   readonly name: string;
   state: LegState;
   reason?: string;
@@ -239,16 +240,19 @@ export class MirrorMapping implements BlockDevice {
    * refusals), before the mirror serves. Without media the mirror keeps no state (all in sync).
    */
   async start(): Promise<void> {
-    const withMedia = this.#legs.filter((l) => l.media !== undefined);
+    let withMedia = this.#legs.filter((l) => l.media !== undefined);
     if (withMedia.length === 0) return;
-    this.#persist = true;
     await Promise.all(withMedia.map(async (l) => {
       try {
         l.known = await l.media!.media();
       } catch (error) {
-        this.#fail(l, `media state unreadable: ${describe(error)}`);
+        if (error instanceof BlockError && error.code === "ENOTSUP") l.media = undefined;
+        else this.#fail(l, `media state unreadable: ${describe(error)}`);
       }
     }));
+    withMedia = withMedia.filter((l) => l.media !== undefined);
+    if (withMedia.length === 0) return;
+    this.#persist = true;
     const members = withMedia.filter((l) =>
       l.state === "in-sync" && isMember(l.known, this.#storageId)
     );
