@@ -11,6 +11,9 @@ import { consoleLogger } from "../util/log.ts";
 import { clientUri, type ListenAddress, parseListenUrl } from "../nbd/address.ts";
 import { NbdServer } from "../nbd/server.ts";
 import { RemoteNode } from "../actors/node/proxy.ts";
+import { startStatusEndpoint, type StatusEndpoint } from "../status/endpoint.ts";
+import { CountingBlockDevice } from "../status/io.ts";
+import { leafTree, remoteLeafState } from "../status/leaf.ts";
 import { readSecret } from "./secret.ts";
 import { type Command, UsageError } from "./command.ts";
 import { parseFlags } from "./flags.ts";
@@ -18,6 +21,7 @@ import { parseSize as parseBytes } from "../util/size.ts";
 
 const help = `Usage: dst export --listen URL [--listen URL...] [--name NAME] [--read-only]
                   (--memory SIZE | --file PATH [--size SIZE] | --remote NODE-URL)
+                  [--status HOST:PORT]
 
 Serves a block device over NBD and prints the URI clients connect to, one per listen address:
   nbd://HOST:PORT/NAME  or  nbd+unix:///NAME?socket=PATH
@@ -35,6 +39,8 @@ Options:
   --secret-file PATH  with --remote: the cluster secret (or set DST_SECRET)
   --ca PEM         with --remote quic://: CA certificates to trust
   --read-only      refuse writes (clients see a read-only export)
+  --status HOST:PORT  serve the export's status page, JSON and /metrics there (printed after
+                   the URIs; loopback is safest)
   -h, --help       show this help
 
 SIGTERM or SIGINT stops the server gracefully.
@@ -57,6 +63,8 @@ interface ExportPlan {
   readonly urls: string[];
   readonly name: string;
   readonly readOnly: boolean;
+  /** HOST:PORT of the status endpoint, if any. */
+  readonly status: string | undefined;
   readonly source:
     | { readonly kind: "memory"; readonly size: number }
     | { readonly kind: "file"; readonly path: string; readonly size: number | undefined }
@@ -80,6 +88,7 @@ export function planExport(args: string[]): ExportPlan {
     "secret-file": { type: "string" },
     ca: { type: "string" },
     "read-only": { type: "boolean" },
+    status: { type: "string" },
     help: { type: "boolean", short: "h" },
   });
   const urls = values.listen ?? [];
@@ -112,6 +121,7 @@ export function planExport(args: string[]): ExportPlan {
     urls,
     name,
     readOnly: values["read-only"] ?? false,
+    status: values.status,
     source: values.remote !== undefined
       ? { kind: "remote", url: values.remote, secretFile: values["secret-file"], ca: values.ca }
       : values.file !== undefined
@@ -127,7 +137,9 @@ export function planExport(args: string[]): ExportPlan {
 async function run(args: string[]): Promise<number> {
   const plan = planExport(args);
   const log = consoleLogger("info", "dst export");
-  const device = await openDevice(plan);
+  let remote: RemoteNode | undefined;
+  // Counts what NBD clients ask, for the status endpoint's /metrics.
+  const device = new CountingBlockDevice(await openDevice(plan, (r) => remote = r));
   const description = plan.source.kind === "file"
     ? `dst file export ${plan.source.path}`
     : plan.source.kind === "remote"
@@ -141,14 +153,37 @@ async function run(args: string[]): Promise<number> {
     ["SIGINT", onSignal("SIGINT")],
   ];
   for (const [signal, handler] of signals) Deno.addSignalListener(signal, handler);
+  const uris: string[] = [];
+  let status: StatusEndpoint | undefined;
   try {
     for (const url of plan.urls) {
       const bound = await server.listen(url);
-      console.log(clientUri(bound.address, plan.name));
+      uris.push(clientUri(bound.address, plan.name));
+      console.log(uris.at(-1));
+    }
+    if (plan.status !== undefined) {
+      const source = plan.source;
+      status = await startStatusEndpoint({
+        name: plan.name,
+        tree: leafTree({
+          name: plan.name,
+          kind: source.kind,
+          size: device.info().size,
+          ...(source.kind === "memory" ? {} : {
+            address: source.kind === "file" ? source.path : source.url,
+          }),
+          ...(remote === undefined ? {} : { state: () => remoteLeafState(remote!) }),
+        }),
+        exports: uris,
+        io: device.stats,
+        listen: plan.status,
+      });
+      for (const line of status.lines) console.log(line);
     }
     const signal = await stopped.promise;
     log.log("info", "shutting down", { signal, connections: server.connections });
   } finally {
+    await status?.shutdown();
     await server.close();
     await device.flush().catch(() => {});
     await device.close();
@@ -161,7 +196,10 @@ async function run(args: string[]): Promise<number> {
 }
 
 /** The device behind the export: a sparse memory device, or file media behind the guard. */
-async function openDevice(plan: ExportPlan): Promise<BlockDevice> {
+async function openDevice(
+  plan: ExportPlan,
+  onRemote?: (remote: RemoteNode) => void,
+): Promise<BlockDevice> {
   const source = plan.source;
   if (source.kind === "memory") {
     return new MemoryBlockDevice({ size: source.size, readOnly: plan.readOnly });
@@ -175,6 +213,7 @@ async function openDevice(plan: ExportPlan): Promise<BlockDevice> {
       ...(secret === undefined ? {} : { secret }),
       ...(caCerts === undefined ? {} : { tls: { caCerts } }),
     });
+    onRemote?.(remote);
     return guard(remote, { readOnly: plan.readOnly });
   }
   const exists = await Deno.lstat(source.path).then(() => true, () => false);

@@ -8,6 +8,9 @@ import { FileBlockDevice } from "../actors/block/file.ts";
 import { guard } from "../actors/block/guard.ts";
 import { MemoryBlockDevice } from "../actors/block/memory.ts";
 import { serveNode } from "../actors/node/server.ts";
+import { startStatusEndpoint } from "../status/endpoint.ts";
+import { CountingBlockDevice } from "../status/io.ts";
+import { leafTree } from "../status/leaf.ts";
 import { afterScheme, parseHostPort, schemeOf } from "../transport/url.ts";
 import { consoleLogger, type Logger } from "../util/log.ts";
 import { type Command, UsageError } from "./command.ts";
@@ -18,7 +21,7 @@ import { untilStopSignal } from "./signals.ts";
 
 const help = `Usage: dst node --listen URL --data (PATH | memory:) [--size SIZE] [--id NAME]
                 [--storage-id ID] [--read-only] [--secret-file PATH]
-                [--cert PEM --key PEM] [--ca PEM]
+                [--cert PEM --key PEM] [--ca PEM] [--status HOST:PORT]
 
 Serves one storage node to remote node proxies and prints the URL it listens on (with the real
 port when 0 was given) once ready.
@@ -39,6 +42,8 @@ Options:
   --cert PEM          quic: the server certificate (PEM file)
   --key PEM           quic: its private key (PEM file)
   --ca PEM            quic: CA certificates to trust (PEM file)
+  --status HOST:PORT  serve this node's status page, JSON and /metrics there (printed after
+                      the URL; loopback is safest)
   -h, --help          show this help
 
 SIGTERM or SIGINT stops the node gracefully.
@@ -57,6 +62,8 @@ export interface NodePlan {
   readonly readOnly: boolean;
   readonly secretFile: string | undefined;
   readonly tls: { readonly cert?: string; readonly key?: string; readonly ca?: string };
+  /** HOST:PORT of the status endpoint, if any. */
+  readonly status: string | undefined;
 }
 
 /** Turns the command line into a plan; every mistake is a UsageError (exit code 2). */
@@ -72,6 +79,7 @@ export function planNode(args: string[]): NodePlan {
     cert: { type: "string" },
     key: { type: "string" },
     ca: { type: "string" },
+    status: { type: "string" },
     help: { type: "boolean", short: "h" },
   });
   if (values.listen === undefined) throw new UsageError("--listen URL is required");
@@ -113,6 +121,7 @@ export function planNode(args: string[]): NodePlan {
       ...(values.key === undefined ? {} : { key: values.key }),
       ...(values.ca === undefined ? {} : { ca: values.ca }),
     },
+    status: values.status,
   };
 }
 
@@ -206,7 +215,9 @@ async function run(args: string[]): Promise<number> {
   // Signals are caught before the ready line, so a script may stop us as soon as it reads it.
   const stop = untilStopSignal();
   try {
-    const { device, storageId } = await openDevice(plan, log);
+    const { device: media, storageId } = await openDevice(plan, log);
+    // Counts what proxies ask of this node, for the status endpoint's /metrics.
+    const device = new CountingBlockDevice(media);
     try {
       const node = plan.id ?? `${Deno.hostname()}/node`;
       const server = await serveNode(plan.listen, device, {
@@ -226,8 +237,33 @@ async function run(args: string[]): Promise<number> {
           storageId: storageId ?? null,
         });
         console.log(server.url);
-        const signal = await stop.signal;
-        log.log("info", "shutting down", { signal, links: server.stats.links });
+        const status = plan.status === undefined ? undefined : await startStatusEndpoint({
+          name: node,
+          tree: leafTree({
+            name: node,
+            kind: plan.data.kind,
+            size: info.size,
+            address: server.url,
+            state: () => ({
+              state: "in-sync",
+              detail: {
+                ...server.stats,
+                readOnly: info.readOnly,
+                ...(storageId === undefined ? {} : { storageId }),
+              },
+            }),
+          }),
+          exports: [server.url],
+          io: device.stats,
+          listen: plan.status,
+        });
+        try {
+          for (const line of status?.lines ?? []) console.log(line);
+          const signal = await stop.signal;
+          log.log("info", "shutting down", { signal, links: server.stats.links });
+        } finally {
+          await status?.shutdown();
+        }
       } finally {
         await server.close();
       }

@@ -15,8 +15,8 @@ export function dashboardHtml(title: string): string {
   --down:#d23c3c;--out:#d23c3c;--split-brain:#a0106e;--connecting:#5aa0d8;--unknown:#888}
 *{box-sizing:border-box}
 body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#1d232a;background:#f4f6f8}
-header{background:#1d232a;color:#fff;padding:.8em 1.5em;display:flex;gap:2em;align-items:center;
-  flex-wrap:wrap}
+header{background:#1d232a;color:#fff;padding:.8em 1.5em;display:flex;gap:1.5em 2em;
+  align-items:center;flex-wrap:wrap}
 header h1{font-size:18px;margin:0}
 header .sub{color:#b8c2cc;font-size:12px}
 #io{display:flex;gap:1.2em;font-variant-numeric:tabular-nums;font-size:13px}
@@ -122,6 +122,11 @@ function card(node, leg, control, parent) {
   if (f.resent) add("resent", f.resent);
   if (f.timeouts) add("timeouts", f.timeouts);
   for (const [k, v] of Object.entries(f.counters || {})) add(k, v);
+  for (const [k, v] of Object.entries(f.numbers || {})) {
+    if (!leg || !(k in leg)) add(k, /Bytes$|Size$/.test(k) ? bytes(v) : v);
+  }
+  if (leg && leg.resyncedBytes) add("resynced", bytes(leg.resyncedBytes));
+  if (leg && leg.copiedBytes) add("copied", bytes(leg.copiedBytes));
   c.append(meta);
   const reason = (leg && leg.reason) || f.reason;
   if (reason && node.state !== "in-sync") c.append(el("div", "reason", reason));

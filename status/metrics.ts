@@ -11,6 +11,7 @@
  *   dst_remote_reconnects_total / dst_remote_resent_total / dst_remote_timeouts_total{storage,node}
  *   dst_checksum_errors_total{storage,node,algorithm}
  *   dst_leg_requests_total{storage,mirror,leg,op} / dst_leg_errors_total{storage,mirror,leg}
+ *   dst_leg_resynced_bytes_total / dst_leg_copied_bytes_total{storage,mirror,leg}
  *   dst_node_events_total{storage,node,event}     named counters a node reports
  *   dst_io_requests_total / dst_io_bytes_total / dst_io_errors_total{storage,op}
  *   dst_io_latency_seconds{storage,op} (histogram) and dst_io_in_flight{storage}
@@ -68,6 +69,8 @@ export function metricsText(status: StatusJson): string {
   const ckF = family("dst_checksum_errors_total", "counter", "Payloads failing their checksum.");
   const legReqF = family("dst_leg_requests_total", "counter", "Requests a mirror sent a leg.");
   const legErrF = family("dst_leg_errors_total", "counter", "Failed requests a mirror saw a leg.");
+  const resyncedF = family("dst_leg_resynced_bytes_total", "counter", "Bytes resyncs settled.");
+  const copiedF = family("dst_leg_copied_bytes_total", "counter", "Bytes resyncs moved.");
   const eventsF = family("dst_node_events_total", "counter", "Named event counts of a node.");
 
   const visit = (node: TreeJson) => {
@@ -103,6 +106,8 @@ export function metricsText(status: StatusJson): string {
       if (leg.reads !== undefined) legReqF.add({ ...legId, op: "read" }, leg.reads);
       if (leg.writes !== undefined) legReqF.add({ ...legId, op: "write" }, leg.writes);
       if (leg.errors !== undefined) legErrF.add(legId, leg.errors);
+      if (leg.resyncedBytes !== undefined) resyncedF.add(legId, leg.resyncedBytes);
+      if (leg.copiedBytes !== undefined) copiedF.add(legId, leg.copiedBytes);
     }
     for (const [event, count] of Object.entries(f.counters ?? {})) {
       eventsF.add({ ...id, event }, count);

@@ -69,6 +69,11 @@ export function statusText(status: StatusJson, options: TextOptions = {}): strin
     if (leg?.reads !== undefined) parts.push(`r ${leg.reads} w ${leg.writes ?? 0}`);
     if ((leg?.errors ?? 0) > 0) parts.push(`errors ${leg!.errors}`);
     if ((f.reconnects ?? 0) > 0) parts.push(`reconnects ${f.reconnects}`);
+    for (const [k, v] of Object.entries(f.numbers ?? {})) {
+      if (leg === undefined || !(k in leg)) {
+        parts.push(`${k} ${/Bytes$|Size$/.test(k) ? formatSize(v) : v}`);
+      }
+    }
     if (f.checksum !== undefined) {
       parts.push(`checksum ${f.checksum}${f.checksumErrors ? ` (${f.checksumErrors} bad)` : ""}`);
     }

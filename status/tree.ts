@@ -107,6 +107,9 @@ export interface LegFacts {
   readonly reads?: number;
   readonly writes?: number;
   readonly errors?: number;
+  /** Totals over every resync the leg took: bytes settled and bytes actually moved. */
+  readonly resyncedBytes?: number;
+  readonly copiedBytes?: number;
 }
 
 /** The detail fields the views know, each present only when the node reported it sanely. */
@@ -127,7 +130,28 @@ export interface NodeFacts {
   readonly legs?: readonly LegFacts[];
   /** Other named counts (from `detail.counters`), e.g. writes that set bitmap bits. */
   readonly counters?: Record<string, number>;
+  /** Any other numbers the node reported at the top of its detail (links, reads, ...). */
+  readonly numbers?: Record<string, number>;
 }
+
+/** Top-level detail fields that have a place of their own in {@link NodeFacts}. */
+const KNOWN = new Set([
+  "storageId",
+  "ageSeconds",
+  "age",
+  "generations",
+  "outOfSyncBytes",
+  "resync",
+  "checksum",
+  "checksumErrors",
+  "reconnects",
+  "resent",
+  "timeouts",
+  "peer",
+  "reason",
+  "legs",
+  "counters",
+]);
 
 const isRecord = (v: unknown): v is Record<string, unknown> =>
   typeof v === "object" && v !== null && !Array.isArray(v);
@@ -196,7 +220,7 @@ export function nodeFacts(node: Pick<TreeJson, "size" | "detail">): NodeFacts {
         name: text(l.name) ?? "?",
         state: text(l.state) ?? "?",
       };
-      for (const key of ["reads", "writes", "errors"]) {
+      for (const key of ["reads", "writes", "errors", "resyncedBytes", "copiedBytes"]) {
         const v = num(l[key]);
         if (v !== undefined) leg[key] = v;
       }
@@ -212,5 +236,11 @@ export function nodeFacts(node: Pick<TreeJson, "size" | "detail">): NodeFacts {
     }
     facts.counters = counters;
   }
+  const numbers: Record<string, number> = {};
+  for (const [k, v] of Object.entries(d)) {
+    const n = num(v);
+    if (n !== undefined && !KNOWN.has(k)) numbers[k] = n;
+  }
+  if (Object.keys(numbers).length > 0) facts.numbers = numbers;
   return facts as NodeFacts;
 }
