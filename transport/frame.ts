@@ -5,7 +5,7 @@
  */
 
 import type { Frame, Header } from "./types.ts";
-import { packr, unpackr } from "./codec.ts";
+import { decodeFlatMap, packr, unpackr } from "./codec.ts";
 
 /** Bytes of the length prefix. */
 export const PREFIX_BYTES = 8;
@@ -71,6 +71,9 @@ export function decodeHeader(bytes: Uint8Array): Header {
 
 /** Decodes the header in `bytes[start, end)` without making a view of it. */
 export function decodeHeaderAt(bytes: Uint8Array, start: number, end: number): Header {
+  // The usual flat header decodes by hand; anything else goes through msgpackr.
+  const flat = decodeFlatMap(bytes, start, end);
+  if (flat !== undefined && typeof flat.t === "string") return flat as Header;
   let value: unknown;
   try {
     bounds.start = start;
