@@ -144,7 +144,7 @@ Deno.test("status text: the tree with branches, states, facts and resync progres
   assert.equal(lines[6], "      suspended");
   assert.equal(lines.length, 7);
   const coloured = statusText(status, { colour: true });
-  assert.match(coloured, /\x1b\[35msuspended\x1b\[0m/);
+  assert.ok(coloured.includes("\x1b[35msuspended\x1b[0m"), "states are coloured");
   assert.equal(progressBar(2, 4), "[####] 100.0%");
   assert.equal(progressBar(0, 4), "[....]   0.0%");
 });
