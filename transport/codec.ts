@@ -145,3 +145,84 @@ function ascii(bytes: Uint8Array, start: number, end: number): string | undefine
   }
   return text;
 }
+
+/**
+ * Encodes a header of the shape {@link decodeFlatMap} reads (at most 15 fields) into `into`
+ * from 0, without msgpackr. Returns the byte count, or undefined when the header has any other
+ * shape or does not fit, so the caller falls back to msgpackr.
+ */
+export function encodeFlatMap(
+  header: Readonly<Record<string, unknown>>,
+  into: Uint8Array,
+): number | undefined {
+  const keys = Object.keys(header);
+  if (keys.length > 15) return undefined;
+  into[0] = 0x80 + keys.length;
+  let at = 1;
+  const limit = into.length - 16; // room for any one scalar
+  for (const key of keys) {
+    if (key.length === 0 || key.length > 31 || at + 1 + key.length > limit) return undefined;
+    at = writeAscii(into, at, key);
+    if (at < 0) return undefined;
+    const value = header[key];
+    if (typeof value === "number") {
+      if (Number.isInteger(value) && value >= -0x80000000 && value <= 0xffffffff) {
+        if (value >= 0) {
+          if (value < 0x80) into[at++] = value;
+          else if (value < 0x100) {
+            into[at++] = 0xcc;
+            into[at++] = value;
+          } else if (value < 0x10000) {
+            into[at++] = 0xcd;
+            into[at++] = value >>> 8;
+            into[at++] = value;
+          } else {
+            into[at++] = 0xce;
+            writeU32(into, at, value);
+            at += 4;
+          }
+        } else if (value >= -32) into[at++] = value & 0xff;
+        else {
+          into[at++] = 0xd2;
+          writeU32(into, at, value >>> 0);
+          at += 4;
+        }
+      } else {
+        into[at++] = 0xcb;
+        scratch.setFloat64(0, value);
+        for (let i = 0; i < 8; i++) into[at++] = scratch.getUint8(i);
+      }
+    } else if (typeof value === "string") {
+      if (value.length > 31 || at + 1 + value.length > limit) return undefined;
+      at = writeAscii(into, at, value);
+      if (at < 0) return undefined;
+    } else if (typeof value === "boolean") into[at++] = value ? 0xc3 : 0xc2;
+    else if (value === null) into[at++] = 0xc0;
+    else if (value instanceof Uint8Array && value.length <= 0xff) {
+      if (at + 2 + value.length > limit) return undefined;
+      into[at++] = 0xc4;
+      into[at++] = value.length;
+      into.set(value, at);
+      at += value.length;
+    } else return undefined;
+  }
+  return at;
+}
+
+function writeU32(into: Uint8Array, at: number, value: number): void {
+  into[at] = value >>> 24;
+  into[at + 1] = value >>> 16;
+  into[at + 2] = value >>> 8;
+  into[at + 3] = value;
+}
+
+/** Writes `text` as a fixstr; -1 when a character is not ASCII. */
+function writeAscii(into: Uint8Array, at: number, text: string): number {
+  into[at++] = 0xa0 + text.length;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 0x80) return -1;
+    into[at++] = c;
+  }
+  return at;
+}

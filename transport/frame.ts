@@ -5,7 +5,7 @@
  */
 
 import type { Frame, Header } from "./types.ts";
-import { decodeFlatMap, packr, unpackr } from "./codec.ts";
+import { decodeFlatMap, encodeFlatMap, packr, unpackr } from "./codec.ts";
 
 /** Bytes of the length prefix. */
 export const PREFIX_BYTES = 8;
@@ -23,8 +23,13 @@ export class FrameError extends Error {
   override readonly name = "FrameError";
 }
 
-/** Packs a header; the result is short-lived (msgpackr reuses its buffer), so copy it. */
+/** Where flat headers are encoded by hand (any header fits, or msgpackr takes it). */
+const headerScratch = new Uint8Array(1024);
+
+/** Packs a header; the result is short-lived (the buffer is reused), so copy it. */
 export function encodeHeader(header: Header): Uint8Array {
+  const flat = encodeFlatMap(header, headerScratch);
+  if (flat !== undefined) return headerScratch.subarray(0, flat);
   const bytes = packr.pack(header) as Uint8Array;
   if (bytes.length > MAX_HEADER_BYTES) {
     throw new FrameError(
