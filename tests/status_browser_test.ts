@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
 import { type DstProcess, spawnDst } from "./support/dst_process.ts";
-import { hasTool, inCI } from "./support/nbd_harness.ts";
+import { hasTool, inCI, mustRun } from "./support/nbd_harness.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const TOKEN = "browser-test-token-0123456789";
@@ -138,6 +138,24 @@ Deno.test({
         "(e) => getComputedStyle(e).borderLeftColor",
       );
       assert.notEqual(colour, "rgb(46, 158, 79)", "no longer coloured in-sync green");
+      if (hasTool("nbdcopy")) {
+        // Client writes while b is away: the live counters move, and b falls behind.
+        const image = `${dir}/write.img`;
+        await Deno.writeFile(image, new Uint8Array(2 * 1024 * 1024).fill(1));
+        await mustRun("nbdcopy", [image, serve.lines.find((l) => l.startsWith("nbd"))!]);
+        await page.waitForFunction(
+          "document.querySelector('header').textContent.includes('2.0 MiB written')",
+          undefined,
+          { timeout: 10_000 },
+        );
+        if (state === "suspended") {
+          await page.waitForFunction(
+            "/out of sync [1-9]/.test(document.querySelector('[data-node=\"b\"]').textContent)",
+            undefined,
+            { timeout: 10_000 },
+          );
+        }
+      }
       const screenshot = `${Deno.env.get("TMPDIR") ?? "/tmp"}/dst-status-dashboard.png`;
       await page.screenshot({ path: screenshot, fullPage: true });
       console.log(`dashboard screenshot: ${screenshot} (leg b ${state})`);
