@@ -249,9 +249,9 @@ export async function assemble(topology: Topology, options: AssembleOptions): Pr
         const device = await asActor(name, built.device);
         await mirror.addLeg(name, device, media);
         linkHooks.set(name, (state) => {
-          if (state === "connected") {
-            mirror.legReachable(mirror.legs().findIndex((l) => l.name === name));
-          }
+          const index = mirror.legs().findIndex((l) => l.name === name);
+          if (state === "connected") mirror.legReachable(index);
+          else if (state === "connecting") mirror.legLost(index, "link to the node lost");
         });
         legOf.set(name, [...mirrors].find(([, m]) => m === mirror)![0]);
       }),

@@ -316,6 +316,12 @@ export class MirrorMapping implements BlockDevice {
     this.#startSweeper();
   }
 
+  /** A leg's link is down: it leaves the sets now, before it could come back as other media. */
+  legLost(index: number, why: string): void {
+    const leg = this.#legs[index];
+    if (leg !== undefined) this.#fail(leg, why);
+  }
+
   /** A leg's link is back (or it may be): judge it and resync it, if it is out. */
   legReachable(index: number): void {
     const leg = this.#legs[index];
@@ -800,7 +806,8 @@ export class MirrorMapping implements BlockDevice {
         leg.state = "in-sync";
         return;
       }
-      if (this.#gens === undefined) return; // split brain unresolved: nothing to judge against
+      // With media but no reference generations, a split brain is unresolved: nothing to judge.
+      if (leg.media !== undefined && this.#gens === undefined) return;
       let need: ChunkBits;
       if (leg.media !== undefined && (leg.adopt || !isMember(state, this.#storageId))) {
         need = ChunkBits.full(this.#chunks);
@@ -810,7 +817,7 @@ export class MirrorMapping implements BlockDevice {
           storageId: state?.storageId ?? null,
         });
       } else if (leg.media !== undefined) {
-        const d = decide(this.#gens, state!.generations);
+        const d = decide(this.#gens!, state!.generations);
         if (d.kind === "newer" || d.kind === "split-brain" || d.kind === "unrelated") {
           this.#setState(leg, "split-brain", d.why);
           this.#logger.log("error", "leg refused", { leg: leg.name, why: d.why });

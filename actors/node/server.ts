@@ -4,7 +4,12 @@
  * overlapping ranges are applied in arrival order across all links, so a write retried on a new
  * link can never be overtaken by a stale copy still running from the link that died.
  */
-import { type BlockDevice, BlockError, type BlockInfo } from "../block/contract.ts";
+import {
+  type BlockDevice,
+  BlockError,
+  type BlockInfo,
+  type MediaDevice,
+} from "../block/contract.ts";
 import { RangeLock } from "../mapping/range_lock.ts";
 import { type Logger, silentLogger } from "../../util/log.ts";
 import type { Clock } from "../../util/clock.ts";
@@ -29,6 +34,11 @@ import {
 export interface NodeServerOptions {
   /** This node's identity, sent in the handshake. */
   readonly node: string;
+  /**
+   * The media operations to serve (metadata, bitmap, digests); default: found on `device` or
+   * what it wraps. Pass it when `device` wraps the media opaquely (an I/O counter).
+   */
+  readonly media?: MediaDevice;
   /** The storage id ("age") on the media, announced to proxies. */
   readonly storageId?: string;
   /** Cluster secret; links without it are refused. */
@@ -81,7 +91,7 @@ export async function serveNode(
   const offered = options.checksums ?? CHECKSUMS;
   const maxInFlight = options.maxInFlight ?? 1024;
   const writes = new RangeLock();
-  const media = mediaOf(device);
+  const media = options.media ?? mediaOf(device);
   const needMedia = (op: string) => {
     if (media === undefined) {
       throw new BlockError("ENOTSUP", `${op}: this node keeps no media state`);
