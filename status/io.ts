@@ -92,23 +92,24 @@ export class IoStats {
  */
 export class CountingBlockDevice implements BlockDevice {
   readonly stats: IoStats;
-  readonly #inner: BlockDevice;
+  /** Public, so wrappers can be looked through (`mediaOf` finds the media underneath). */
+  readonly inner: BlockDevice;
   readonly #ops: Readonly<Record<IoOp, OpCounters>>;
 
   constructor(inner: BlockDevice, stats = new IoStats()) {
-    this.#inner = inner;
+    this.inner = inner;
     this.stats = stats;
     this.#ops = stats.ops;
   }
 
   info(): BlockInfo {
-    return this.#inner.info();
+    return this.inner.info();
   }
 
   async read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
     const started = this.#begin();
     try {
-      const data = await this.#inner.read(offset, length, into);
+      const data = await this.inner.read(offset, length, into);
       this.#end(this.#ops.read, started, length, false);
       return data;
     } catch (error) {
@@ -120,7 +121,7 @@ export class CountingBlockDevice implements BlockDevice {
   async write(offset: number, data: Uint8Array, fua: boolean): Promise<void> {
     const started = this.#begin();
     try {
-      await this.#inner.write(offset, data, fua);
+      await this.inner.write(offset, data, fua);
       this.#end(this.#ops.write, started, data.length, false);
     } catch (error) {
       this.#end(this.#ops.write, started, 0, true);
@@ -131,7 +132,7 @@ export class CountingBlockDevice implements BlockDevice {
   async flush(): Promise<void> {
     const started = this.#begin();
     try {
-      await this.#inner.flush();
+      await this.inner.flush();
       this.#end(this.#ops.flush, started, 0, false);
     } catch (error) {
       this.#end(this.#ops.flush, started, 0, true);
@@ -142,7 +143,7 @@ export class CountingBlockDevice implements BlockDevice {
   async trim(offset: number, length: number, fua: boolean): Promise<void> {
     const started = this.#begin();
     try {
-      await this.#inner.trim(offset, length, fua);
+      await this.inner.trim(offset, length, fua);
       this.#end(this.#ops.trim, started, length, false);
     } catch (error) {
       this.#end(this.#ops.trim, started, 0, true);
@@ -153,7 +154,7 @@ export class CountingBlockDevice implements BlockDevice {
   async zero(offset: number, length: number, options: ZeroOptions): Promise<void> {
     const started = this.#begin();
     try {
-      await this.#inner.zero(offset, length, options);
+      await this.inner.zero(offset, length, options);
       this.#end(this.#ops.zero, started, length, false);
     } catch (error) {
       this.#end(this.#ops.zero, started, 0, true);
@@ -164,7 +165,7 @@ export class CountingBlockDevice implements BlockDevice {
   async extents(offset: number, length: number): Promise<Extent[]> {
     const started = this.#begin();
     try {
-      const extents = await this.#inner.extents(offset, length);
+      const extents = await this.inner.extents(offset, length);
       this.#end(this.#ops.extents, started, 0, false);
       return extents;
     } catch (error) {
@@ -176,7 +177,7 @@ export class CountingBlockDevice implements BlockDevice {
   async cache(offset: number, length: number): Promise<void> {
     const started = this.#begin();
     try {
-      await this.#inner.cache(offset, length);
+      await this.inner.cache(offset, length);
       this.#end(this.#ops.cache, started, length, false);
     } catch (error) {
       this.#end(this.#ops.cache, started, 0, true);
@@ -185,7 +186,7 @@ export class CountingBlockDevice implements BlockDevice {
   }
 
   close(): Promise<void> {
-    return this.#inner.close();
+    return this.inner.close();
   }
 
   #begin(): number {

@@ -26,6 +26,11 @@ const OP_CODES: Record<string, number> = {
   zero: 5,
   extents: 6,
   cache: 7,
+  media: 8,
+  setmedia: 9,
+  rbitmap: 10,
+  wbitmap: 11,
+  digest: 12,
 };
 const binding = new DataView(new ArrayBuffer(32));
 const bindingBytes = new Uint8Array(binding.buffer);
