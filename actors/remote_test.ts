@@ -34,6 +34,7 @@ function spy(link: Link, sent: { header: Header; payload?: Uint8Array }[]): Link
     },
     drain: () => link.drain(),
     receive: (handler: (frame: Frame) => void) => link.receive(handler),
+    recycle: (frame: Frame) => link.recycle(frame),
     close: (reason) => link.close(reason),
   };
 }
