@@ -115,10 +115,18 @@ async function run(args: string[]): Promise<number> {
       },
       export: { listen: [values.nbd] },
     });
-    const running = await startStorage(topology, { baseDir: dir, status: values.status, log });
+    const running = await startStorage(topology, {
+      baseDir: dir,
+      status: values.status,
+      // Kept beside the data, so control keeps working across runs (dst status, dst ctl).
+      statusTokenFile: `${dir}/status-token`,
+      log,
+    });
     console.log(`dst is up: a ${LEGS}-leg mirror over dst node processes, media in ${dir}`);
     for (const uri of running.uris) console.log(`NBD:    ${uri}`);
     console.log(`status: ${running.statusUrl}`);
+    console.log(`token:  in ${dir}/status-token (control actions on the status page need it)`);
+    console.log(`Watch:  deno task dst status ${running.statusUrl} --watch`);
     console.log(`Try:    nbdinfo ${running.uris[0]}`);
     console.log(
       `Attach: nbdfuse /mnt/dst ${running.uris[0]} & losetup -f --show /mnt/dst/nbd` +
