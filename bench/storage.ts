@@ -4,14 +4,20 @@
  * and a linear of two remote nodes, all served by `dst serve` and measured in the same run.
  * Prints MB/s and the ratio to the single node per row; writes JSON to bench/out/. Not a test.
  *
- *   deno task bench:storage [--quick] [--runtime SECONDS]
+ *   deno task bench:storage [--quick] [--runtime SECONDS] [--read-policy round-robin|nearest]
+ *                           [--only TARGET-SUBSTRING]
  */
 import { parseArgs } from "node:util";
 import { fio, type Job, type Result, waitReady } from "./fio.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
-  options: { quick: { type: "boolean" }, runtime: { type: "string" } },
+  options: {
+    quick: { type: "boolean" },
+    runtime: { type: "string" },
+    "read-policy": { type: "string" },
+    only: { type: "string" },
+  },
 });
 const quick = values.quick ?? false;
 const runtime = Number(values.runtime ?? (quick ? 2 : 4));
@@ -135,6 +141,9 @@ async function start(target: Target, dir: string): Promise<{ uri: string; procs:
 async function main(): Promise<void> {
   const results: Result[] = [];
   for (const target of targets) {
+    if (values.only !== undefined && target !== "single node" && !target.includes(values.only)) {
+      continue;
+    }
     const dir = await Deno.makeTempDir({ prefix: "dst-bench-storage-" });
     const { uri, procs } = await start(target, dir);
     try {

@@ -212,6 +212,7 @@ export async function assemble(topology: Topology, options: AssembleOptions): Pr
       logger,
       media: children.map((c) => c.media),
       ...(spec.legTimeoutMs === undefined ? {} : { legTimeoutMs: spec.legTimeoutMs }),
+      ...(spec.readPolicy === undefined ? {} : { readPolicy: spec.readPolicy }),
       ...(spec.chunkSize === undefined ? {} : { chunkSize: spec.chunkSize }),
       ...(spec.resync === undefined ? {} : {
         pace: {

@@ -58,6 +58,8 @@ const mirrorNode = z.strictObject({
   ),
   /** A leg that does not answer within this leaves the in-sync set. */
   legTimeoutMs: z.number().int().min(10).max(600_000).optional(),
+  /** How reads pick among in-sync legs: spread evenly, or keep sequential streams on one leg. */
+  readPolicy: z.enum(["round-robin", "nearest"]).optional(),
   /** Bytes per write-intent bitmap bit: a power of two from 4K (default 1M). */
   chunkSize: size.refine((n) => n >= 4096 && (n & (n - 1)) === 0 && n <= 1 << 30, {
     message: "expected a power of two from 4K to 1G",

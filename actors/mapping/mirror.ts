@@ -40,6 +40,7 @@ import {
 import { ResyncAborted, type ResyncPace, type ResyncStats, runResync } from "../resync/resync.ts";
 import { combineInfo } from "./info.ts";
 import { RangeLock } from "./range_lock.ts";
+import { ReadPolicy, type ReadPolicyName } from "./read_policy.ts";
 
 /**
  * Where a leg stands. Only `in-sync` legs are read; writes go to `in-sync` and `rebuilding` legs.
@@ -81,6 +82,8 @@ export interface MirrorOptions {
   readonly names?: readonly string[];
   /** A leg that has not answered within this many milliseconds is failed (default 10 s). */
   readonly legTimeoutMs?: number;
+  /** How reads pick among in-sync legs (default round robin; see read_policy.ts). */
+  readonly readPolicy?: ReadPolicyName;
   readonly clock?: Clock;
   readonly logger?: Logger;
   /** Called when a leg changes state. */
@@ -143,7 +146,7 @@ export class MirrorMapping implements BlockDevice {
   readonly #pace: ResyncPace;
   readonly #idleMs: number;
   readonly #probeMs: number;
-  #nextRead = 0;
+  readonly #readPolicy: ReadPolicy;
   #clientOps = 0;
   /** Persisted bits: OR of every leg's need and the activity log. */
   #bits: ChunkBits;
@@ -171,6 +174,7 @@ export class MirrorMapping implements BlockDevice {
     const infos = legs.map((l) => l.info());
     this.#info = { ...combineInfo(infos), size: Math.min(...infos.map((i) => i.size)) };
     this.#timeoutMs = options.legTimeoutMs ?? 10_000;
+    this.#readPolicy = new ReadPolicy(options.readPolicy);
     this.#clock = options.clock ?? systemClock;
     this.#logger = options.logger ?? silentLogger;
     this.#onLegState = options.onLegState;
@@ -334,7 +338,7 @@ export class MirrorMapping implements BlockDevice {
     let lastError: unknown;
     // Each attempt picks the next in-sync leg; a failed leg leaves the set, so this ends.
     for (let attempt = 0; attempt < this.#legs.length; attempt++) {
-      const leg = this.#pickReadLeg();
+      const leg = this.#pickReadLeg(offset, length);
       if (leg === undefined) break;
       try {
         const data = await this.#timed(leg, leg.device.read(offset, length, into));
@@ -1035,16 +1039,16 @@ export class MirrorMapping implements BlockDevice {
   }
 
   /** Round robin over in-sync legs. */
-  #pickReadLeg(): Leg | undefined {
-    const n = this.#legs.length;
-    for (let i = 0; i < n; i++) {
-      const leg = this.#legs[(this.#nextRead + i) % n]!;
-      if (leg.state === "in-sync") {
-        this.#nextRead = (this.#nextRead + i + 1) % n;
-        return leg;
-      }
-    }
-    return undefined;
+  /** An in-sync leg for a read, chosen by the read policy. */
+  #pickReadLeg(offset = 0, length = 0): Leg | undefined {
+    const legs = this.#legs;
+    const i = this.#readPolicy.pick(
+      legs.length,
+      (i) => legs[i]!.state === "in-sync",
+      offset,
+      length,
+    );
+    return legs[i];
   }
 
   /** Rejects with ETIMEDOUT when a leg does not answer in time (the leg is failed by the caller). */
