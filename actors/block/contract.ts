@@ -70,7 +70,10 @@ export interface BlockDevice {
    * returned buffer is new and owned by the caller.
    */
   read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array>;
-  /** Writes `data`; with `fua` it resolves only once the data is durable. */
+  /**
+   * Writes `data`; with `fua` it resolves only once the data is durable. The device does not
+   * keep `data` once the promise settles: the caller may then reuse the buffer.
+   */
   write(offset: number, data: Uint8Array, fua: boolean): Promise<void>;
   /** Makes every acknowledged write durable. */
   flush(): Promise<void>;

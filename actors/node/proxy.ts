@@ -219,10 +219,8 @@ export class RemoteNode implements BlockDevice, MediaDevice {
       undefined,
       into,
     );
-    if (into === undefined) return payload;
-    const view = into.subarray(0, length);
-    view.set(payload);
-    return view;
+    // With `into`, #onFrame has already copied the data there and this is a view of it.
+    return payload;
   }
 
   async write(offset: number, data: Uint8Array, fua: boolean): Promise<void> {
@@ -486,7 +484,10 @@ export class RemoteNode implements BlockDevice, MediaDevice {
   #onFrame(link: Link, frame: Frame): void {
     const header = frame.header as Reply | ErrorReply;
     const p = this.#pending.get(header.id);
-    if (p === undefined) return; // a late reply to a request that timed out
+    if (p === undefined) {
+      link.recycle(frame); // a late reply to a request that timed out
+      return;
+    }
     if (this.#algorithm !== undefined) {
       const bound = {
         kind: header.t,
@@ -509,6 +510,7 @@ export class RemoteNode implements BlockDevice, MediaDevice {
     }
     if (header.t === "er") {
       this.#settle(p);
+      link.recycle(frame);
       p.reject(new BlockError(header.code, `node ${this.url}: ${header.msg}`));
       return;
     }
@@ -517,7 +519,18 @@ export class RemoteNode implements BlockDevice, MediaDevice {
       return;
     }
     this.#settle(p);
-    p.resolve({ header, payload: frame.payload });
+    if (frame.payload.length === 0) {
+      link.recycle(frame);
+      p.resolve({ header, payload: frame.payload });
+    } else if (p.into !== undefined) {
+      // One copy into the caller's buffer, and the link gets its receive memory back at once.
+      const view = p.into.subarray(0, frame.payload.length);
+      view.set(frame.payload);
+      link.recycle(frame);
+      p.resolve({ header, payload: view });
+    } else {
+      p.resolve({ header, payload: frame.payload }); // the caller owns the payload now
+    }
   }
 
   #setState(state: RemoteState): void {

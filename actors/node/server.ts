@@ -176,7 +176,11 @@ export async function serveNode(
         return;
       }
       stats.requests++;
-      void handle(rq, frame.payload).finally(() => inFlight--);
+      // Once handled, the device no longer needs the payload: the link may reuse its memory.
+      void handle(rq, frame.payload).finally(() => {
+        inFlight--;
+        link.recycle(frame);
+      });
     });
   };
 
