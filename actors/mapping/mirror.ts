@@ -157,8 +157,11 @@ export class MirrorMapping implements BlockDevice {
   /** Set when a leg left and the serving legs have not rotated since. */
   #mustRotate = false;
   #rotating: Promise<void> | undefined;
-  /** Activity log: chunk -> writes in flight, and when it was last written. */
-  readonly #active = new Map<number, { inFlight: number; last: number }>();
+  /**
+   * Activity log: chunk -> writes in flight, when it was last written, and the bitmap version
+   * whose store makes its bit durable (no write to the chunk goes out before that).
+   */
+  readonly #active = new Map<number, { inFlight: number; last: number; version: number }>();
   readonly #dirtyPages = new Set<number>();
   #bitsVersion = 0;
   #durableVersion = 0;
@@ -298,10 +301,19 @@ export class MirrorMapping implements BlockDevice {
     this.#gens = refGens !== undefined && refGens.current !== NO_GENERATION
       ? refGens
       : { current: newGenerationId(), bitmap: NO_GENERATION, history: [] };
-    // Union of the reference legs' stored bitmaps: chunks that may differ (misses, activity).
-    for (const l of reference) {
+    // Union of every reachable member's stored bitmap: chunks that may differ (misses, and the
+    // activity log: chunks with writes in flight when the mirror last stopped).
+    for (const l of withMedia) {
+      if (l.state !== "in-sync") continue;
       const stored = await this.#loadBits(l);
       if (stored !== undefined) this.#bits.or(stored);
+    }
+    // Legs that agree on the generation may still differ where writes were cut short. Their
+    // needs are set before anything else can settle (and clear) a bit of the union.
+    const reconciling = reference.length > 1 && !this.#bits.isEmpty() ? reference.slice(1) : [];
+    for (const l of reconciling) {
+      l.need = this.#bits.copy();
+      this.#setState(l, "rebuilding", "reconciling chunks written when the mirror stopped");
     }
     const judged = this.#legs.filter((l) => !reference.includes(l));
     for (const l of judged) {
@@ -309,10 +321,7 @@ export class MirrorMapping implements BlockDevice {
       l.state = "out";
       await this.#judge(l, true);
     }
-    if (reference.length > 1 && !this.#bits.isEmpty()) {
-      // Legs that agree on the generation may still differ where writes were cut short.
-      await this.#reconcile(reference);
-    }
+    for (const l of reconciling) void this.#resync(l, undefined);
     if (reference.some((l) => l.adopt) || this.#legs.some((l) => l.state !== "in-sync")) {
       this.#mustRotate = true;
     }
@@ -398,9 +407,12 @@ export class MirrorMapping implements BlockDevice {
     this.#sweeper?.cancel();
     for (const l of this.#legs) l.removed = true;
     if (this.#persist && this.#legs.every((l) => l.state === "in-sync")) {
-      // A clean stop: nothing is in flight, so the activity log can go.
-      for (const c of this.#active.keys()) this.#clearBit(c);
-      this.#active.clear();
+      // A clean stop: the activity log can go, except where a write is still in flight.
+      for (const [c, a] of this.#active) {
+        if (a.inFlight > 0) continue;
+        this.#active.delete(c);
+        if (!this.#bitWanted(c)) this.#clearBit(c);
+      }
       await this.#storeBits().catch(() => {});
     }
     await Promise.allSettled(this.#legs.map((l) => l.device.close()));
@@ -588,18 +600,23 @@ export class MirrorMapping implements BlockDevice {
       const first = Math.floor(offset / this.#chunkSize);
       const last = Math.floor((offset + Math.max(length, 1) - 1) / this.#chunkSize);
       if (this.#persist) {
-        let newBits = false;
+        // Every chunk this write touches must be marked durably before it reaches ANY leg: a
+        // crash of the mirror may leave it on some legs only, and only marked chunks are
+        // reconciled at the next start. A chunk already active may still have its store pending.
+        let durableAt = 0;
         for (let c = first; c <= last; c++) {
-          const a = this.#active.get(c);
-          if (a !== undefined) {
-            a.inFlight++;
-            continue;
+          let a = this.#active.get(c);
+          if (a === undefined) {
+            this.#setBit(c);
+            // A bit set earlier (a leg needs the chunk) may not be durable yet either.
+            a = { inFlight: 0, last: 0, version: this.#bitsVersion };
+            this.#active.set(c, a);
           }
-          this.#active.set(c, { inFlight: 1, last: 0 });
-          if (this.#setBit(c)) newBits = true;
+          a.inFlight++;
+          durableAt = Math.max(durableAt, a.version);
         }
         try {
-          if (newBits) await this.#storeBits();
+          if (this.#durableVersion < durableAt) await this.#storeBits(durableAt);
           const missed = await this.#everyLeg(what, op);
           if (missed.length > 0) await this.#recordMiss(missed, first, last);
         } finally {
@@ -662,8 +679,7 @@ export class MirrorMapping implements BlockDevice {
   }
 
   /** Stores changed bitmap pages on every serving leg with media; resolves once durable. */
-  async #storeBits(): Promise<void> {
-    const target = this.#bitsVersion;
+  async #storeBits(target = this.#bitsVersion): Promise<void> {
     while (this.#durableVersion < target) {
       if (this.#storing !== undefined) {
         await this.#storing;
@@ -768,16 +784,6 @@ export class MirrorMapping implements BlockDevice {
         error: describe(error),
       });
       return undefined;
-    }
-  }
-
-  /** At start: reference legs that may differ where writes were cut short are made equal. */
-  async #reconcile(reference: Leg[]): Promise<void> {
-    const [source, ...others] = reference;
-    for (const l of others) {
-      l.need = this.#bits.copy();
-      this.#setState(l, "rebuilding", `reconciling chunks written when the mirror stopped`);
-      await this.#resync(l, source!);
     }
   }
 
@@ -940,8 +946,12 @@ export class MirrorMapping implements BlockDevice {
       leg.resyncedBytes += stats.bytesDone;
       leg.copiedBytes += stats.bytesCopied;
       leg.resync = undefined;
-      if (!(error instanceof ResyncAborted) && leg.state === "rebuilding") {
-        this.#fail(leg, `resync failed: ${describe(error)}`);
+      if (leg.state === "rebuilding" && !leg.removed && !this.#closed) {
+        // Lost its source or failed itself: out, keeping what it still needs, and tried again.
+        this.#fail(
+          leg,
+          `resync ${error instanceof ResyncAborted ? "stopped" : "failed"}: ${describe(error)}`,
+        );
       }
       this.#logger.log("warn", "resync stopped", {
         leg: leg.name,
