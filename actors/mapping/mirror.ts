@@ -26,16 +26,19 @@ import {
   type ZeroOptions,
 } from "../block/contract.ts";
 import { MEDIA_PAGE, newGenerationId, newStorageId, NO_GENERATION } from "../block/media.ts";
-import { type Clock, systemClock, type Timer } from "../../util/clock.ts";
+import type { Clock, Timer } from "../../util/clock.ts";
+import { coarseSystemClock } from "../../util/coarse_clock.ts";
 import { type Logger, silentLogger } from "../../util/log.ts";
 import { ChunkBits, rechunk } from "../resync/bitmap.ts";
 import {
   bitmapChunkOf,
   decide,
   isMember,
+  isInconsistent,
   memberFlags,
   rotate,
   settle,
+  targetFlags,
 } from "../resync/generations.ts";
 import { ResyncAborted, type ResyncPace, type ResyncStats, runResync } from "../resync/resync.ts";
 import { combineInfo } from "./info.ts";
@@ -178,7 +181,7 @@ export class MirrorMapping implements BlockDevice {
     this.#info = { ...combineInfo(infos), size: Math.min(...infos.map((i) => i.size)) };
     this.#timeoutMs = options.legTimeoutMs ?? 10_000;
     this.#readPolicy = new ReadPolicy(options.readPolicy);
-    this.#clock = options.clock ?? systemClock;
+    this.#clock = options.clock ?? coarseSystemClock;
     this.#logger = options.logger ?? silentLogger;
     this.#onLegState = options.onLegState;
     this.#chunkSize = options.chunkSize ?? 1024 * 1024;
@@ -886,16 +889,26 @@ export class MirrorMapping implements BlockDevice {
       bytes: stats.bytesTotal,
       source: leg.resync.source,
     });
-    let sinceStore = 0;
+    /** Chunks landed on the target whose bits are cleared once the target flushed them. */
+    let settled: number[] = [];
+    let lastStore = this.#clock.now();
+    const perStore = Math.max(8, Math.floor((64 * 1024 * 1024) / this.#chunkSize));
     try {
+      await this.#markTarget(leg);
       await runResync({
         kind: "resync",
         sourceName: leg.resync.source,
         source: () => {
           const s = pickSource();
-          return s === undefined ? undefined : { device: s.device, media: s.media };
+          if (s === undefined) return undefined;
+          if (leg.resync !== undefined) leg.resync.source = s.name;
+          return { name: s.name, device: s.device, media: s.media };
         },
-        target: { device: leg.device, media: leg.media },
+        sourceFailed: (side, error) => {
+          const s = this.#legs.find((l) => l.name === side.name);
+          if (s !== undefined) this.#fail(s, `resync read failed: ${describe(error)}`);
+        },
+        target: { name: leg.name, device: leg.device, media: leg.media },
         need,
         chunkSize: this.#chunkSize,
         size: this.#info.size,
@@ -903,10 +916,12 @@ export class MirrorMapping implements BlockDevice {
         wanted: () => leg.state === "rebuilding" && !leg.removed && !this.#closed,
         landed: (c) => {
           need.clear(c);
-          if (!this.#bitWanted(c)) this.#clearBit(c);
-          if (++sinceStore >= 64) {
-            sinceStore = 0;
-            void this.#persistProgress(leg);
+          settled.push(c);
+          const now = this.#clock.now();
+          if (settled.length >= perStore || now - lastStore >= 200) {
+            lastStore = now;
+            void this.#persistProgress(leg, settled);
+            settled = [];
           }
         },
         clientOps: () => this.#clientOps,
@@ -961,14 +976,47 @@ export class MirrorMapping implements BlockDevice {
     }
   }
 
-  /** Progress is the cleared bits: once the target's copies are durable, store them. */
-  async #persistProgress(leg: Leg): Promise<void> {
+  /**
+   * Progress is the cleared bits: once the target has flushed the chunks that landed, their
+   * bits are cleared (where no other leg needs them) and stored.
+   */
+  async #persistProgress(leg: Leg, landed: readonly number[]): Promise<void> {
     try {
       await this.#timed(leg, leg.device.flush());
+      for (const c of landed) if (!this.#bitWanted(c)) this.#clearBit(c);
       await this.#storeBits();
     } catch {
       // the resync itself notices a failing leg
     }
+  }
+
+  /**
+   * Before any chunk is copied, the target's media says it is a resync target: its needed bits
+   * are durable in the bitmap (on the serving legs and on itself) and it is flagged
+   * inconsistent, so it is never taken for a reference. A full resync target is stamped as a
+   * member at the generation the bitmap tracks from, every bit set: after a crash of either
+   * side it is judged "bitmap" and resumes where its bits say, instead of starting over.
+   */
+  async #markTarget(leg: Leg): Promise<void> {
+    if (leg.media === undefined || !this.#persist) return;
+    await this.#storeBits();
+    let generations: MediaGenerations | undefined;
+    if (leg.adopt) {
+      if (this.#gens === undefined || this.#gens.bitmap === NO_GENERATION) {
+        this.#mustRotate = true;
+        await this.#ensureRotated();
+      }
+      const from = this.#gens!.bitmap;
+      generations = { current: from, bitmap: NO_GENERATION, history: [] };
+    }
+    leg.known = await this.#timed(
+      leg,
+      leg.media.updateMedia({
+        ...(this.#storageId === undefined ? {} : { storageId: this.#storageId }),
+        ...(generations === undefined ? {} : { generations }),
+        flags: targetFlags(this.#chunkSize),
+      }),
+    );
   }
 
   #startSweeper(): void {

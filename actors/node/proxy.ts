@@ -17,7 +17,8 @@ import {
   type ZeroOptions,
 } from "../block/contract.ts";
 import { backoffDelay, type BackoffOptions } from "../backoff.ts";
-import { type Clock, systemClock, type Timer } from "../../util/clock.ts";
+import type { Clock, Timer } from "../../util/clock.ts";
+import { coarseSystemClock } from "../../util/coarse_clock.ts";
 import { type Logger, silentLogger } from "../../util/log.ts";
 import { type Random, systemRandom } from "../../util/random.ts";
 import { dial, type DialOptions } from "../../transport/dial.ts";
@@ -132,7 +133,7 @@ export class RemoteNode implements BlockDevice, MediaDevice {
   private constructor(url: string, link: Link, hello: NodeHello, options: RemoteNodeOptions) {
     this.url = url;
     this.#options = options;
-    this.#clock = options.clock ?? systemClock;
+    this.#clock = options.clock ?? coarseSystemClock;
     this.#random = options.random ?? systemRandom;
     this.#logger = options.logger ?? silentLogger;
     this.#timeoutMs = options.requestTimeoutMs ?? 30_000;
@@ -143,7 +144,7 @@ export class RemoteNode implements BlockDevice, MediaDevice {
 
   /** Connects (retrying with backoff up to the connect timeout) and learns the node's size. */
   static async connect(url: string, options: RemoteNodeOptions): Promise<RemoteNode> {
-    const clock = options.clock ?? systemClock;
+    const clock = options.clock ?? coarseSystemClock;
     const random = options.random ?? systemRandom;
     const deadline = clock.now() + (options.connectTimeoutMs ?? 10_000);
     for (let attempt = 1;; attempt++) {
