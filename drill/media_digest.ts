@@ -1,0 +1,37 @@
+/**
+ * The digest of a stopped node's data, read straight from its media file (the data area starts at
+ * the offset recorded in the media header), so legs can be compared without trusting dst to read
+ * them back.
+ */
+import { createHash } from "node:crypto";
+
+/** Where the media header records the data area's offset (a little-endian u64). */
+const DATA_OFFSET_FIELD = 56;
+
+export async function mediaDigest(path: string, size: number): Promise<string> {
+  const file = await Deno.open(path, { read: true });
+  try {
+    const header = new Uint8Array(64);
+    await readFully(file, header, 0);
+    const offset = Number(new DataView(header.buffer).getBigUint64(DATA_OFFSET_FIELD, true));
+    const hash = createHash("sha256");
+    const chunk = new Uint8Array(1 << 20);
+    for (let at = 0; at < size; at += chunk.length) {
+      const part = chunk.subarray(0, Math.min(chunk.length, size - at));
+      await readFully(file, part, offset + at);
+      hash.update(part);
+    }
+    return hash.digest("hex");
+  } finally {
+    file.close();
+  }
+}
+
+async function readFully(file: Deno.FsFile, buf: Uint8Array, position: number): Promise<void> {
+  await file.seek(position, Deno.SeekMode.Start);
+  for (let got = 0; got < buf.length;) {
+    const n = await file.read(buf.subarray(got));
+    if (n === null) throw new Error(`media ends before byte ${position + buf.length}`);
+    got += n;
+  }
+}
