@@ -25,6 +25,8 @@ export interface MemoryOptions {
 
 export class MemoryBlockDevice implements BlockDevice, MediaDevice {
   readonly #chunks = new Map<number, Uint8Array>();
+  /** Chunks are cut from large slabs: a few big buffers instead of one small one per chunk. */
+  readonly #slabs: ChunkSlabs;
   readonly #info: BlockInfo;
   #closed = false;
   /** Media state kept in memory: lost with the device, as its data is. */
@@ -35,6 +37,7 @@ export class MemoryBlockDevice implements BlockDevice, MediaDevice {
     if (!Number.isSafeInteger(options.size) || options.size < 0) {
       throw new RangeError(`memory size must be a whole number of bytes, got ${options.size}`);
     }
+    this.#slabs = new ChunkSlabs(options.size);
     this.#info = {
       size: options.size,
       minBlock: 1,
@@ -131,7 +134,7 @@ export class MemoryBlockDevice implements BlockDevice, MediaDevice {
       const n = Math.min(MEMORY_CHUNK - within, data.length - done);
       let chunk = this.#chunks.get(index);
       if (!chunk) {
-        chunk = new Uint8Array(MEMORY_CHUNK);
+        chunk = this.#slabs.take();
         this.#chunks.set(index, chunk);
       }
       chunk.set(data.subarray(done, done + n), within);
@@ -178,6 +181,7 @@ export class MemoryBlockDevice implements BlockDevice, MediaDevice {
   async close(): Promise<void> {
     this.#closed = true;
     this.#chunks.clear();
+    this.#slabs.clear();
   }
 
   /** Zeros a range: whole chunks are dropped, partial ones cleared in place. */
@@ -190,8 +194,13 @@ export class MemoryBlockDevice implements BlockDevice, MediaDevice {
       const index = Math.floor(at / MEMORY_CHUNK);
       const within = at - index * MEMORY_CHUNK;
       const n = Math.min(MEMORY_CHUNK - within, end - at);
-      if (n === MEMORY_CHUNK) this.#chunks.delete(index);
-      else this.#chunks.get(index)?.fill(0, within, within + n);
+      if (n === MEMORY_CHUNK) {
+        const chunk = this.#chunks.get(index);
+        if (chunk !== undefined) {
+          this.#chunks.delete(index);
+          this.#slabs.give(chunk);
+        }
+      } else this.#chunks.get(index)?.fill(0, within, within + n);
       at += n;
     }
   }
@@ -211,5 +220,46 @@ export class MemoryBlockDevice implements BlockDevice, MediaDevice {
 
   #writable(): void {
     if (this.#info.readOnly) throw new BlockError("EPERM", "the device is read-only");
+  }
+}
+
+/** Slab size: 16 MiB, 256 chunks (a fresh 64 KiB buffer per chunk made filling 1 GiB GC-bound). */
+const SLAB_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Hands out zeroed chunk views of large slabs, and takes back discarded chunks for reuse (their
+ * memory stays with the device until it closes).
+ */
+class ChunkSlabs {
+  /** No slab larger than the device needs. */
+  readonly #slabBytes: number;
+  #slab: Uint8Array | undefined;
+  #used = 0;
+  readonly #free: Uint8Array[] = [];
+
+  constructor(deviceBytes: number) {
+    const chunks = Math.max(1, Math.ceil(deviceBytes / MEMORY_CHUNK));
+    this.#slabBytes = Math.min(SLAB_BYTES, chunks * MEMORY_CHUNK);
+  }
+
+  take(): Uint8Array {
+    const reused = this.#free.pop();
+    if (reused !== undefined) return reused.fill(0);
+    if (this.#slab === undefined || this.#used === this.#slab.length) {
+      this.#slab = new Uint8Array(this.#slabBytes);
+      this.#used = 0;
+    }
+    const chunk = this.#slab.subarray(this.#used, this.#used + MEMORY_CHUNK);
+    this.#used += MEMORY_CHUNK;
+    return chunk;
+  }
+
+  give(chunk: Uint8Array): void {
+    this.#free.push(chunk);
+  }
+
+  clear(): void {
+    this.#slab = undefined;
+    this.#free.length = 0;
   }
 }
