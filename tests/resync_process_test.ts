@@ -46,15 +46,23 @@ function startNode(rig: Rig, name: string): Promise<DstProcess> {
   ]);
 }
 
-async function startServe(rig: Rig): Promise<void> {
+/** Resync pace for the next `startServe` (slow enough to interrupt a resync mid-way). */
+const SLOW = { floor: "4M", ceiling: "8M" };
+
+async function startServe(rig: Rig, pace?: typeof SLOW, legs = LEGS): Promise<void> {
   const config = `${rig.dir}/topology.json`;
   await Deno.writeTextFile(
     config,
     JSON.stringify({
       storage: "m",
       nodes: {
-        m: { kind: "mirror", legs: LEGS, chunkSize: "1M" },
-        ...Object.fromEntries(LEGS.map((n) => [n, {
+        m: {
+          kind: "mirror",
+          legs,
+          chunkSize: "1M",
+          ...(pace === undefined ? {} : { resync: pace }),
+        },
+        ...Object.fromEntries(legs.map((n) => [n, {
           kind: "remote",
           url: `unix://${rig.dir}/${n}.sock`,
           storageId: rig.storageId,
@@ -101,7 +109,13 @@ async function withRig(fn: (rig: Rig) => Promise<void>): Promise<void> {
 interface LegView {
   name: string;
   state: string;
-  detail?: { copiedBytes?: number; state?: string; reason?: string };
+  detail?: {
+    copiedBytes?: number;
+    resyncedBytes?: number;
+    state?: string;
+    reason?: string;
+    resync?: { bytesDone: number; source: string };
+  };
 }
 
 async function tree(rig: Rig): Promise<{ state: string; children: LegView[] }> {
@@ -128,6 +142,20 @@ async function waitState(rig: Rig, ok: (state: string) => boolean): Promise<void
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+/** Polls the tree until leg `name` passes `ok`; returns its view then. */
+async function waitLeg(rig: Rig, name: string, ok: (leg: LegView) => boolean): Promise<LegView> {
+  const end = Date.now() + 20_000;
+  for (;;) {
+    const leg = (await tree(rig)).children.find((l) => l.name === name);
+    if (leg !== undefined && ok(leg)) return leg;
+    if (Date.now() > end) throw new Error(`${name} never got there: ${JSON.stringify(leg)}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+const resynced = (legs: LegView[], name: string) =>
+  legs.find((l) => l.name === name)?.detail?.resyncedBytes ?? -1;
 
 const copied = (legs: LegView[], name: string) =>
   legs.find((l) => l.name === name)?.detail?.copiedBytes ?? -1;
@@ -278,5 +306,76 @@ Deno.test({
       assertIdentical(data);
       // Every acknowledged write is there; elsewhere seq 0 or the interrupted round's seq 1.
       assertStamps(data[0]!, (at) => (acked.has(at - (at % WRITE)) ? [1] : [0, 1]));
+    }),
+});
+
+Deno.test({
+  name: "resync: killing the source leg mid-resync hands over to another leg and goes on",
+  ignore: skipWithout("nbdcopy"),
+  fn: () =>
+    withRig(async (rig) => {
+      await waitInSync(rig);
+      await mustFinish(await writeRound(rig, SIZE, 0));
+      await waitInSync(rig);
+      await rig.serve!.stop();
+      await startServe(rig, SLOW);
+      await waitInSync(rig);
+      await rig.nodes.get("leg2")!.stop("SIGKILL");
+      await mustFinish(await writeRound(rig, 24 * MiB, 1)); // leg2 misses chunks 0..23
+      const before = resynced((await tree(rig)).children, "leg2");
+      rig.nodes.set("leg2", await startNode(rig, "leg2"));
+      const midway = await waitLeg(
+        rig,
+        "leg2",
+        (l) => (l.detail?.resync?.bytesDone ?? 0) >= 6 * MiB,
+      );
+      const source = midway.detail!.resync!.source;
+      const other = source === "leg0" ? "leg1" : "leg0";
+      await rig.nodes.get(source)!.stop("SIGKILL");
+      const done = await waitLeg(rig, "leg2", (l) => l.state === "in-sync");
+      assert.equal(
+        done.detail!.resyncedBytes! - before,
+        24 * MiB,
+        "every missed chunk settled once: the resync went on from the other leg, not over",
+      );
+      assert.equal((await waitLeg(rig, other, () => true)).state, "in-sync");
+      rig.nodes.set(source, await startNode(rig, source));
+      await waitInSync(rig);
+      const data = await legData(rig);
+      assertIdentical(data);
+      assertStamps(data[2]!, (at) => (at < 24 * MiB ? [1] : [0]));
+    }),
+});
+
+Deno.test({
+  name: "resync: a full resync interrupted by killing dst serve resumes where it was",
+  ignore: skipWithout("nbdcopy"),
+  fn: () =>
+    withRig(async (rig) => {
+      await waitInSync(rig);
+      await mustFinish(await writeRound(rig, SIZE, 0));
+      await waitInSync(rig);
+      await rig.serve!.stop();
+      await startServe(rig, SLOW);
+      await waitInSync(rig);
+      await rig.nodes.get("leg1")!.stop("SIGKILL");
+      await Deno.remove(`${rig.dir}/leg1.img`);
+      await waitState(rig, (s) => s !== "in-sync");
+      rig.nodes.set("leg1", await startNode(rig, "leg1")); // new media: a full resync
+      const midway = await waitLeg(rig, "leg1", (l) =>
+        (l.detail?.resync?.bytesDone ?? 0) >= 12 * MiB);
+      const firstRun = midway.detail!.resync!.bytesDone;
+      await rig.serve!.stop("SIGKILL");
+      await startServe(rig);
+      const secondRun = resynced(await waitInSync(rig), "leg1");
+      // Progress is stored every 200 ms (at 8 MiB/s) with 4 chunks in flight: a few MiB of slack.
+      assert.ok(
+        secondRun <= SIZE - firstRun + 6 * MiB,
+        `resumed: ${secondRun} bytes after ${firstRun} of ${SIZE} were done`,
+      );
+      assert.ok(secondRun > 0, "the second run finished the rest");
+      const data = await legData(rig);
+      assertIdentical(data);
+      assertStamps(data[1]!, () => [0]);
     }),
 });

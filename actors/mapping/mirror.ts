@@ -33,8 +33,8 @@ import { ChunkBits, rechunk } from "../resync/bitmap.ts";
 import {
   bitmapChunkOf,
   decide,
-  isMember,
   isInconsistent,
+  isMember,
   memberFlags,
   rotate,
   settle,
@@ -268,13 +268,15 @@ export class MirrorMapping implements BlockDevice {
     );
     this.#storageId ??= members[0]?.known?.storageId ??
       withMedia.find((l) => l.known?.storageId)?.known?.storageId ?? newStorageId();
-    // Reference: the members not behind any other member; they must agree on one generation.
+    // Reference: the consistent members not behind any other; they must agree on one
+    // generation. A leg whose resync was interrupted is never a reference: it is judged.
+    const consistent = members.filter((l) => !isInconsistent(l.known));
     const behind = (l: Leg) =>
-      members.some((o) => {
+      consistent.some((o) => {
         const kind = decide(o.known!.generations, l.known!.generations).kind;
         return kind === "bitmap" || kind === "full";
       });
-    const heads = members.filter((l) => !behind(l));
+    const heads = consistent.filter((l) => !behind(l));
     const headGens = new Set(heads.map((l) => l.known!.generations.current));
     if (headGens.size > 1) {
       const why = `split brain: legs ${
@@ -293,6 +295,20 @@ export class MirrorMapping implements BlockDevice {
       return;
     }
     let reference = heads;
+    if (reference.length === 0 && members.length > 0) {
+      // Only legs a resync was still filling are here: their data is good only in part.
+      const why = `refused: ${
+        members.map((l) => l.name).join(", ")
+      } hold(s) an interrupted resync and no consistent leg is reachable to finish it; start the mirror with a consistent leg (or mark one clean to accept its data as it is)`;
+      for (const l of this.#legs) {
+        if (l.state === "in-sync") this.#setState(l, "out", why);
+      }
+      this.#logger.log("error", "mirror refuses to serve: only inconsistent legs", {
+        legs: members.map((l) => l.name),
+      });
+      this.#startSweeper();
+      return;
+    }
     if (reference.length === 0) {
       // A new storage: nothing is a member yet; the first reachable leg's data is the truth.
       const first = withMedia.find((l) => l.state === "in-sync");

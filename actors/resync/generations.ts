@@ -12,11 +12,27 @@ import { HISTORY_SLOTS, NO_GENERATION } from "../block/media.ts";
 
 /** Media flag: this media holds the storage's data (its age is stamped); else it is new. */
 export const FLAG_MEMBER = 1;
+/**
+ * Media flag: a resync to this media is under way (or was interrupted): its data is only good
+ * where its stored bitmap says so. Such a leg is never a reference and never served until a
+ * resync from a consistent leg finishes (DRBD's "Inconsistent" disk state).
+ */
+export const FLAG_INCONSISTENT = 2;
 /** Media flag bits 8..15: log2 of the chunk size the stored bitmap is kept in. */
 export const FLAG_CHUNK_SHIFT = 8;
 
 export function memberFlags(chunkSize: number): number {
   return FLAG_MEMBER | (Math.log2(chunkSize) << FLAG_CHUNK_SHIFT);
+}
+
+/** Flags of a member that is the target of a resync. */
+export function targetFlags(chunkSize: number): number {
+  return memberFlags(chunkSize) | FLAG_INCONSISTENT;
+}
+
+/** Is the media a resync target whose resync has not finished? */
+export function isInconsistent(state: MediaState | undefined): boolean {
+  return state !== undefined && (state.flags & FLAG_INCONSISTENT) !== 0;
 }
 
 /** The chunk size a member's stored bitmap is kept in, or undefined when not recorded. */

@@ -21,6 +21,7 @@ export interface ResyncPace {
 }
 
 export interface ResyncSide {
+  readonly name: string;
   readonly device: BlockDevice;
   readonly media: MediaDevice | undefined;
 }
@@ -38,6 +39,8 @@ export interface ResyncJob {
   readonly lock: <T>(offset: number, length: number, fn: () => Promise<T>) => Promise<T>;
   /** False once the job must stop (the leg failed, was suspended or removed). */
   readonly wanted: () => boolean;
+  /** The source failed a read: the mirror fails that leg, and the next `source()` is another. */
+  readonly sourceFailed: (source: ResyncSide, error: unknown) => void;
   /** A chunk now holds the source's data on the target. */
   readonly landed: (chunk: number) => void;
   /** Client requests seen so far (a counter); a rising count means clients are busy. */
@@ -55,6 +58,17 @@ export interface ResyncStats {
   rateBytesPerSec: number;
 }
 
+/** A source's read failed (as opposed to the target's write). */
+class SourceFailure extends Error {
+  constructor(override readonly cause: unknown) {
+    super(cause instanceof Error ? cause.message : String(cause));
+  }
+}
+
+const fromSource = (error: unknown): never => {
+  throw new SourceFailure(error);
+};
+
 export class ResyncAborted extends Error {
   constructor(why: string) {
     super(why);
@@ -64,8 +78,8 @@ export class ResyncAborted extends Error {
 
 /** Copies every needed chunk; resolves when done, rejects when a side fails or it is stopped. */
 export async function runResync(job: ResyncJob, stats: ResyncStats): Promise<void> {
-  const floor = job.pace.floorBytesPerSec ?? 32 * 1024 * 1024;
   const ceiling = job.pace.ceilingBytesPerSec ?? 4 * 1024 * 1024 * 1024;
+  const floor = Math.min(ceiling, job.pace.floorBytesPerSec ?? 32 * 1024 * 1024);
   const parallel = Math.max(1, job.pace.parallel ?? 4);
   const clock = job.clock;
   let cursor = 0;
@@ -74,26 +88,39 @@ export async function runResync(job: ResyncJob, stats: ResyncStats): Promise<voi
   let lastOps = job.clientOps();
   let target = ceiling;
 
+  const copyFrom = async (source: ResyncSide, offset: number, length: number): Promise<void> => {
+    if (source.media !== undefined && job.target.media !== undefined) {
+      const [a, b] = await Promise.all([
+        source.media.digest(offset, length, job.chunkSize).catch(fromSource),
+        job.target.media.digest(offset, length, job.chunkSize),
+      ]);
+      if (a.length === b.length && a.every((x, i) => x === b[i])) {
+        stats.chunksSkipped++;
+        return;
+      }
+    }
+    const data = await source.device.read(offset, length).catch(fromSource);
+    await job.target.device.write(offset, data, false);
+    stats.bytesCopied += length;
+  };
+
   const copyOne = async (chunk: number): Promise<void> => {
     const offset = chunk * job.chunkSize;
     const length = Math.min(job.chunkSize, job.size - offset);
     await job.lock(offset, length, async () => {
-      if (!job.wanted()) throw new ResyncAborted("stopped");
-      const source = job.source();
-      if (source === undefined) throw new ResyncAborted("no in-sync leg to copy from");
-      if (source.media !== undefined && job.target.media !== undefined) {
-        const [a, b] = await Promise.all([
-          source.media.digest(offset, length, job.chunkSize),
-          job.target.media.digest(offset, length, job.chunkSize),
-        ]);
-        if (a.length === b.length && a.every((x, i) => x === b[i])) {
-          stats.chunksSkipped++;
+      // A source that fails hands over to the next in-sync leg: the resync goes on, not over.
+      for (;;) {
+        if (!job.wanted()) throw new ResyncAborted("stopped");
+        const source = job.source();
+        if (source === undefined) throw new ResyncAborted("no in-sync leg to copy from");
+        try {
+          await copyFrom(source, offset, length);
           return;
+        } catch (error) {
+          if (!(error instanceof SourceFailure)) throw error;
+          job.sourceFailed(source, error.cause);
         }
       }
-      const data = await source.device.read(offset, length);
-      await job.target.device.write(offset, data, false);
-      stats.bytesCopied += length;
     });
     job.landed(chunk);
     stats.bytesDone += length;
