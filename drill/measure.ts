@@ -31,12 +31,22 @@ export interface FaultMeasure {
   /** Bytes the leg's resyncs settled and actually copied while it recovered. */
   readonly resyncedBytes?: number;
   readonly copiedBytes?: number;
+  /** The next fault on the same process came before this one recovered. */
+  readonly interrupted?: boolean;
   readonly notes: readonly string[];
 }
 
 const legOf = (s: Sample, leg: string): LegSample | undefined => s.legs.find((l) => l.name === leg);
 
-export function measure(fault: Fault, samples: readonly Sample[]): FaultMeasure {
+/**
+ * Measures one fault; `next` is when the next fault on the same process began (a recovery seen
+ * only after it belongs to that one, and this fault counts as interrupted).
+ */
+export function measure(
+  fault: Fault,
+  samples: readonly Sample[],
+  next = Infinity,
+): FaultMeasure {
   const serve = fault.parent ?? fault.process;
   const mine = samples.filter((s) => s.serve === serve);
   const isOut = (s: Sample) =>
@@ -49,9 +59,11 @@ export function measure(fault: Fault, samples: readonly Sample[]): FaultMeasure 
       : legOf(s, fault.process)?.state === "in-sync";
   const detected = mine.find((s) => s.t >= fault.at && isOut(s));
   const before = [...mine].reverse().find((s) => s.t < fault.at && s.state !== undefined);
-  const recovered = fault.healAt === undefined
+  const seen = fault.healAt === undefined
     ? undefined
     : mine.find((s) => s.t >= fault.healAt! && isIn(s));
+  const recovered = seen !== undefined && seen.t < next ? seen : undefined;
+  const interrupted = fault.healAt !== undefined && recovered === undefined && next < Infinity;
   const bytes = (s: Sample | undefined, key: "resyncedBytes" | "copiedBytes") => {
     if (s === undefined) return undefined;
     if (fault.parent === undefined) {
@@ -77,6 +89,7 @@ export function measure(fault: Fault, samples: readonly Sample[]): FaultMeasure 
     ...(recovered === undefined ? {} : { recoverMs: Math.round(recovered.t - fault.healAt!) }),
     ...(resyncedBytes === undefined ? {} : { resyncedBytes }),
     ...(copiedBytes === undefined ? {} : { copiedBytes }),
-    notes: fault.notes,
+    ...(interrupted ? { interrupted: true } : {}),
+    notes: interrupted ? [...fault.notes, "interrupted by the next fault"] : fault.notes,
   };
 }

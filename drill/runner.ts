@@ -99,7 +99,7 @@ export async function runDrill(drill: Drill, options: DrillOptions = {}): Promis
   const short = options.short === true;
   const size = (short ? drill.short?.size : undefined) ?? drill.size;
   const sleepScale = short ? drill.short?.sleepScale ?? 1 : 1;
-  const settleMs = options.settleMs ?? 60_000;
+  const settleMs = options.settleMs ?? (short ? 30_000 : 60_000);
   const dir = await Deno.makeTempDir({ prefix: "dst-drill-" });
   const namespaces = drill.network === "netns" ? new Namespaces() : undefined;
   const procs = new Map<string, DrillProcess>();
@@ -109,6 +109,7 @@ export async function runDrill(drill: Drill, options: DrillOptions = {}): Promis
   const legs: Record<string, string> = {};
   let allowClientErrors = false;
   let clientErrors = 0;
+  let errorRun = 0;
   let tolerated = 0;
   try {
     const plan = await planDrill(drill, dir, size, namespaces);
@@ -155,11 +156,24 @@ export async function runDrill(drill: Drill, options: DrillOptions = {}): Promis
           tolerated++;
           note(`client ${what} failed (tolerated here): ${r.error}`);
         } else {
+          // A storage that is down fails every round the same way: one failure line per run
+          // of errors, counted, rather than hundreds.
           clientErrors++;
-          const root = w.latest(plan.root);
-          fail(
-            `client I/O error (${what}): ${r.error}; export showed ${root ? describe(root) : "?"}`,
-          );
+          if (++errorRun === 1) {
+            const root = w.latest(plan.root);
+            fail(
+              `client I/O error (${what}): ${r.error}; export showed ${
+                root ? describe(root) : "?"
+              }`,
+            );
+          } else if (errorRun % 20 === 0) {
+            note(`client still failing (${errorRun} rounds in a row)`);
+          }
+          return;
+        }
+        if (r.error === undefined && errorRun > 0) {
+          note(`client works again after ${errorRun} failed rounds`);
+          errorRun = 0;
         }
       },
     );
@@ -358,9 +372,12 @@ export async function runDrill(drill: Drill, options: DrillOptions = {}): Promis
       }`);}
   }
   await Deno.remove(dir, { recursive: true }).catch(() => {});
-  const measured = faults.map((f) => measure(f, watch?.samples ?? []));
+  const measured = faults.map((f, i) => {
+    const next = faults.slice(i + 1).find((g) => g.process === f.process)?.at;
+    return measure(f, watch?.samples ?? [], next);
+  });
   for (const m of measured) {
-    if (m.healAction !== undefined && m.recoverMs === undefined) {
+    if (m.healAction !== undefined && m.recoverMs === undefined && m.interrupted !== true) {
       fail(`${m.action} ${m.process}: never seen back in sync after ${m.healAction}`);
     }
   }

@@ -178,17 +178,28 @@ export class StatusWatch {
     }
   }
 
-  /** Resolves once `ok` holds after a poll; rejects after `timeoutMs`. */
+  /**
+   * Resolves once `ok` holds after a poll that began after this call (never on a sample older
+   * than the step that waits); rejects after `timeoutMs`.
+   */
   async until(ok: () => boolean, timeoutMs: number, what: string): Promise<void> {
     const end = this.now() + timeoutMs;
+    await this.#nextPoll();
+    await this.#nextPoll();
     while (!ok()) {
       if (this.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
       await new Promise<void>((r) => this.#wake.push(r));
     }
   }
 
+  #nextPoll(): Promise<void> {
+    if (!this.#running) return Promise.resolve();
+    return new Promise<void>((r) => this.#wake.push(r));
+  }
+
   async stop(): Promise<void> {
     this.#running = false;
     await this.#loop;
+    for (const wake of this.#wake.splice(0)) wake();
   }
 }
