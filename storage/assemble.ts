@@ -226,10 +226,12 @@ export async function assemble(topology: Topology, options: AssembleOptions): Pr
     mirrors.set(name, mirror);
     spec.legs.forEach((leg) => {
       legOf.set(leg, name);
+      // A leg whose link drops leaves at once (it may come back as other media); when the
+      // link is back it is judged and resynced.
       linkHooks.set(leg, (state) => {
-        if (state === "connected") {
-          mirror.legReachable(mirror.legs().findIndex((l) => l.name === leg));
-        }
+        const index = mirror.legs().findIndex((l) => l.name === leg);
+        if (state === "connected") mirror.legReachable(index);
+        else if (state === "connecting") mirror.legLost(index, "link to the node lost");
       });
     });
     const legTrees = [...trees];

@@ -379,3 +379,66 @@ Deno.test({
       assertStamps(data[1]!, () => [0]);
     }),
 });
+
+/** Reads the export through nbdcopy: whether it worked, the first `bytes`, and its errors. */
+async function readBack(
+  rig: Rig,
+  bytes: number,
+): Promise<{ ok: boolean; data: Uint8Array; error: string }> {
+  const out = `${rig.dir}/readback.img`;
+  await Deno.remove(out).catch(() => {});
+  const res = await new Deno.Command("nbdcopy", {
+    args: [rig.uri, out],
+    stderr: "piped",
+  }).output();
+  const data = await Deno.readFile(out).catch(() => new Uint8Array(0));
+  const error = new TextDecoder().decode(res.stderr);
+  return { ok: res.code === 0, data: data.subarray(0, bytes), error };
+}
+
+Deno.test({
+  name: "resync: legs written apart are refused as split brain; a stale leg is never served",
+  ignore: skipWithout("nbdcopy"),
+  fn: () =>
+    withRig(async (rig) => {
+      await waitInSync(rig);
+      await mustFinish(await writeRound(rig, SIZE, 0));
+      await waitInSync(rig);
+      await rig.serve!.stop();
+      // Partitioned: leg0 alone takes round 1, then leg1 alone takes round 2, same chunks.
+      await startServe(rig, undefined, ["leg0"]);
+      await mustFinish(await writeRound(rig, 4 * MiB, 1));
+      await rig.serve!.stop();
+      await startServe(rig, undefined, ["leg1"]);
+      await mustFinish(await writeRound(rig, 4 * MiB, 2));
+      await rig.serve!.stop();
+      // Reconnected: refused, reported, nothing served.
+      await startServe(rig);
+      const t = await tree(rig);
+      assert.equal(t.state, "split-brain", JSON.stringify(t));
+      for (const name of ["leg0", "leg1"]) {
+        const leg = t.children.find((l) => l.name === name)!;
+        assert.equal(leg.state, "split-brain");
+        assert.match(leg.detail?.reason ?? "", /split brain/);
+      }
+      assert.equal((await readBack(rig, MiB)).ok, false, "nothing is served in a split brain");
+      await rig.serve!.stop();
+      // Nothing was overwritten: each side still holds what it took.
+      const legsNow = await Promise.all(
+        LEGS.map(async (n) => (await Deno.readFile(`${rig.dir}/${n}.img`)).subarray(DATA_OFFSET)),
+      );
+      assertStamps(legsNow[0]!.subarray(0, SIZE), (at) => (at < 4 * MiB ? [1] : [0]));
+      assertStamps(legsNow[1]!.subarray(0, SIZE), (at) => (at < 4 * MiB ? [2] : [0]));
+      // leg0 with the stale leg2 (which saw neither round): leg2 is resynced, never read.
+      await startServe(rig, SLOW, ["leg0", "leg2"]);
+      const read = await readBack(rig, 8 * MiB);
+      assert.ok(read.ok, `${read.error} ${JSON.stringify(await tree(rig))}`);
+      assertStamps(read.data, (at) => (at < 4 * MiB ? [1] : [0]));
+      await waitInSync(rig);
+      const [a, , c] = await legData(rig);
+      assert.deepEqual(
+        createHash("sha256").update(c!).digest("hex"),
+        createHash("sha256").update(a!).digest("hex"),
+      );
+    }),
+});

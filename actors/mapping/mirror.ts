@@ -341,9 +341,10 @@ export class MirrorMapping implements BlockDevice {
       await this.#judge(l, true);
     }
     for (const l of reconciling) void this.#resync(l, undefined);
-    if (reference.some((l) => l.adopt) || this.#legs.some((l) => l.state !== "in-sync")) {
-      this.#mustRotate = true;
-    }
+    // A new session: the first write takes a new current generation, as any leg this mirror
+    // does not know of (another topology's run, a leg absent now) must see these writes as
+    // made apart from it. Two runs that each wrote without the other are a split brain.
+    this.#mustRotate = true;
     await this.#stampReference();
     this.#startSweeper();
   }
@@ -424,16 +425,26 @@ export class MirrorMapping implements BlockDevice {
   async close(): Promise<void> {
     this.#closed = true;
     this.#sweeper?.cancel();
-    for (const l of this.#legs) l.removed = true;
     if (this.#persist && this.#legs.every((l) => l.state === "in-sync")) {
-      // A clean stop: the activity log can go, except where a write is still in flight.
+      // A clean stop with every leg in sync: settle the generations, then the activity log
+      // can go, except where a write is still in flight.
+      if (this.#settling !== undefined) await this.#settling;
+      if (this.#gens !== undefined && this.#gens.bitmap !== NO_GENERATION) {
+        this.#gens = settle(this.#gens);
+        const stamped = await Promise.allSettled(
+          this.#legs.filter((l) => l.media !== undefined).map((l) => this.#stamp(l)),
+        );
+        if (stamped.some((r) => r.status === "rejected")) this.#gens = undefined;
+      }
       for (const [c, a] of this.#active) {
+        if (!this.#settled()) break;
         if (a.inFlight > 0) continue;
         this.#active.delete(c);
         if (!this.#bitWanted(c)) this.#clearBit(c);
       }
       await this.#storeBits().catch(() => {});
     }
+    for (const l of this.#legs) l.removed = true;
     await Promise.allSettled(this.#legs.map((l) => l.device.close()));
   }
 
@@ -635,6 +646,7 @@ export class MirrorMapping implements BlockDevice {
           durableAt = Math.max(durableAt, a.version);
         }
         try {
+          if (this.#mustRotate) await this.#ensureRotated();
           if (this.#durableVersion < durableAt) await this.#storeBits(durableAt);
           const missed = await this.#everyLeg(what, op);
           if (missed.length > 0) await this.#recordMiss(missed, first, last);
@@ -741,6 +753,7 @@ export class MirrorMapping implements BlockDevice {
 
   /** New current generation on the serving legs, once after a leg left (before the next ack). */
   async #ensureRotated(): Promise<void> {
+    if (this.#settling !== undefined) await this.#settling;
     while (this.#mustRotate) {
       if (this.#rotating !== undefined) {
         await this.#rotating;
@@ -1047,17 +1060,28 @@ export class MirrorMapping implements BlockDevice {
   }
 
   #lastProbe = 0;
+  #settling: Promise<void> | undefined;
+
+  /** Is the bitmap generation settled, durably (no leg can be at an older tracked one)? */
+  #settled(): boolean {
+    return this.#gens !== undefined && this.#gens.bitmap === NO_GENERATION &&
+      this.#settling === undefined && this.#rotating === undefined;
+  }
 
   /** Clears idle activity-log bits, settles generations, tries legs that are out. */
   #sweep(): void {
     const now = this.#clock.now();
     let changed = false;
-    for (const [c, a] of this.#active) {
-      if (a.inFlight === 0 && now - a.last >= this.#idleMs) {
-        this.#active.delete(c);
-        if (!this.#bitWanted(c)) {
-          this.#clearBit(c);
-          changed = true;
+    // While the bitmap tracks from an older generation, a leg still at that generation (one
+    // this mirror may not even know of) needs every chunk written since: bits stay set.
+    if (this.#settled()) {
+      for (const [c, a] of this.#active) {
+        if (a.inFlight === 0 && now - a.last >= this.#idleMs) {
+          this.#active.delete(c);
+          if (!this.#bitWanted(c)) {
+            this.#clearBit(c);
+            changed = true;
+          }
         }
       }
     }
@@ -1065,10 +1089,14 @@ export class MirrorMapping implements BlockDevice {
     const allInSync = this.#legs.every((l) => l.state === "in-sync");
     if (
       allInSync && this.#gens !== undefined && this.#gens.bitmap !== NO_GENERATION &&
-      this.#bits.isEmpty() && this.#rotating === undefined
+      this.#rotating === undefined && this.#settling === undefined
     ) {
+      // Every leg holds every chunk: the bitmap generation can go (a leg still older than
+      // the current generation is then judged for a full resync, never a partial one).
       this.#gens = settle(this.#gens);
-      void this.#stampReference().catch(() => {});
+      this.#settling = this.#stampReference().catch(() => {}).finally(() =>
+        this.#settling = undefined
+      );
     }
     if (this.#probeMs > 0 && now - this.#lastProbe >= this.#probeMs) {
       this.#lastProbe = now;
