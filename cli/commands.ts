@@ -1,5 +1,6 @@
 /** The list of `dst` subcommands, in the order `dst --help` shows them. */
 import type { Command } from "./command.ts";
+import { ctlCommand } from "./ctl.ts";
 import { drillCommand } from "./drill.ts";
 import { exportCommand } from "./export.ts";
 import { nodeCommand } from "./node.ts";
@@ -13,5 +14,6 @@ export const commands: readonly Command[] = [
   nodeCommand,
   exportCommand,
   statusCommand,
+  ctlCommand,
   drillCommand,
 ];

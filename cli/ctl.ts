@@ -1,0 +1,202 @@
+/**
+ * `dst ctl ACTION ...`: maintenance of a running storage (suspend, resume, clean, dirty, verify,
+ * add-leg, remove-leg) as a thin HTTP client of the control routes its status endpoint serves,
+ * with the bearer token from --token-file or DST_STATUS_TOKEN. Refusals come back as the
+ * server's own words, with what to do for a missing token, an unknown node or an impossible act.
+ */
+import { parseArgs } from "node:util";
+import { CONTROL_ACTIONS, type ControlAction, type LegSpec } from "../storage/control.ts";
+import { type Command, UsageError } from "./command.ts";
+
+const help = `Usage: dst ctl [--url URL] [--token-file PATH] ACTION ARGS...
+
+Asks a running dst (serve or start, run with --status) to act on its mirrors.
+
+Actions:
+  suspend LEG                  take a leg out of service; its misses are tracked
+  resume LEG                   bring a suspended (or refused) leg back; it resyncs what it missed
+  clean LEG                    declare a leg's data good as it is (e.g. to settle a split brain)
+  dirty LEG                    declare a leg's data bad: it is resynced in full
+  verify MIRROR                compare every leg's digests; differing chunks are resynced
+  add-leg MIRROR NAME SPEC     add a leg while serving: SPEC is a node URL (tcp://, unix://,
+                               quic://) or a topology leaf as JSON ({"kind": "file", ...})
+  remove-leg MIRROR LEG        remove a leg while serving (never the last in-sync one)
+
+Options:
+  --url URL           the status endpoint (default http://127.0.0.1:8080/); HOST:PORT is enough
+  --token-file PATH   file holding the control token (dst serve --status-token-file); else
+                      DST_STATUS_TOKEN
+  -h, --help          show this help
+
+Example:
+  dst ctl --url 127.0.0.1:8080 --token-file /var/lib/dst/status.token suspend leg1`;
+
+/** Arguments each action takes after its name. */
+const ARITY: Record<ControlAction, readonly string[]> = {
+  suspend: ["LEG"],
+  resume: ["LEG"],
+  clean: ["LEG"],
+  dirty: ["LEG"],
+  verify: ["MIRROR"],
+  "add-leg": ["MIRROR", "NAME", "SPEC"],
+  "remove-leg": ["MIRROR", "LEG"],
+};
+
+/** The base URL of a status endpoint, from "HOST:PORT" or a URL. */
+export function baseUrl(given: string): URL {
+  const text = /^[a-z]+:\/\//i.test(given) ? given : `http://${given}`;
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new UsageError(`--url ${given} is not a URL (example: http://127.0.0.1:8080/)`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new UsageError(`--url ${given}: the status endpoint speaks http:// or https://`);
+  }
+  if (!url.pathname.endsWith("/")) url.pathname += "/";
+  return url;
+}
+
+/** A leg spec from the command line: a node URL, or a topology leaf as JSON. */
+export function legSpec(text: string): LegSpec {
+  if (/^(tcp|unix|quic):\/\//.test(text)) return { kind: "remote", url: text };
+  if (text.trimStart().startsWith("{")) {
+    try {
+      return JSON.parse(text) as LegSpec;
+    } catch (error) {
+      throw new UsageError(`SPEC is not valid JSON: ${(error as Error).message}`);
+    }
+  }
+  throw new UsageError(
+    `SPEC ${text}: give a node URL (unix:///run/dst/c.sock, tcp://host:port) or JSON ` +
+      `such as '{"kind": "file", "path": "c.img", "size": "1G"}'`,
+  );
+}
+
+/** The HTTP request an action makes. */
+export function requestFor(
+  action: ControlAction,
+  args: readonly string[],
+): { method: "POST" | "DELETE"; path: string; body: unknown } {
+  const e = encodeURIComponent;
+  switch (action) {
+    case "add-leg":
+      return {
+        method: "POST",
+        path: `api/nodes/${e(args[0]!)}/legs`,
+        body: { name: args[1]!, spec: legSpec(args[2]!) },
+      };
+    case "remove-leg":
+      return { method: "DELETE", path: `api/nodes/${e(args[0]!)}/legs/${e(args[1]!)}`, body: {} };
+    default:
+      return { method: "POST", path: `api/nodes/${e(args[0]!)}/${action}`, body: {} };
+  }
+}
+
+async function loadToken(file: string | undefined): Promise<string | undefined> {
+  if (file !== undefined) {
+    try {
+      return (await Deno.readTextFile(file)).trim();
+    } catch (error) {
+      throw new Error(`cannot read the token file ${file}: ${(error as Error).message}`);
+    }
+  }
+  const env = Deno.env.get("DST_STATUS_TOKEN");
+  return env === undefined || env === "" ? undefined : env;
+}
+
+/** Why the server refused, said so the user knows what to do. */
+function refusal(status: number, error: string, hasToken: boolean): string {
+  switch (status) {
+    case 401:
+      return hasToken
+        ? `the status endpoint refused the token (401): use the token of this dst ` +
+          `(the file given to dst serve --status-token-file, or its DST_STATUS_TOKEN)`
+        : `the control actions need the status token (401): give --token-file PATH or set ` +
+          `DST_STATUS_TOKEN`;
+    case 404:
+      return `not found (404): ${error}`;
+    case 409:
+      return `refused (409): ${error}`;
+    case 400:
+      return `bad request (400): ${error}`;
+    default:
+      return `the status endpoint failed (${status}): ${error}`;
+  }
+}
+
+async function run(argv: string[]): Promise<number> {
+  let values;
+  let positionals;
+  try {
+    ({ values, positionals } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: true,
+      options: {
+        url: { type: "string", default: "http://127.0.0.1:8080/" },
+        "token-file": { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    }));
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  if (values.help) {
+    console.log(help);
+    return 0;
+  }
+  const [name, ...args] = positionals;
+  if (name === undefined) throw new UsageError(`give an action: ${CONTROL_ACTIONS.join(", ")}`);
+  if (!(CONTROL_ACTIONS as readonly string[]).includes(name)) {
+    throw new UsageError(`no action "${name}"; use one of ${CONTROL_ACTIONS.join(", ")}`);
+  }
+  const action = name as ControlAction;
+  const want = ARITY[action];
+  if (args.length !== want.length) {
+    throw new UsageError(`${action} takes ${want.join(" ")}, got ${args.length} argument(s)`);
+  }
+  const request = requestFor(action, args);
+  const base = baseUrl(values.url);
+  const token = await loadToken(values["token-file"]);
+  const url = new URL(request.path, base);
+  let response: Response;
+  try {
+    response = await fetch(url, {
+      method: request.method,
+      headers: {
+        "Content-Type": "application/json",
+        ...(token === undefined ? {} : { Authorization: `Bearer ${token}` }),
+      },
+      body: JSON.stringify(request.body),
+      // verify reads every chunk of every leg: give it time.
+      signal: AbortSignal.timeout(action === "verify" ? 3_600_000 : 60_000),
+    });
+  } catch (error) {
+    throw new Error(
+      `cannot reach ${base.origin}: ${(error as Error).message}; is dst running with --status?`,
+    );
+  }
+  const text = await response.text();
+  let body: { message?: string; error?: string } = {};
+  try {
+    body = JSON.parse(text);
+  } catch {
+    body = { error: text };
+  }
+  if (!response.ok) {
+    throw new Error(
+      refusal(response.status, body.error ?? response.statusText, token !== undefined),
+    );
+  }
+  console.log(body.message ?? "done");
+  return 0;
+}
+
+export const ctlCommand: Command = {
+  name: "ctl",
+  summary: "maintenance of a running storage: suspend, resume, clean, dirty, verify, legs",
+  help,
+  run,
+};
