@@ -85,6 +85,8 @@ export async function assemble(topology: Topology, options: AssembleOptions): Pr
   /** Remote leaves tell their mirror when their link is back. */
   const linkHooks = new Map<string, (state: RemoteState) => void>();
   const mirrors = new Map<string, MirrorMapping>();
+  /** Each mirror's leg nodes in the status tree, changed as legs are added and removed. */
+  const legTreesOf = new Map<MirrorMapping, TreeNode[]>();
   const legOf = new Map<string, string>();
   const resolvePath = (path: string) =>
     path.startsWith("/") || options.baseDir === undefined ? path : `${options.baseDir}/${path}`;
@@ -238,6 +240,7 @@ export async function assemble(topology: Topology, options: AssembleOptions): Pr
     const mirrorTree = node(name, spec, mirror.info().size, legTrees, () => mirrorState(mirror));
     // Each leg's node shows its place in the mirror (state, generations, resync) over its own.
     legTrees.forEach((t, i) => (legTrees[i] = legView(t, mirror)));
+    legTreesOf.set(mirror, legTrees);
     return { device: await asActor(name, mirror), tree: mirrorTree };
   };
 
@@ -246,11 +249,16 @@ export async function assemble(topology: Topology, options: AssembleOptions): Pr
     return {
       device: root.device,
       tree: root.tree,
-      control: mirrorControl(mirrors, legOf, async (mirror, name, spec) => {
+      control: mirrorControl(mirrors, legOf, (mirror, leg) => {
+        const legTrees = legTreesOf.get(mirror);
+        const at = legTrees?.findIndex((t) => t.name === leg) ?? -1;
+        if (at >= 0) legTrees!.splice(at, 1);
+      }, async (mirror, name, spec) => {
         const built = await leaf(name, spec, { kind: "mirror", legs: [] } as NodeSpec);
         const media = mediaOf(built.device);
         const device = await asActor(name, built.device);
         await mirror.addLeg(name, device, media);
+        legTreesOf.get(mirror)?.push(legView(built.tree, mirror));
         linkHooks.set(name, (state) => {
           const index = mirror.legs().findIndex((l) => l.name === name);
           if (state === "connected") mirror.legReachable(index);
@@ -332,6 +340,7 @@ type AddLeg = (mirror: MirrorMapping, name: string, spec: NodeSpec) => Promise<v
 function mirrorControl(
   mirrors: Map<string, MirrorMapping>,
   legOf: Map<string, string>,
+  removed: (mirror: MirrorMapping, leg: string) => void,
   add: AddLeg,
 ): StorageControl {
   const mirrorOfLeg = (node: string): MirrorMapping => {
@@ -377,6 +386,7 @@ function mirrorControl(
         if (!mirror.hasLeg(n)) throw new ControlError("unknown-node", `${m} has no leg "${n}"`);
         await mirror.removeLeg(n);
         legOf.delete(n);
+        removed(mirror, n);
       }, `${n} removed from ${m}`),
     verify: (m) =>
       act(async () => {

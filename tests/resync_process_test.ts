@@ -18,6 +18,8 @@ const BLOCK = 4096;
 /** Where the data area starts in a 32 MiB leg's file (after metadata and bitmap). */
 const DATA_OFFSET = MiB;
 const LEGS = ["leg0", "leg1", "leg2"];
+const TOKEN = "resync-test-token-0123456789abcdef";
+const mainTs = new URL("../main.ts", import.meta.url).pathname;
 
 interface Rig {
   dir: string;
@@ -71,7 +73,8 @@ async function startServe(rig: Rig, pace?: typeof SLOW, legs = LEGS): Promise<vo
       export: { listen: [`unix://${rig.dir}/nbd.sock`, "tcp://127.0.0.1:0"] },
     }),
   );
-  rig.serve = await spawnDst(["serve", "--config", config, "--status", "127.0.0.1:0"], {
+  const token = ["--status-token-file", `${rig.dir}/status.token`];
+  rig.serve = await spawnDst(["serve", "--config", config, "--status", "127.0.0.1:0", ...token], {
     ready: /^(nbd|status|http)/,
     readyLines: 3,
   });
@@ -96,6 +99,7 @@ async function withRig(fn: (rig: Rig) => Promise<void>): Promise<void> {
     status: "",
   };
   try {
+    await Deno.writeTextFile(`${dir}/status.token`, `${TOKEN}\n`, { mode: 0o600 });
     for (const n of LEGS) rig.nodes.set(n, await startNode(rig, n));
     await startServe(rig);
     await fn(rig);
@@ -440,5 +444,111 @@ Deno.test({
         createHash("sha256").update(c!).digest("hex"),
         createHash("sha256").update(a!).digest("hex"),
       );
+    }),
+});
+
+/** Runs `dst ctl --url STATUS [--token-file] ARGS` and collects what it said. */
+async function ctl(
+  rig: Rig,
+  args: string[],
+  options: { token?: boolean; env?: Record<string, string> } = {},
+): Promise<{ code: number; out: string; err: string }> {
+  const tokenArgs = options.token === false ? [] : ["--token-file", `${rig.dir}/status.token`];
+  const res = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "--unstable-net",
+      mainTs,
+      "ctl",
+      "--url",
+      rig.status,
+      ...tokenArgs,
+      ...args,
+    ],
+    env: { DST_STATUS_TOKEN: "", ...options.env },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = (b: Uint8Array) => new TextDecoder().decode(b);
+  return { code: res.code, out: text(res.stdout), err: text(res.stderr) };
+}
+
+Deno.test({
+  name: "resync: online verify finds a chunk corrupted on one leg's media and repairs it",
+  ignore: skipWithout("nbdcopy"),
+  fn: () =>
+    withRig(async (rig) => {
+      await waitInSync(rig);
+      await mustFinish(await writeRound(rig, SIZE, 0));
+      const before = copied(await waitInSync(rig), "leg1");
+      // Behind dst's back, with leg1's node running and its file open: 4 KiB of garbage in
+      // chunk 5 of the data area, written straight into the file.
+      const file = await Deno.open(`${rig.dir}/leg1.img`, { write: true });
+      try {
+        await file.seek(DATA_OFFSET + 5 * MiB + 8192, Deno.SeekMode.Start);
+        await file.write(new Uint8Array(4096).fill(0xa5));
+        await file.syncData();
+      } finally {
+        file.close();
+      }
+      const verify = await ctl(rig, ["verify", "m"]);
+      assert.equal(verify.code, 0, verify.err);
+      assert.match(verify.out, /verified/);
+      const legs = await waitInSync(rig);
+      assert.equal(copied(legs, "leg1") - before, MiB, "only the corrupted chunk was copied");
+      const data = await legData(rig);
+      assertIdentical(data);
+      assertStamps(data[1]!, () => [0]);
+    }),
+});
+
+Deno.test({
+  name: "resync: dst ctl drives maintenance and says clearly what it refuses",
+  ignore: skipWithout("nbdcopy"),
+  fn: () =>
+    withRig(async (rig) => {
+      await waitInSync(rig);
+      const noToken = await ctl(rig, ["suspend", "leg0"], { token: false });
+      assert.equal(noToken.code, 1);
+      assert.match(noToken.err, /need the status token \(401\).*--token-file/);
+      const wrong = await ctl(rig, ["suspend", "leg0"], {
+        token: false,
+        env: { DST_STATUS_TOKEN: "not-the-token-at-all" },
+      });
+      assert.equal(wrong.code, 1);
+      assert.match(wrong.err, /refused the token \(401\)/);
+      const unknown = await ctl(rig, ["suspend", "leg9"]);
+      assert.equal(unknown.code, 1);
+      assert.match(unknown.err, /not found \(404\).*leg9/);
+      const usage = await ctl(rig, ["suspend"]);
+      assert.equal(usage.code, 2);
+      assert.match(usage.err, /suspend takes LEG/);
+      // Two legs suspended; the last in-sync one cannot be.
+      for (const leg of ["leg0", "leg1"]) {
+        const r = await ctl(rig, ["suspend", leg]);
+        assert.equal(r.code, 0, r.err);
+        assert.match(r.out, new RegExp(`${leg} suspended`));
+      }
+      const last = await ctl(rig, ["suspend", "leg2"]);
+      assert.equal(last.code, 1);
+      assert.match(last.err, /refused \(409\).*last in-sync leg/);
+      await mustFinish(await writeRound(rig, 2 * MiB, 1)); // leg0 and leg1 miss two chunks
+      for (const leg of ["leg0", "leg1"]) assert.equal((await ctl(rig, ["resume", leg])).code, 0);
+      let legs = await waitInSync(rig);
+      // A leg removed and added back while serving is resynced in full.
+      const removed = await ctl(rig, ["remove-leg", "m", "leg2"]);
+      assert.equal(removed.code, 0, removed.err);
+      assert.deepEqual((await tree(rig)).children.map((l) => l.name), ["leg0", "leg1"]);
+      const added = await ctl(rig, ["add-leg", "m", "leg2", `unix://${rig.dir}/leg2.sock`]);
+      assert.equal(added.code, 0, added.err);
+      legs = await waitInSync(rig);
+      assert.equal(legs.length, 3);
+      const dirty = await ctl(rig, ["dirty", "leg1"]);
+      assert.equal(dirty.code, 0, dirty.err);
+      await waitInSync(rig);
+      const data = await legData(rig);
+      assertIdentical(data);
+      assertStamps(data[0]!.subarray(0, 2 * MiB), () => [1]);
     }),
 });
