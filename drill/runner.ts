@@ -154,7 +154,8 @@ export async function runDrill(drill: Drill, options: DrillOptions = {}): Promis
         else if (r.error === undefined) note(`client ${what} ok`);
         else if (allowClientErrors) {
           tolerated++;
-          note(`client ${what} failed (tolerated here): ${r.error}`);
+          if (++errorRun === 1) note(`client ${what} failed (tolerated here): ${r.error}`);
+          else if (errorRun % 20 === 0) note(`client still failing (${errorRun} rounds in a row)`);
         } else {
           // A storage that is down fails every round the same way: one failure line per run
           // of errors, counted, rather than hundreds.

@@ -60,12 +60,22 @@ const drills: [file: string, faults: number][] = [
   ["mirror_flapping.json", 4],
   ["tree_middle_lost.json", 1],
   ["leg_suspended.json", 1],
+  ["last_leg_hung.json", 2],
 ];
+
+/**
+ * Drills that find a real dst bug, kept running by hand (`dst drill --short drills/FILE`) until
+ * it is fixed. last_leg_hung.json: when the only in-sync leg of a mirror hangs (SIGSTOP) while
+ * the other rebuilds, the mirror goes down (expected) but after SIGCONT it never takes the
+ * returning leg back: it stays "down" with that leg "out (read failed: ETIMEDOUT)" and the other
+ * "out (resync stopped: no in-sync leg to copy from)", and every client I/O fails for good.
+ */
+const knownBugs = new Set(["last_leg_hung.json"]);
 
 for (const [file, faults] of drills) {
   Deno.test({
     name: `drill: ${file}`,
-    ignore: skipWithout("nbdcopy"),
+    ignore: knownBugs.has(file) || skipWithout("nbdcopy"),
     fn: async () => {
       const report = await runDrillFile(file);
       if (report !== undefined) assertMeasured(report, faults);
