@@ -458,7 +458,10 @@ export class RemoteNode implements BlockDevice, MediaDevice {
     }
     let hello: NodeHello;
     try {
-      hello = checkNode(link, this.#hello.storageId ?? this.#options.expectStorageId);
+      // Only an explicit expectation is checked here: the storage id on the media changes when a
+      // mirror adopts the leg, and what the media holds is the mirror's to judge (by age and
+      // generations) once the link is back.
+      hello = checkNode(link, this.#options.expectStorageId);
       if (hello.size !== this.#hello.size) {
         throw new BlockError("EIO", `node size changed from ${this.#hello.size} to ${hello.size}`);
       }

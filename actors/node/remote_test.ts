@@ -221,3 +221,39 @@ Deno.test("remote node: media of another storage is refused", async () => {
     await server.close();
   }
 });
+
+Deno.test("remote node: reconnects to its node after the media's storage id was changed", async () => {
+  const network = new MemoryNetwork({ seed: 5 });
+  const transports = [new MemoryTransport(network)];
+  const device = new MemoryBlockDevice({ size: SIZE });
+  const first = await serveNode("mem://restamped", device, {
+    node: "n",
+    transports,
+    storageId: "old-age",
+  });
+  const remote = await RemoteNode.connect(first.url, {
+    node: "p",
+    transports,
+    backoff: { initialMs: 5, maxMs: 20 },
+  });
+  try {
+    await first.close();
+    // The node comes back announcing the id a mirror stamped on its media meanwhile.
+    const second = await serveNode("mem://restamped", device, {
+      node: "n",
+      transports,
+      storageId: "new-age",
+    });
+    try {
+      const buf = new Uint8Array(BLOCK);
+      fillBlock(buf, 0, 3, 1);
+      await remote.write(0, buf, false);
+      assert.equal(remote.state, "connected");
+      assert.equal(remote.storageId, "new-age");
+    } finally {
+      await second.close();
+    }
+  } finally {
+    await remote.close();
+  }
+});
