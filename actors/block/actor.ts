@@ -208,6 +208,9 @@ export class BlockClient implements BlockDevice {
       throw new BlockError("EIO", `read of ${length} bytes returned ${data?.length ?? 0}`);
     }
     if (into === undefined) return data;
+    // The copy happens here, after the ask resolved, never inside the actor: a reply that comes
+    // after the deadline is dropped, so a caller that gave up on this read (and reused `into`)
+    // can never have its buffer written behind its back.
     const view = into.subarray(0, length);
     view.set(data);
     return view;
