@@ -161,6 +161,12 @@ export class MirrorMapping implements BlockDevice {
   #mustRotate = false;
   #rotating: Promise<void> | undefined;
   /**
+   * Set when the last in-sync leg left (the mirror went down): that leg, and the current
+   * generation ids its media may carry (the mirror's, and the last one confirmed on the leg,
+   * which differ only while a rotation was being stamped). Cleared once a leg is in sync.
+   */
+  #down: { leg: Leg; currents: ReadonlySet<string> } | undefined;
+  /**
    * Activity log: chunk -> writes in flight, when it was last written, and the bitmap version
    * whose store makes its bit durable (no write to the chunk goes out before that).
    */
@@ -836,6 +842,7 @@ export class MirrorMapping implements BlockDevice {
           return;
         }
         leg.known = state;
+        if (this.#down?.leg === leg && this.inSync === 0 && await this.#readmit(leg, state)) return;
       } else if (!atStart) {
         // Without media nothing tells what the leg holds: probe it and copy everything.
         try {
@@ -889,6 +896,60 @@ export class MirrorMapping implements BlockDevice {
     } finally {
       leg.returning = false;
     }
+  }
+
+  /**
+   * The mirror went down when `leg`, its last in-sync leg, left; now the leg answers again.
+   * Like DRBD's last primary disk: no write was acknowledged after that moment (with no in-sync
+   * leg every write fails), so this leg still holds every acknowledged write and is taken back
+   * as the up-to-date reference, provided its media is that same member: the current
+   * generation it had then, the storage's age, and no interrupted resync. Only that leg: a leg
+   * that was already out or rebuilding when the mirror went down may be stale. The other legs
+   * are then judged against it as usual (a rebuilding leg resumes from its bits). Resolves false
+   * when the media is not that member (the leg is judged like any other and stays out).
+   */
+  async #readmit(leg: Leg, state: MediaState): Promise<boolean> {
+    const down = this.#down!;
+    if (
+      !down.currents.has(state.generations.current) || isInconsistent(state) ||
+      !isMember(state, this.#storageId)
+    ) {
+      this.#logger.log("warn", "the last in-sync leg answers with other media: not taken back", {
+        leg: leg.name,
+        generation: state.generations.current,
+      });
+      return false;
+    }
+    // A rotation started while down stamps no leg; let it end before the generations are set.
+    while (this.#rotating !== undefined || this.#settling !== undefined) {
+      await (this.#rotating ?? this.#settling)!.catch(() => {});
+    }
+    if (this.#down !== down || this.inSync > 0 || leg.state !== "out" || this.#closed) return true;
+    this.#gens = state.generations;
+    leg.need = undefined;
+    this.#setState(leg, "in-sync", undefined);
+    // The others are not in sync: the next write takes a new generation, as after any leave.
+    this.#mustRotate = true;
+    this.#logger.log("warn", "the mirror took back its last in-sync leg: serving again", {
+      leg: leg.name,
+      generation: state.generations.current,
+    });
+    // Writes cut short when the mirror went down may have reached another leg and not this
+    // one: those chunks (the activity log, in the bits) are copied to the legs that are out.
+    for (const l of this.#legs) {
+      if (l.state !== "in-sync" && l.state !== "rebuilding" && l.need !== undefined) {
+        l.need.or(this.#bits);
+      }
+    }
+    // Bits set while no leg served were stored nowhere: store the whole bitmap on this leg.
+    for (let p = 0; p * MEDIA_PAGE < this.#bits.bytes.length; p++) this.#dirtyPages.add(p);
+    this.#bitsVersion++;
+    await this.#storeBits().catch(() => {});
+    // A leg whose resync is still winding down is judged by the probe once it has stopped.
+    for (const l of this.#legs) {
+      if (l.state === "out" && l.resync === undefined) void this.#judge(l, false);
+    }
+    return true;
   }
 
   /** Runs a resync job for `leg` until it holds every chunk, then lets it rejoin. */
@@ -1176,9 +1237,17 @@ export class MirrorMapping implements BlockDevice {
   #fail(leg: Leg, reason: string): void {
     leg.errors++;
     if (leg.state !== "in-sync" && leg.state !== "rebuilding") return;
-    if (leg.state === "in-sync") this.#mustRotate = true;
+    const wasInSync = leg.state === "in-sync";
+    if (wasInSync) this.#mustRotate = true;
     leg.need ??= new ChunkBits(this.#chunks);
     this.#setState(leg, "out", reason);
+    if (wasInSync && this.inSync === 0 && this.#persist && this.#gens !== undefined) {
+      // The mirror is down: this leg holds every acknowledged write (see #readmit).
+      const currents = new Set([this.#gens.current]);
+      const confirmed = leg.known?.generations.current;
+      if (confirmed !== undefined && confirmed !== NO_GENERATION) currents.add(confirmed);
+      this.#down = { leg, currents };
+    }
     this.#logger.log("warn", "mirror leg left the in-sync set", {
       leg: leg.name,
       reason,
@@ -1188,6 +1257,7 @@ export class MirrorMapping implements BlockDevice {
 
   #setState(leg: Leg, state: LegState, reason: string | undefined): void {
     leg.state = state;
+    if (state === "in-sync") this.#down = undefined;
     if (reason === undefined) delete leg.reason;
     else leg.reason = reason;
     this.#onLegState?.(this.#legs.indexOf(leg), this.#status(leg));
