@@ -376,9 +376,15 @@ export class MirrorMapping implements BlockDevice {
       const leg = this.#pickReadLeg(offset, length);
       if (leg === undefined) break;
       try {
-        const data = await this.#timed(leg, leg.device.read(offset, length, into));
+        // The leg reads into a buffer of its own, never into the caller's: a leg that times out
+        // is abandoned but may still answer later, and must not write into `into` after the
+        // caller has it back (from another leg) and reused it.
+        const data = await this.#timed(leg, leg.device.read(offset, length));
         leg.reads++;
-        return data;
+        if (into === undefined) return data;
+        const view = into.subarray(0, length);
+        view.set(data);
+        return view;
       } catch (error) {
         if (this.#isRequestError(error)) throw error;
         lastError = error;

@@ -106,3 +106,29 @@ Deno.test("overlapping writes are applied in the same order on every leg", async
   assert.deepEqual(await fast.read(0, 4096), await slowInner.read(0, 4096));
   assert.deepEqual(await fast.read(0, 4096), pattern(2));
 });
+
+Deno.test("a leg that answers a read after it timed out never writes into the caller's buffer", async () => {
+  const slowInner = new MemoryBlockDevice({ size: MiB });
+  const fast = new MemoryBlockDevice({ size: MiB });
+  await slowInner.write(0, pattern(0xee), false);
+  await fast.write(0, pattern(0x11), false);
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  // Leg 0 answers only after it was abandoned, and then fills whatever buffer it was given.
+  const late = {
+    ...fast,
+    info: () => slowInner.info(),
+    read: async (offset: number, length: number, into?: Uint8Array) => {
+      await gate;
+      return slowInner.read(offset, length, into);
+    },
+    close: () => slowInner.close(),
+  } as unknown as MemoryBlockDevice;
+  const mirror = new MirrorMapping([late, fast], { legTimeoutMs: 30 });
+  const into = new Uint8Array(4096);
+  const got = await mirror.read(0, 4096, into);
+  assert.deepEqual(got, pattern(0x11));
+  release();
+  await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual(into, pattern(0x11), "the abandoned leg wrote into the caller's buffer");
+});
