@@ -17,19 +17,8 @@ export type NodeStateName =
   | "split-brain"
   | "out";
 
-/** A resync or verify in progress on one leg. */
-export interface ResyncProgress {
-  readonly kind: "resync" | "verify";
-  /** The leg data is copied from. */
-  readonly source: string;
-  readonly bytesLeft: number;
-  readonly bytesDone: number;
-  /** Bytes actually moved (chunks whose digests matched are skipped, not moved). */
-  readonly bytesCopied: number;
-  readonly rateBytesPerSec: number;
-  /** Undefined while the rate is not yet known. */
-  readonly etaSeconds?: number;
-}
+/** A resync or verify in progress on one leg: the mirror's own report of it. */
+export type { ResyncStatus as ResyncProgress } from "../actors/mapping/mirror.ts";
 
 /** A leaf or remote node to add as a new leg (the same shapes as topology leaves). */
 export type LegSpec =

@@ -52,13 +52,17 @@ import { ReadPolicy, type ReadPolicyName } from "./read_policy.ts";
  */
 export type LegState = "in-sync" | "out" | "rebuilding" | "suspended" | "split-brain";
 
+/** A resync or verify in progress on one leg. */
 export interface ResyncStatus {
   readonly kind: "resync" | "verify";
+  /** The leg data is copied from. */
   readonly source: string;
   readonly bytesLeft: number;
   readonly bytesDone: number;
+  /** Bytes actually moved (chunks whose digests matched are skipped, not moved). */
   readonly bytesCopied: number;
   readonly rateBytesPerSec: number;
+  /** Undefined while the rate is not yet known. */
   readonly etaSeconds?: number;
 }
 
