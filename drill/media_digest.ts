@@ -1,19 +1,22 @@
 /**
- * The digest of a stopped node's data, read straight from its media file (the data area starts at
- * the offset recorded in the media header), so legs can be compared without trusting dst to read
- * them back.
+ * The digest of a stopped node's data, read straight from its media file (the data area starts
+ * where the media header, checked by the media module, says), so legs can be compared without
+ * trusting dst to read them back.
  */
 import { createHash } from "node:crypto";
-
-/** Where the media header records the data area's offset (a little-endian u64). */
-const DATA_OFFSET_FIELD = 56;
+import { openMedia } from "../actors/block/media.ts";
 
 export async function mediaDigest(path: string, size: number): Promise<string> {
   const file = await Deno.open(path, { read: true });
   try {
-    const header = new Uint8Array(64);
-    await readFully(file, header, 0);
-    const offset = Number(new DataView(header.buffer).getBigUint64(DATA_OFFSET_FIELD, true));
+    const bytes = (await file.stat()).size;
+    const meta = await openMedia({
+      pread: (buf, position) => readFully(file, buf, position),
+      pwrite: () => Promise.reject(new Error("read-only: the drill only reads media")),
+      sync: () => Promise.resolve(),
+      size: () => bytes,
+    });
+    const offset = meta.dataOffset;
     const hash = createHash("sha256");
     const chunk = new Uint8Array(1 << 20);
     for (let at = 0; at < size; at += chunk.length) {
