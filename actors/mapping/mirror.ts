@@ -17,7 +17,6 @@
 import {
   type BlockDevice,
   BlockError,
-  type BlockErrorCode,
   type BlockInfo,
   type Extent,
   type MediaDevice,
@@ -42,47 +41,15 @@ import {
 } from "../resync/generations.ts";
 import { ResyncAborted, type ResyncPace, type ResyncStats, runResync } from "../resync/resync.ts";
 import { combineInfo } from "./info.ts";
+import { withDeadline } from "./leg_deadline.ts";
+import { describe, isRequestError, noLegsError } from "./mirror_errors.ts";
+import { type Leg, type LegState, newLeg } from "./mirror_leg.ts";
+import { type LegStatus, legStatus } from "./mirror_status.ts";
 import { RangeLock } from "./range_lock.ts";
 import { ReadPolicy, type ReadPolicyName } from "./read_policy.ts";
 
-/**
- * Where a leg stands. Only `in-sync` legs are read; writes go to `in-sync` and `rebuilding` legs.
- * `out`: failed or unreachable (its misses are tracked); `suspended`: taken out by the
- * administrator; `split-brain`: refused on return (see `reason`), never written or read.
- */
-export type LegState = "in-sync" | "out" | "rebuilding" | "suspended" | "split-brain";
-
-/** A resync or verify in progress on one leg. */
-export interface ResyncStatus {
-  readonly kind: "resync" | "verify";
-  /** The leg data is copied from. */
-  readonly source: string;
-  readonly bytesLeft: number;
-  readonly bytesDone: number;
-  /** Bytes actually moved (chunks whose digests matched are skipped, not moved). */
-  readonly bytesCopied: number;
-  readonly rateBytesPerSec: number;
-  /** Undefined while the rate is not yet known. */
-  readonly etaSeconds?: number;
-}
-
-export interface LegStatus {
-  readonly name: string;
-  readonly state: LegState;
-  /** Why the leg left the in-sync set, when it did. */
-  readonly reason?: string;
-  readonly reads: number;
-  readonly writes: number;
-  readonly errors: number;
-  /** Bytes this leg is known to lack. */
-  readonly outOfSyncBytes: number;
-  readonly generations?: MediaGenerations;
-  readonly storageId?: string;
-  readonly resync?: ResyncStatus;
-  /** Totals over every resync this leg took: bytes settled and bytes actually moved. */
-  readonly resyncedBytes: number;
-  readonly copiedBytes: number;
-}
+export type { LegState } from "./mirror_leg.ts";
+export type { LegStatus, ResyncStatus } from "./mirror_status.ts";
 
 export interface MirrorOptions {
   /** Names for logs and status; defaults to leg0, leg1, ... */
@@ -106,38 +73,6 @@ export interface MirrorOptions {
   readonly activityIdleMs?: number;
   /** How often legs that are out are tried again (default 2 s; 0 never). */
   readonly probeMs?: number;
-}
-
-/** Errors that describe the request, not the leg: when every leg says so, the client hears it. */
-const requestErrors: ReadonlySet<BlockErrorCode> = new Set([
-  "EINVAL",
-  "EPERM",
-  "ENOSPC",
-  "EOVERFLOW",
-  "ENOTSUP",
-]);
-
-interface Leg {
-  readonly device: BlockDevice;
-  /** Cleared when the leg turns out to keep no media state (a node answering ENOTSUP). */
-  media: MediaDevice | undefined;
-  readonly name: string;
-  state: LegState;
-  reason?: string;
-  reads: number;
-  writes: number;
-  errors: number;
-  /** Chunks this leg lacks, while it is not in sync. */
-  need: ChunkBits | undefined;
-  /** Last media state read or written. */
-  known: MediaState | undefined;
-  /** The leg's media must be stamped as a member once it is in sync. */
-  adopt: boolean;
-  resync: { kind: "resync" | "verify"; source: string; stats: ResyncStats } | undefined;
-  resyncedBytes: number;
-  copiedBytes: number;
-  returning: boolean;
-  removed: boolean;
 }
 
 export class MirrorMapping implements BlockDevice {
@@ -185,7 +120,7 @@ export class MirrorMapping implements BlockDevice {
   constructor(legs: readonly BlockDevice[], options: MirrorOptions = {}) {
     if (legs.length === 0) throw new RangeError("a mirror needs at least one leg");
     this.#legs = legs.map((device, i) =>
-      this.#newLeg(device, options.media?.[i], options.names?.[i] ?? `leg${i}`)
+      newLeg(device, options.media?.[i], options.names?.[i] ?? `leg${i}`)
     );
     const infos = legs.map((l) => l.info());
     this.#info = { ...combineInfo(infos), size: Math.min(...infos.map((i) => i.size)) };
@@ -206,26 +141,6 @@ export class MirrorMapping implements BlockDevice {
     this.#idleMs = options.activityIdleMs ?? 5000;
     this.#probeMs = options.probeMs ?? 2000;
     this.#storageId = options.storageId;
-  }
-
-  #newLeg(device: BlockDevice, media: MediaDevice | undefined, name: string): Leg {
-    return {
-      device,
-      media,
-      name,
-      state: "in-sync",
-      reads: 0,
-      writes: 0,
-      errors: 0,
-      need: undefined,
-      known: undefined,
-      adopt: false,
-      resync: undefined,
-      resyncedBytes: 0,
-      copiedBytes: 0,
-      returning: false,
-      removed: false,
-    };
   }
 
   info(): BlockInfo {
@@ -390,7 +305,7 @@ export class MirrorMapping implements BlockDevice {
         view.set(data);
         return view;
       } catch (error) {
-        if (this.#isRequestError(error)) throw error;
+        if (isRequestError(error)) throw error;
         lastError = error;
         this.#fail(leg, `read failed: ${describe(error)}`);
       }
@@ -425,7 +340,7 @@ export class MirrorMapping implements BlockDevice {
     try {
       return await this.#timed(leg, leg.device.extents(offset, length));
     } catch (error) {
-      if (this.#isRequestError(error)) throw error;
+      if (isRequestError(error)) throw error;
       this.#fail(leg, `extents failed: ${describe(error)}`);
       // Allocation state is advisory: report plain data rather than fail the client.
       return [{ length, hole: false, zero: false }];
@@ -552,7 +467,7 @@ export class MirrorMapping implements BlockDevice {
       );
     }
     if (this.inSync === 0) throw new Error("no leg is in sync to copy the new leg from");
-    const leg = this.#newLeg(device, media, name);
+    const leg = newLeg(device, media, name);
     leg.state = "out";
     leg.need = ChunkBits.full(this.#chunks);
     leg.adopt = true;
@@ -1198,7 +1113,7 @@ export class MirrorMapping implements BlockDevice {
       if (result.status === "fulfilled") {
         if (leg.state === "in-sync") ok++;
         leg.writes++;
-      } else if (this.#isRequestError(result.reason)) {
+      } else if (isRequestError(result.reason)) {
         requestError = result.reason;
       } else {
         lastError = result.reason;
@@ -1226,22 +1141,7 @@ export class MirrorMapping implements BlockDevice {
 
   /** Rejects with ETIMEDOUT when a leg does not answer in time (the leg is failed by the caller). */
   #timed<T>(leg: Leg, op: Promise<T>): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      const timer = this.#clock.setTimeout(
-        () => reject(new BlockError("ETIMEDOUT", `${leg.name} did not answer in time`)),
-        this.#timeoutMs,
-      );
-      op.then(
-        (value) => {
-          timer.cancel();
-          resolve(value);
-        },
-        (error) => {
-          timer.cancel();
-          reject(error);
-        },
-      );
-    });
+    return withDeadline(this.#clock, this.#timeoutMs, leg.name, op);
   }
 
   #fail(leg: Leg, reason: string): void {
@@ -1273,17 +1173,8 @@ export class MirrorMapping implements BlockDevice {
     this.#onLegState?.(this.#legs.indexOf(leg), this.#status(leg));
   }
 
-  #isRequestError(error: unknown): boolean {
-    return error instanceof BlockError && requestErrors.has(error.code);
-  }
-
   #noLegs(what: string, cause: unknown): BlockError {
-    const split = this.#legs.find((l) => l.state === "split-brain");
-    if (split !== undefined && this.inSync === 0) {
-      return new BlockError("EIO", `${what}: refused: ${split.reason ?? "split brain"}`);
-    }
-    const why = cause === undefined ? "" : ` (last error: ${describe(cause)})`;
-    return new BlockError("EIO", `${what}: no in-sync leg left${why}`);
+    return noLegsError(this.#legs, this.inSync, what, cause);
   }
 
   #check(offset: number, length: number): void {
@@ -1296,44 +1187,10 @@ export class MirrorMapping implements BlockDevice {
   }
 
   #status(leg: Leg): LegStatus {
-    const { name, state, reads, writes, errors } = leg;
-    const r = leg.resync;
-    let resync: ResyncStatus | undefined;
-    if (r !== undefined) {
-      const left = Math.max(0, r.stats.bytesTotal - r.stats.bytesDone);
-      const rate = r.stats.rateBytesPerSec;
-      resync = {
-        kind: r.kind,
-        source: r.source,
-        bytesLeft: left,
-        bytesDone: r.stats.bytesDone,
-        bytesCopied: r.stats.bytesCopied,
-        rateBytesPerSec: Math.round(rate),
-        ...(rate > 0 ? { etaSeconds: Math.ceil(left / rate) } : {}),
-      };
-    }
-    const need = state === "in-sync" ? 0 : leg.need?.count() ?? 0;
-    return {
-      name,
-      state,
-      ...(leg.reason === undefined ? {} : { reason: leg.reason }),
-      reads,
-      writes,
-      errors,
-      outOfSyncBytes: Math.min(need * this.#chunkSize, this.#info.size),
-      ...(leg.known === undefined ? {} : { generations: leg.known.generations }),
-      ...(leg.known?.storageId === undefined ? {} : { storageId: leg.known.storageId }),
-      ...(resync === undefined ? {} : { resync }),
-      resyncedBytes: leg.resyncedBytes + (r?.stats.bytesDone ?? 0),
-      copiedBytes: leg.copiedBytes + (r?.stats.bytesCopied ?? 0),
-    };
+    return legStatus(leg, this.#chunkSize, this.#info.size);
   }
 }
 
 function hex(bytes: Uint8Array): string {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -1,0 +1,73 @@
+/**
+ * What the mirror reports about each leg (for `status`, logs and the storage control API): a
+ * snapshot built from a leg's internal state, so callers never see the mutable `Leg`.
+ */
+import type { MediaGenerations } from "../block/contract.ts";
+import type { Leg, LegState } from "./mirror_leg.ts";
+
+/** A resync or verify in progress on one leg. */
+export interface ResyncStatus {
+  readonly kind: "resync" | "verify";
+  /** The leg data is copied from. */
+  readonly source: string;
+  readonly bytesLeft: number;
+  readonly bytesDone: number;
+  /** Bytes actually moved (chunks whose digests matched are skipped, not moved). */
+  readonly bytesCopied: number;
+  readonly rateBytesPerSec: number;
+  /** Undefined while the rate is not yet known. */
+  readonly etaSeconds?: number;
+}
+
+export interface LegStatus {
+  readonly name: string;
+  readonly state: LegState;
+  /** Why the leg left the in-sync set, when it did. */
+  readonly reason?: string;
+  readonly reads: number;
+  readonly writes: number;
+  readonly errors: number;
+  /** Bytes this leg is known to lack. */
+  readonly outOfSyncBytes: number;
+  readonly generations?: MediaGenerations;
+  readonly storageId?: string;
+  readonly resync?: ResyncStatus;
+  /** Totals over every resync this leg took: bytes settled and bytes actually moved. */
+  readonly resyncedBytes: number;
+  readonly copiedBytes: number;
+}
+
+/** A snapshot of `leg` in a mirror of `size` bytes tracked in chunks of `chunkSize`. */
+export function legStatus(leg: Leg, chunkSize: number, size: number): LegStatus {
+  const { name, state, reads, writes, errors } = leg;
+  const r = leg.resync;
+  let resync: ResyncStatus | undefined;
+  if (r !== undefined) {
+    const left = Math.max(0, r.stats.bytesTotal - r.stats.bytesDone);
+    const rate = r.stats.rateBytesPerSec;
+    resync = {
+      kind: r.kind,
+      source: r.source,
+      bytesLeft: left,
+      bytesDone: r.stats.bytesDone,
+      bytesCopied: r.stats.bytesCopied,
+      rateBytesPerSec: Math.round(rate),
+      ...(rate > 0 ? { etaSeconds: Math.ceil(left / rate) } : {}),
+    };
+  }
+  const need = state === "in-sync" ? 0 : leg.need?.count() ?? 0;
+  return {
+    name,
+    state,
+    ...(leg.reason === undefined ? {} : { reason: leg.reason }),
+    reads,
+    writes,
+    errors,
+    outOfSyncBytes: Math.min(need * chunkSize, size),
+    ...(leg.known === undefined ? {} : { generations: leg.known.generations }),
+    ...(leg.known?.storageId === undefined ? {} : { storageId: leg.known.storageId }),
+    ...(resync === undefined ? {} : { resync }),
+    resyncedBytes: leg.resyncedBytes + (r?.stats.bytesDone ?? 0),
+    copiedBytes: leg.copiedBytes + (r?.stats.bytesCopied ?? 0),
+  };
+}
