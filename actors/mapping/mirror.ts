@@ -24,7 +24,7 @@ import {
   type MediaState,
   type ZeroOptions,
 } from "../block/contract.ts";
-import { MEDIA_PAGE, newGenerationId, newStorageId, NO_GENERATION } from "../block/media.ts";
+import { newGenerationId, newStorageId, NO_GENERATION } from "../block/media.ts";
 import type { Clock, Timer } from "../../util/clock.ts";
 import { coarseSystemClock } from "../../util/coarse_clock.ts";
 import { type Logger, silentLogger } from "../../util/log.ts";
@@ -41,6 +41,7 @@ import {
 } from "../resync/generations.ts";
 import { ResyncAborted, type ResyncPace, type ResyncStats, runResync } from "../resync/resync.ts";
 import { combineInfo } from "./info.ts";
+import { WriteIntentBitmap } from "./write_intent_bitmap.ts";
 import { withDeadline } from "./leg_deadline.ts";
 import { describe, isRequestError, noLegsError } from "./mirror_errors.ts";
 import { type Leg, type LegState, newLeg } from "./mirror_leg.ts";
@@ -90,8 +91,8 @@ export class MirrorMapping implements BlockDevice {
   readonly #probeMs: number;
   readonly #readPolicy: ReadPolicy;
   #clientOps = 0;
-  /** Persisted bits: OR of every leg's need and the activity log. */
-  #bits: ChunkBits;
+  /** Persisted bits (every leg's need and the activity log), stored on the serving legs. */
+  readonly #bitmap: WriteIntentBitmap;
   #persist = false;
   #storageId: string | undefined;
   /** The generations every in-sync leg carries. */
@@ -105,15 +106,6 @@ export class MirrorMapping implements BlockDevice {
    * which differ only while a rotation was being stamped). Cleared once a leg is in sync.
    */
   #down: { leg: Leg; currents: ReadonlySet<string> } | undefined;
-  /**
-   * Activity log: chunk -> writes in flight, when it was last written, and the bitmap version
-   * whose store makes its bit durable (no write to the chunk goes out before that).
-   */
-  readonly #active = new Map<number, { inFlight: number; last: number; version: number }>();
-  readonly #dirtyPages = new Set<number>();
-  #bitsVersion = 0;
-  #durableVersion = 0;
-  #storing: Promise<void> | undefined;
   #sweeper: Timer | undefined;
   #closed = false;
 
@@ -136,7 +128,11 @@ export class MirrorMapping implements BlockDevice {
       );
     }
     this.#chunks = Math.max(1, Math.ceil(this.#info.size / this.#chunkSize));
-    this.#bits = new ChunkBits(this.#chunks);
+    this.#bitmap = new WriteIntentBitmap(this.#chunks, {
+      legs: () => this.#legs,
+      timed: (leg, op) => this.#timed(leg, op),
+      fail: (leg, why) => this.#fail(leg, why),
+    });
     this.#pace = options.pace ?? {};
     this.#idleMs = options.activityIdleMs ?? 5000;
     this.#probeMs = options.probeMs ?? 2000;
@@ -250,13 +246,15 @@ export class MirrorMapping implements BlockDevice {
     for (const l of withMedia) {
       if (l.state !== "in-sync") continue;
       const stored = await this.#loadBits(l);
-      if (stored !== undefined) this.#bits.or(stored);
+      if (stored !== undefined) this.#bitmap.bits.or(stored);
     }
     // Legs that agree on the generation may still differ where writes were cut short. Their
     // needs are set before anything else can settle (and clear) a bit of the union.
-    const reconciling = reference.length > 1 && !this.#bits.isEmpty() ? reference.slice(1) : [];
+    const reconciling = reference.length > 1 && !this.#bitmap.bits.isEmpty()
+      ? reference.slice(1)
+      : [];
     for (const l of reconciling) {
-      l.need = this.#bits.copy();
+      l.need = this.#bitmap.bits.copy();
       this.#setState(l, "rebuilding", "reconciling chunks written when the mirror stopped");
     }
     const judged = this.#legs.filter((l) => !reference.includes(l));
@@ -367,13 +365,8 @@ export class MirrorMapping implements BlockDevice {
         );
         if (stamped.some((r) => r.status === "rejected")) this.#gens = undefined;
       }
-      for (const [c, a] of this.#active) {
-        if (!this.#settled()) break;
-        if (a.inFlight > 0) continue;
-        this.#active.delete(c);
-        if (!this.#bitWanted(c)) this.#clearBit(c);
-      }
-      await this.#storeBits().catch(() => {});
+      if (this.#settled()) this.#bitmap.dropAllIdle();
+      await this.#bitmap.store().catch(() => {});
     }
     for (const l of this.#legs) l.removed = true;
     await Promise.allSettled(this.#legs.map((l) => l.device.close()));
@@ -492,7 +485,7 @@ export class MirrorMapping implements BlockDevice {
     // Its media no longer belongs to this storage: were it added back, it is resynced in full.
     await leg.media?.updateMedia({ flags: 0 }).catch(() => {});
     await leg.device.close().catch(() => {});
-    this.#recomputeBits();
+    this.#bitmap.recompute();
   }
 
   /**
@@ -535,12 +528,10 @@ export class MirrorMapping implements BlockDevice {
     for (const [leg, bits] of found) {
       if (leg.state !== "in-sync" || this.inSync === 1) continue;
       leg.need = bits;
-      this.#bits.or(bits);
-      for (let c = bits.next(0); c >= 0; c = bits.next(c + 1)) this.#dirtyPages.add(c >> 15);
-      this.#bitsVersion++;
+      this.#bitmap.orChanged(bits);
       this.#mustRotate = true;
       this.#setState(leg, "out", `verify found ${bits.count()} chunk(s) differing`);
-      await this.#storeBits();
+      await this.#bitmap.store();
       void this.#judge(leg, false);
     }
     this.#logger.log(mismatches ? "warn" : "info", "mirror verify done", { mismatches });
@@ -564,32 +555,14 @@ export class MirrorMapping implements BlockDevice {
         // Every chunk this write touches must be marked durably before it reaches ANY leg: a
         // crash of the mirror may leave it on some legs only, and only marked chunks are
         // reconciled at the next start. A chunk already active may still have its store pending.
-        let durableAt = 0;
-        for (let c = first; c <= last; c++) {
-          let a = this.#active.get(c);
-          if (a === undefined) {
-            this.#setBit(c);
-            // A bit set earlier (a leg needs the chunk) may not be durable yet either.
-            a = { inFlight: 0, last: 0, version: this.#bitsVersion };
-            this.#active.set(c, a);
-          }
-          a.inFlight++;
-          durableAt = Math.max(durableAt, a.version);
-        }
+        const durableAt = this.#bitmap.beginWrite(first, last);
         try {
           if (this.#mustRotate) await this.#ensureRotated();
-          if (this.#durableVersion < durableAt) await this.#storeBits(durableAt);
+          if (!this.#bitmap.isDurable(durableAt)) await this.#bitmap.store(durableAt);
           const missed = await this.#everyLeg(what, op);
           if (missed.length > 0) await this.#recordMiss(missed, first, last);
         } finally {
-          const now = this.#clock.now();
-          for (let c = first; c <= last; c++) {
-            const a = this.#active.get(c);
-            if (a !== undefined) {
-              a.inFlight--;
-              a.last = now;
-            }
-          }
+          this.#bitmap.endWrite(first, last, this.#clock.now());
         }
         return;
       }
@@ -608,78 +581,11 @@ export class MirrorMapping implements BlockDevice {
       leg.need ??= new ChunkBits(this.#chunks);
       for (let c = first; c <= last; c++) {
         leg.need.set(c);
-        if (this.#setBit(c)) newBits = true;
+        if (this.#bitmap.setBit(c)) newBits = true;
       }
     }
     await this.#ensureRotated();
-    if (newBits) await this.#storeBits();
-  }
-
-  #setBit(chunk: number): boolean {
-    if (!this.#bits.set(chunk)) return false;
-    this.#dirtyPages.add(chunk >> 15);
-    this.#bitsVersion++;
-    return true;
-  }
-
-  #clearBit(chunk: number): void {
-    if (!this.#bits.clear(chunk)) return;
-    this.#dirtyPages.add(chunk >> 15);
-    this.#bitsVersion++;
-  }
-
-  /** Is chunk `c` still needed by some leg or written right now? */
-  #bitWanted(c: number): boolean {
-    return this.#active.has(c) ||
-      this.#legs.some((l) => l.state !== "in-sync" && l.need?.has(c) === true);
-  }
-
-  #recomputeBits(): void {
-    for (let c = this.#bits.next(0); c >= 0; c = this.#bits.next(c + 1)) {
-      if (!this.#bitWanted(c)) this.#clearBit(c);
-    }
-  }
-
-  /** Stores changed bitmap pages on every serving leg with media; resolves once durable. */
-  async #storeBits(target = this.#bitsVersion): Promise<void> {
-    while (this.#durableVersion < target) {
-      if (this.#storing !== undefined) {
-        await this.#storing;
-        continue;
-      }
-      this.#storing = this.#storePages().finally(() => (this.#storing = undefined));
-      await this.#storing;
-    }
-  }
-
-  async #storePages(): Promise<void> {
-    const version = this.#bitsVersion;
-    const pages = [...this.#dirtyPages];
-    this.#dirtyPages.clear();
-    const legs = this.#legs.filter((l) =>
-      (l.state === "in-sync" || l.state === "rebuilding") && l.media !== undefined && !l.removed
-    );
-    const results = await Promise.allSettled(legs.map(async (l) => {
-      for (const page of pages) {
-        const from = page * MEDIA_PAGE;
-        const bytes = this.#bits.bytes.subarray(
-          from,
-          Math.min(from + MEDIA_PAGE, this.#bits.bytes.length),
-        );
-        if (l.known !== undefined && from + bytes.length > l.known.bitmapBytes) continue;
-        await this.#timed(l, l.media!.storeBitmap(from, bytes));
-      }
-    }));
-    let ok = 0;
-    results.forEach((r, i) => {
-      if (r.status === "fulfilled") ok++;
-      else this.#fail(legs[i]!, `bitmap store failed: ${describe(r.reason)}`);
-    });
-    if (ok === 0 && legs.length > 0) {
-      for (const p of pages) this.#dirtyPages.add(p);
-      throw new BlockError("EIO", "the write-intent bitmap could not be stored on any leg");
-    }
-    this.#durableVersion = Math.max(this.#durableVersion, version);
+    if (newBits) await this.#bitmap.store();
   }
 
   /** New current generation on the serving legs, once after a leg left (before the next ack). */
@@ -800,8 +706,8 @@ export class MirrorMapping implements BlockDevice {
         if (d.kind === "full") {
           need = ChunkBits.full(this.#chunks);
         } else {
-          need = leg.need?.copy() ?? this.#bits.copy();
-          if (leg.need === undefined) need.or(this.#bits);
+          need = leg.need?.copy() ?? this.#bitmap.bits.copy();
+          if (leg.need === undefined) need.or(this.#bitmap.bits);
           const own = await this.#loadBits(leg);
           if (own !== undefined) need.or(own);
         }
@@ -810,12 +716,12 @@ export class MirrorMapping implements BlockDevice {
       }
       if (this.inSync === 0) return;
       leg.need = need;
-      for (let c = need.next(0); c >= 0; c = need.next(c + 1)) this.#setBit(c);
+      for (let c = need.next(0); c >= 0; c = need.next(c + 1)) this.#bitmap.setBit(c);
       this.#setState(leg, "rebuilding", undefined);
       if (atStart) {
         void this.#resync(leg, undefined);
       } else {
-        await this.#storeBits().catch(() => {});
+        await this.#bitmap.store().catch(() => {});
         void this.#resync(leg, undefined);
       }
     } finally {
@@ -863,13 +769,12 @@ export class MirrorMapping implements BlockDevice {
     // one: those chunks (the activity log, in the bits) are copied to the legs that are out.
     for (const l of this.#legs) {
       if (l.state !== "in-sync" && l.state !== "rebuilding" && l.need !== undefined) {
-        l.need.or(this.#bits);
+        l.need.or(this.#bitmap.bits);
       }
     }
     // Bits set while no leg served were stored nowhere: store the whole bitmap on this leg.
-    for (let p = 0; p * MEDIA_PAGE < this.#bits.bytes.length; p++) this.#dirtyPages.add(p);
-    this.#bitsVersion++;
-    await this.#storeBits().catch(() => {});
+    this.#bitmap.allPagesChanged();
+    await this.#bitmap.store().catch(() => {});
     // A leg whose resync is still winding down is judged by the probe once it has stopped.
     for (const l of this.#legs) {
       if (l.state === "out" && l.resync === undefined) void this.#judge(l, false);
@@ -953,9 +858,9 @@ export class MirrorMapping implements BlockDevice {
           leg,
           leg.media.storeBitmap(
             0,
-            this.#bits.bytes.subarray(
+            this.#bitmap.bits.bytes.subarray(
               0,
-              Math.min(this.#bits.bytes.length, leg.known?.bitmapBytes ?? 0),
+              Math.min(this.#bitmap.bits.bytes.length, leg.known?.bitmapBytes ?? 0),
             ),
           ),
         );
@@ -970,8 +875,8 @@ export class MirrorMapping implements BlockDevice {
         copied: stats.bytesCopied,
         skipped: stats.chunksSkipped,
       });
-      this.#recomputeBits();
-      await this.#storeBits().catch(() => {});
+      this.#bitmap.recompute();
+      await this.#bitmap.store().catch(() => {});
     } catch (error) {
       leg.resyncedBytes += stats.bytesDone;
       leg.copiedBytes += stats.bytesCopied;
@@ -998,8 +903,8 @@ export class MirrorMapping implements BlockDevice {
   async #persistProgress(leg: Leg, landed: readonly number[]): Promise<void> {
     try {
       await this.#timed(leg, leg.device.flush());
-      for (const c of landed) if (!this.#bitWanted(c)) this.#clearBit(c);
-      await this.#storeBits();
+      for (const c of landed) if (!this.#bitmap.wanted(c)) this.#bitmap.clearBit(c);
+      await this.#bitmap.store();
     } catch {
       // the resync itself notices a failing leg
     }
@@ -1014,7 +919,7 @@ export class MirrorMapping implements BlockDevice {
    */
   async #markTarget(leg: Leg): Promise<void> {
     if (leg.media === undefined || !this.#persist) return;
-    await this.#storeBits();
+    await this.#bitmap.store();
     let generations: MediaGenerations | undefined;
     if (leg.adopt) {
       if (this.#gens === undefined || this.#gens.bitmap === NO_GENERATION) {
@@ -1061,17 +966,9 @@ export class MirrorMapping implements BlockDevice {
     // While the bitmap tracks from an older generation, a leg still at that generation (one
     // this mirror may not even know of) needs every chunk written since: bits stay set.
     if (this.#settled()) {
-      for (const [c, a] of this.#active) {
-        if (a.inFlight === 0 && now - a.last >= this.#idleMs) {
-          this.#active.delete(c);
-          if (!this.#bitWanted(c)) {
-            this.#clearBit(c);
-            changed = true;
-          }
-        }
-      }
+      changed = this.#bitmap.dropIdle(now, this.#idleMs);
     }
-    if (changed) void this.#storeBits().catch(() => {});
+    if (changed) void this.#bitmap.store().catch(() => {});
     const allInSync = this.#legs.every((l) => l.state === "in-sync");
     if (
       allInSync && this.#gens !== undefined && this.#gens.bitmap !== NO_GENERATION &&
