@@ -41,6 +41,8 @@ import {
 } from "../resync/generations.ts";
 import { ResyncAborted, type ResyncPace, type ResyncStats, runResync } from "../resync/resync.ts";
 import { combineInfo } from "./info.ts";
+import * as maintenance from "./mirror_maintenance.ts";
+import type { MaintenanceHost } from "./mirror_maintenance.ts";
 import { WriteIntentBitmap } from "./write_intent_bitmap.ts";
 import { withDeadline } from "./leg_deadline.ts";
 import { describe, isRequestError, noLegsError } from "./mirror_errors.ts";
@@ -93,6 +95,8 @@ export class MirrorMapping implements BlockDevice {
   #clientOps = 0;
   /** Persisted bits (every leg's need and the activity log), stored on the serving legs. */
   readonly #bitmap: WriteIntentBitmap;
+  /** The internals the maintenance operations act through. */
+  readonly #core: MaintenanceHost;
   #persist = false;
   #storageId: string | undefined;
   /** The generations every in-sync leg carries. */
@@ -137,6 +141,35 @@ export class MirrorMapping implements BlockDevice {
     this.#idleMs = options.activityIdleMs ?? 5000;
     this.#probeMs = options.probeMs ?? 2000;
     this.#storageId = options.storageId;
+    // deno-lint-ignore no-this-alias
+    const mirror = this;
+    this.#core = {
+      legs: this.#legs,
+      size: this.#info.size,
+      chunks: this.#chunks,
+      chunkSize: this.#chunkSize,
+      get inSync() {
+        return mirror.inSync;
+      },
+      bitmap: this.#bitmap,
+      logger: this.#logger,
+      get mustRotate() {
+        return mirror.#mustRotate;
+      },
+      set mustRotate(value: boolean) {
+        mirror.#mustRotate = value;
+      },
+      get gens() {
+        return mirror.#gens;
+      },
+      set gens(value: MediaGenerations | undefined) {
+        mirror.#gens = value;
+      },
+      lock: (offset, length, fn) => this.#writes.run(offset, length, fn),
+      setState: (leg, state, reason) => this.#setState(leg, state, reason),
+      judge: (leg) => this.#judge(leg, false),
+      stamp: (leg) => this.#stamp(leg),
+    };
   }
 
   info(): BlockInfo {
@@ -374,168 +407,46 @@ export class MirrorMapping implements BlockDevice {
 
   // ---- maintenance -------------------------------------------------------------------------
 
-  #leg(name: string): Leg {
-    const leg = this.#legs.find((l) => l.name === name);
-    if (leg === undefined) {
-      throw new Error(
-        `no leg named "${name}" in this mirror (legs: ${this.#legs.map((l) => l.name).join(", ")})`,
-      );
-    }
-    return leg;
-  }
-
   hasLeg(name: string): boolean {
     return this.#legs.some((l) => l.name === name);
   }
 
   /** Takes a leg out of service: writes go on to the others and its misses are tracked. */
-  async suspend(name: string): Promise<void> {
-    const leg = this.#leg(name);
-    if (leg.state === "suspended") return;
-    if (leg.state === "in-sync" && this.inSync === 1) {
-      throw new Error(`${name} is the last in-sync leg: suspending it would stop the storage`);
-    }
-    await this.#writes.run(0, this.#info.size, () => Promise.resolve());
-    leg.need ??= new ChunkBits(this.#chunks);
-    if (leg.state === "in-sync") this.#mustRotate = true;
-    this.#setState(leg, "suspended", "suspended by the administrator");
+  suspend(name: string): Promise<void> {
+    return maintenance.suspend(this.#core, name);
   }
 
   /** Brings a suspended or refused leg back: it is judged again and resynced. */
-  async resume(name: string): Promise<void> {
-    const leg = this.#leg(name);
-    if (leg.state === "in-sync" || leg.state === "rebuilding") return;
-    this.#setState(leg, "out", "resuming");
-    await this.#judge(leg, false);
+  resume(name: string): Promise<void> {
+    return maintenance.resume(this.#core, name);
   }
 
   /** Declares a leg's data good as it is: it joins the in-sync set without a copy. */
-  async markClean(name: string): Promise<void> {
-    const leg = this.#leg(name);
-    if (leg.state === "in-sync") return;
-    leg.removed = true; // stops a running resync
-    await this.#writes.run(0, this.#info.size, () => Promise.resolve());
-    leg.removed = false;
-    const noneServing = this.inSync === 0;
-    if (noneServing) {
-      // The administrator picked the truth (a split brain): this leg's generations lead.
-      const g = leg.known?.generations;
-      this.#gens = g !== undefined && g.current !== NO_GENERATION
-        ? g
-        : { current: newGenerationId(), bitmap: NO_GENERATION, history: [] };
-    }
-    leg.need = undefined;
-    leg.adopt = true;
-    await this.#stamp(leg);
-    this.#setState(leg, "in-sync", undefined);
-    this.#mustRotate = this.#legs.some((l) => l.state !== "in-sync");
+  markClean(name: string): Promise<void> {
+    return maintenance.markClean(this.#core, name);
   }
 
   /** Declares a leg's data bad: it is resynced in full (never the last in-sync leg). */
-  async markDirty(name: string): Promise<void> {
-    const leg = this.#leg(name);
-    if (leg.state === "in-sync" && this.inSync === 1) {
-      throw new Error(`${name} is the last in-sync leg: there is nothing to resync it from`);
-    }
-    if (this.inSync === 0) throw new Error("no leg is in sync: mark one leg clean first");
-    leg.removed = true;
-    await this.#writes.run(0, this.#info.size, () => Promise.resolve());
-    leg.removed = false;
-    if (leg.state === "in-sync") this.#mustRotate = true;
-    if (leg.media !== undefined) {
-      leg.known = await leg.media.updateMedia({ flags: 0 }).catch(() => leg.known);
-    }
-    leg.need = ChunkBits.full(this.#chunks);
-    leg.adopt = true;
-    this.#setState(leg, "out", "marked dirty by the administrator");
-    await this.#judge(leg, false);
+  markDirty(name: string): Promise<void> {
+    return maintenance.markDirty(this.#core, name);
   }
 
   /** Adds a leg while serving; it is resynced in full before it is read. */
-  async addLeg(name: string, device: BlockDevice, media: MediaDevice | undefined): Promise<void> {
-    if (this.hasLeg(name)) throw new Error(`the mirror already has a leg named "${name}"`);
-    if (device.info().size < this.#info.size) {
-      throw new Error(
-        `${name} holds ${device.info().size} bytes; the mirror needs ${this.#info.size}`,
-      );
-    }
-    if (this.inSync === 0) throw new Error("no leg is in sync to copy the new leg from");
-    const leg = newLeg(device, media, name);
-    leg.state = "out";
-    leg.need = ChunkBits.full(this.#chunks);
-    leg.adopt = true;
-    this.#legs.push(leg);
-    this.#mustRotate = true;
-    if (media !== undefined) {
-      leg.known = await media.updateMedia({ flags: 0 }).catch(() => undefined);
-    }
-    await this.#judge(leg, false);
+  addLeg(name: string, device: BlockDevice, media: MediaDevice | undefined): Promise<void> {
+    return maintenance.addLeg(this.#core, name, device, media);
   }
 
   /** Removes a leg while serving (never the last in-sync one); its device is closed. */
-  async removeLeg(name: string): Promise<void> {
-    const leg = this.#leg(name);
-    if (leg.state === "in-sync" && this.inSync === 1) {
-      throw new Error(`${name} is the last in-sync leg: removing it would stop the storage`);
-    }
-    if (this.#legs.length === 1) throw new Error("a mirror keeps at least one leg");
-    leg.removed = true;
-    await this.#writes.run(0, this.#info.size, () => Promise.resolve());
-    this.#legs.splice(this.#legs.indexOf(leg), 1);
-    // Its media no longer belongs to this storage: were it added back, it is resynced in full.
-    await leg.media?.updateMedia({ flags: 0 }).catch(() => {});
-    await leg.device.close().catch(() => {});
-    this.#bitmap.recompute();
+  removeLeg(name: string): Promise<void> {
+    return maintenance.removeLeg(this.#core, name);
   }
 
   /**
    * Online verify: compares digests of every in-sync leg chunk by chunk (under the range lock);
    * a leg that disagrees with the majority is marked for those chunks and resynced.
    */
-  async verify(): Promise<{ mismatches: number }> {
-    const legs = this.#legs.filter((l) => l.state === "in-sync" && l.media !== undefined);
-    if (legs.length < 2) throw new Error("verify needs at least two in-sync legs with media");
-    let mismatches = 0;
-    const found = new Map<Leg, ChunkBits>();
-    for (let c = 0; c < this.#chunks; c++) {
-      const offset = c * this.#chunkSize;
-      const length = Math.min(this.#chunkSize, this.#info.size - offset);
-      const digests = await this.#writes.run(
-        offset,
-        length,
-        () =>
-          Promise.all(
-            legs.map((l) =>
-              l.state === "in-sync"
-                ? l.media!.digest(offset, length, this.#chunkSize).then(hex, () => undefined)
-                : undefined
-            ),
-          ),
-      );
-      const counts = new Map<string, number>();
-      for (const d of digests) if (d !== undefined) counts.set(d, (counts.get(d) ?? 0) + 1);
-      if (counts.size <= 1) continue;
-      const best = [...counts.entries()].reduce((a, b) => (b[1] > a[1] ? b : a))[0];
-      legs.forEach((l, i) => {
-        if (digests[i] !== undefined && digests[i] !== best) {
-          mismatches++;
-          const bits = found.get(l) ?? new ChunkBits(this.#chunks);
-          bits.set(c);
-          found.set(l, bits);
-        }
-      });
-    }
-    for (const [leg, bits] of found) {
-      if (leg.state !== "in-sync" || this.inSync === 1) continue;
-      leg.need = bits;
-      this.#bitmap.orChanged(bits);
-      this.#mustRotate = true;
-      this.#setState(leg, "out", `verify found ${bits.count()} chunk(s) differing`);
-      await this.#bitmap.store();
-      void this.#judge(leg, false);
-    }
-    this.#logger.log(mismatches ? "warn" : "info", "mirror verify done", { mismatches });
-    return { mismatches };
+  verify(): Promise<{ mismatches: number }> {
+    return maintenance.verify(this.#core);
   }
 
   // ---- writes, bitmap and generations -------------------------------------------------------
@@ -1086,8 +997,4 @@ export class MirrorMapping implements BlockDevice {
   #status(leg: Leg): LegStatus {
     return legStatus(leg, this.#chunkSize, this.#info.size);
   }
-}
-
-function hex(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
