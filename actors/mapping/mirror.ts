@@ -37,12 +37,12 @@ import {
   memberFlags,
   rotate,
   settle,
-  targetFlags,
 } from "../resync/generations.ts";
-import { ResyncAborted, type ResyncPace, type ResyncStats, runResync } from "../resync/resync.ts";
+import type { ResyncPace } from "../resync/resync.ts";
 import { combineInfo } from "./info.ts";
 import * as maintenance from "./mirror_maintenance.ts";
 import type { MaintenanceHost } from "./mirror_maintenance.ts";
+import { type LegResyncHost, resyncLeg } from "../resync/leg_resync.ts";
 import { WriteIntentBitmap } from "./write_intent_bitmap.ts";
 import { withDeadline } from "./leg_deadline.ts";
 import { describe, isRequestError, noLegsError } from "./mirror_errors.ts";
@@ -95,8 +95,8 @@ export class MirrorMapping implements BlockDevice {
   #clientOps = 0;
   /** Persisted bits (every leg's need and the activity log), stored on the serving legs. */
   readonly #bitmap: WriteIntentBitmap;
-  /** The internals the maintenance operations act through. */
-  readonly #core: MaintenanceHost;
+  /** The internals maintenance and a leg's resync act through. */
+  readonly #core: MaintenanceHost & LegResyncHost;
   #persist = false;
   #storageId: string | undefined;
   /** The generations every in-sync leg carries. */
@@ -153,6 +153,20 @@ export class MirrorMapping implements BlockDevice {
       },
       bitmap: this.#bitmap,
       logger: this.#logger,
+      clock: this.#clock,
+      pace: this.#pace,
+      get clientOps() {
+        return mirror.#clientOps;
+      },
+      get closed() {
+        return mirror.#closed;
+      },
+      get persist() {
+        return mirror.#persist;
+      },
+      get storageId() {
+        return mirror.#storageId;
+      },
       get mustRotate() {
         return mirror.#mustRotate;
       },
@@ -169,6 +183,9 @@ export class MirrorMapping implements BlockDevice {
       setState: (leg, state, reason) => this.#setState(leg, state, reason),
       judge: (leg) => this.#judge(leg, false),
       stamp: (leg) => this.#stamp(leg),
+      timed: (leg, op) => this.#timed(leg, op),
+      fail: (leg, why) => this.#fail(leg, why),
+      ensureRotated: () => this.#ensureRotated(),
     };
   }
 
@@ -694,160 +711,8 @@ export class MirrorMapping implements BlockDevice {
   }
 
   /** Runs a resync job for `leg` until it holds every chunk, then lets it rejoin. */
-  async #resync(leg: Leg, fixedSource: Leg | undefined): Promise<void> {
-    const need = leg.need!;
-    const total = need.count();
-    const stats: ResyncStats = {
-      bytesTotal: total * this.#chunkSize,
-      bytesDone: 0,
-      bytesCopied: 0,
-      chunksSkipped: 0,
-      startedAt: this.#clock.now(),
-      rateBytesPerSec: 0,
-    };
-    const pickSource = (): Leg | undefined => {
-      if (fixedSource !== undefined) {
-        return fixedSource.state === "in-sync" || fixedSource.state === "rebuilding"
-          ? fixedSource
-          : undefined;
-      }
-      return this.#legs.find((l) => l.state === "in-sync" && l.media !== undefined) ??
-        this.#legs.find((l) => l.state === "in-sync");
-    };
-    leg.resync = { kind: "resync", source: pickSource()?.name ?? "?", stats };
-    this.#logger.log("info", "resync started", {
-      leg: leg.name,
-      bytes: stats.bytesTotal,
-      source: leg.resync.source,
-    });
-    /** Chunks landed on the target whose bits are cleared once the target flushed them. */
-    let settled: number[] = [];
-    let lastStore = this.#clock.now();
-    const perStore = Math.max(8, Math.floor((64 * 1024 * 1024) / this.#chunkSize));
-    try {
-      await this.#markTarget(leg);
-      await runResync({
-        kind: "resync",
-        sourceName: leg.resync.source,
-        source: () => {
-          const s = pickSource();
-          if (s === undefined) return undefined;
-          if (leg.resync !== undefined) leg.resync.source = s.name;
-          return { name: s.name, device: s.device, media: s.media };
-        },
-        sourceFailed: (side, error) => {
-          const s = this.#legs.find((l) => l.name === side.name);
-          if (s !== undefined) this.#fail(s, `resync read failed: ${describe(error)}`);
-        },
-        target: { name: leg.name, device: leg.device, media: leg.media },
-        need,
-        chunkSize: this.#chunkSize,
-        size: this.#info.size,
-        lock: (o, l, fn) => this.#writes.run(o, l, fn),
-        wanted: () => leg.state === "rebuilding" && !leg.removed && !this.#closed,
-        landed: (c) => {
-          need.clear(c);
-          settled.push(c);
-          const now = this.#clock.now();
-          if (settled.length >= perStore || now - lastStore >= 200) {
-            lastStore = now;
-            void this.#persistProgress(leg, settled);
-            settled = [];
-          }
-        },
-        clientOps: () => this.#clientOps,
-        clock: this.#clock,
-        pace: this.#pace,
-      }, stats);
-      await this.#timed(leg, leg.device.flush());
-      if (leg.state !== "rebuilding" || leg.removed) return;
-      leg.need = undefined;
-      leg.adopt = leg.adopt || leg.media !== undefined;
-      await this.#stamp(leg);
-      if (leg.media !== undefined) {
-        await this.#timed(
-          leg,
-          leg.media.storeBitmap(
-            0,
-            this.#bitmap.bits.bytes.subarray(
-              0,
-              Math.min(this.#bitmap.bits.bytes.length, leg.known?.bitmapBytes ?? 0),
-            ),
-          ),
-        );
-      }
-      leg.resyncedBytes += stats.bytesDone;
-      leg.copiedBytes += stats.bytesCopied;
-      leg.resync = undefined;
-      this.#setState(leg, "in-sync", undefined);
-      this.#logger.log("info", "resync done: leg is in sync", {
-        leg: leg.name,
-        bytes: stats.bytesDone,
-        copied: stats.bytesCopied,
-        skipped: stats.chunksSkipped,
-      });
-      this.#bitmap.recompute();
-      await this.#bitmap.store().catch(() => {});
-    } catch (error) {
-      leg.resyncedBytes += stats.bytesDone;
-      leg.copiedBytes += stats.bytesCopied;
-      leg.resync = undefined;
-      if (leg.state === "rebuilding" && !leg.removed && !this.#closed) {
-        // Lost its source or failed itself: out, keeping what it still needs, and tried again.
-        this.#fail(
-          leg,
-          `resync ${error instanceof ResyncAborted ? "stopped" : "failed"}: ${describe(error)}`,
-        );
-      }
-      this.#logger.log("warn", "resync stopped", {
-        leg: leg.name,
-        why: describe(error),
-        left: need.count(),
-      });
-    }
-  }
-
-  /**
-   * Progress is the cleared bits: once the target has flushed the chunks that landed, their
-   * bits are cleared (where no other leg needs them) and stored.
-   */
-  async #persistProgress(leg: Leg, landed: readonly number[]): Promise<void> {
-    try {
-      await this.#timed(leg, leg.device.flush());
-      for (const c of landed) if (!this.#bitmap.wanted(c)) this.#bitmap.clearBit(c);
-      await this.#bitmap.store();
-    } catch {
-      // the resync itself notices a failing leg
-    }
-  }
-
-  /**
-   * Before any chunk is copied, the target's media says it is a resync target: its needed bits
-   * are durable in the bitmap (on the serving legs and on itself) and it is flagged
-   * inconsistent, so it is never taken for a reference. A full resync target is stamped as a
-   * member at the generation the bitmap tracks from, every bit set: after a crash of either
-   * side it is judged "bitmap" and resumes where its bits say, instead of starting over.
-   */
-  async #markTarget(leg: Leg): Promise<void> {
-    if (leg.media === undefined || !this.#persist) return;
-    await this.#bitmap.store();
-    let generations: MediaGenerations | undefined;
-    if (leg.adopt) {
-      if (this.#gens === undefined || this.#gens.bitmap === NO_GENERATION) {
-        this.#mustRotate = true;
-        await this.#ensureRotated();
-      }
-      const from = this.#gens!.bitmap;
-      generations = { current: from, bitmap: NO_GENERATION, history: [] };
-    }
-    leg.known = await this.#timed(
-      leg,
-      leg.media.updateMedia({
-        ...(this.#storageId === undefined ? {} : { storageId: this.#storageId }),
-        ...(generations === undefined ? {} : { generations }),
-        flags: targetFlags(this.#chunkSize),
-      }),
-    );
+  #resync(leg: Leg, fixedSource: Leg | undefined): Promise<void> {
+    return resyncLeg(this.#core, leg, fixedSource);
   }
 
   #startSweeper(): void {
