@@ -29,17 +29,10 @@ import type { Clock, Timer } from "../../util/clock.ts";
 import { coarseSystemClock } from "../../util/coarse_clock.ts";
 import { type Logger, silentLogger } from "../../util/log.ts";
 import { ChunkBits, rechunk } from "../resync/bitmap.ts";
-import {
-  bitmapChunkOf,
-  decide,
-  isInconsistent,
-  isMember,
-  memberFlags,
-  rotate,
-  settle,
-} from "../resync/generations.ts";
+import { bitmapChunkOf, decide, isInconsistent, isMember } from "../resync/generations.ts";
 import type { ResyncPace } from "../resync/resync.ts";
 import { combineInfo } from "./info.ts";
+import { MirrorGenerations } from "./mirror_generations.ts";
 import * as maintenance from "./mirror_maintenance.ts";
 import type { MaintenanceHost } from "./mirror_maintenance.ts";
 import { type LegResyncHost, resyncLeg } from "../resync/leg_resync.ts";
@@ -98,12 +91,8 @@ export class MirrorMapping implements BlockDevice {
   /** The internals maintenance and a leg's resync act through. */
   readonly #core: MaintenanceHost & LegResyncHost;
   #persist = false;
-  #storageId: string | undefined;
-  /** The generations every in-sync leg carries. */
-  #gens: MediaGenerations | undefined;
-  /** Set when a leg left and the serving legs have not rotated since. */
-  #mustRotate = false;
-  #rotating: Promise<void> | undefined;
+  /** The generation ids and storage age the serving legs carry, and their stamping. */
+  readonly #gen: MirrorGenerations;
   /**
    * Set when the last in-sync leg left (the mirror went down): that leg, and the current
    * generation ids its media may carry (the mirror's, and the last one confirmed on the leg,
@@ -140,7 +129,11 @@ export class MirrorMapping implements BlockDevice {
     this.#pace = options.pace ?? {};
     this.#idleMs = options.activityIdleMs ?? 5000;
     this.#probeMs = options.probeMs ?? 2000;
-    this.#storageId = options.storageId;
+    this.#gen = new MirrorGenerations(options.storageId, this.#chunkSize, {
+      legs: () => this.#legs,
+      timed: (leg, op) => this.#timed(leg, op),
+      fail: (leg, why) => this.#fail(leg, why),
+    });
     // deno-lint-ignore no-this-alias
     const mirror = this;
     this.#core = {
@@ -165,27 +158,27 @@ export class MirrorMapping implements BlockDevice {
         return mirror.#persist;
       },
       get storageId() {
-        return mirror.#storageId;
+        return mirror.#gen.storageId;
       },
       get mustRotate() {
-        return mirror.#mustRotate;
+        return mirror.#gen.mustRotate;
       },
       set mustRotate(value: boolean) {
-        mirror.#mustRotate = value;
+        mirror.#gen.mustRotate = value;
       },
       get gens() {
-        return mirror.#gens;
+        return mirror.#gen.current;
       },
       set gens(value: MediaGenerations | undefined) {
-        mirror.#gens = value;
+        mirror.#gen.current = value;
       },
       lock: (offset, length, fn) => this.#writes.run(offset, length, fn),
       setState: (leg, state, reason) => this.#setState(leg, state, reason),
       judge: (leg) => this.#judge(leg, false),
-      stamp: (leg) => this.#stamp(leg),
+      stamp: (leg) => this.#gen.stamp(leg),
       timed: (leg, op) => this.#timed(leg, op),
       fail: (leg, why) => this.#fail(leg, why),
-      ensureRotated: () => this.#ensureRotated(),
+      ensureRotated: () => this.#gen.ensureRotated(),
     };
   }
 
@@ -198,12 +191,12 @@ export class MirrorMapping implements BlockDevice {
   }
 
   get storageId(): string | undefined {
-    return this.#storageId;
+    return this.#gen.storageId;
   }
 
   /** The generations the serving legs carry. */
   get generations(): MediaGenerations | undefined {
-    return this.#gens;
+    return this.#gen.current;
   }
 
   /** A snapshot of every leg, in order. */
@@ -235,9 +228,9 @@ export class MirrorMapping implements BlockDevice {
     if (withMedia.length === 0) return;
     this.#persist = true;
     const members = withMedia.filter((l) =>
-      l.state === "in-sync" && isMember(l.known, this.#storageId)
+      l.state === "in-sync" && isMember(l.known, this.#gen.storageId)
     );
-    this.#storageId ??= members[0]?.known?.storageId ??
+    this.#gen.storageId ??= members[0]?.known?.storageId ??
       withMedia.find((l) => l.known?.storageId)?.known?.storageId ?? newStorageId();
     // Reference: the consistent members not behind any other; they must agree on one
     // generation. A leg whose resync was interrupted is never a reference: it is judged.
@@ -288,7 +281,7 @@ export class MirrorMapping implements BlockDevice {
       first.adopt = true;
     }
     const refGens = reference[0]!.known?.generations;
-    this.#gens = refGens !== undefined && refGens.current !== NO_GENERATION
+    this.#gen.current = refGens !== undefined && refGens.current !== NO_GENERATION
       ? refGens
       : { current: newGenerationId(), bitmap: NO_GENERATION, history: [] };
     // Union of every reachable member's stored bitmap: chunks that may differ (misses, and the
@@ -317,8 +310,8 @@ export class MirrorMapping implements BlockDevice {
     // A new session: the first write takes a new current generation, as any leg this mirror
     // does not know of (another topology's run, a leg absent now) must see these writes as
     // made apart from it. Two runs that each wrote without the other are a split brain.
-    this.#mustRotate = true;
-    await this.#stampReference();
+    this.#gen.mustRotate = true;
+    await this.#gen.stampReference();
     this.#startSweeper();
   }
 
@@ -407,15 +400,8 @@ export class MirrorMapping implements BlockDevice {
     if (this.#persist && this.#legs.every((l) => l.state === "in-sync")) {
       // A clean stop with every leg in sync: settle the generations, then the activity log
       // can go, except where a write is still in flight.
-      if (this.#settling !== undefined) await this.#settling;
-      if (this.#gens !== undefined && this.#gens.bitmap !== NO_GENERATION) {
-        this.#gens = settle(this.#gens);
-        const stamped = await Promise.allSettled(
-          this.#legs.filter((l) => l.media !== undefined).map((l) => this.#stamp(l)),
-        );
-        if (stamped.some((r) => r.status === "rejected")) this.#gens = undefined;
-      }
-      if (this.#settled()) this.#bitmap.dropAllIdle();
+      await this.#gen.settleAtClose();
+      if (this.#gen.settled()) this.#bitmap.dropAllIdle();
       await this.#bitmap.store().catch(() => {});
     }
     for (const l of this.#legs) l.removed = true;
@@ -485,7 +471,7 @@ export class MirrorMapping implements BlockDevice {
         // reconciled at the next start. A chunk already active may still have its store pending.
         const durableAt = this.#bitmap.beginWrite(first, last);
         try {
-          if (this.#mustRotate) await this.#ensureRotated();
+          if (this.#gen.mustRotate) await this.#gen.ensureRotated();
           if (!this.#bitmap.isDurable(durableAt)) await this.#bitmap.store(durableAt);
           const missed = await this.#everyLeg(what, op);
           if (missed.length > 0) await this.#recordMiss(missed, first, last);
@@ -512,54 +498,8 @@ export class MirrorMapping implements BlockDevice {
         if (this.#bitmap.setBit(c)) newBits = true;
       }
     }
-    await this.#ensureRotated();
+    await this.#gen.ensureRotated();
     if (newBits) await this.#bitmap.store();
-  }
-
-  /** New current generation on the serving legs, once after a leg left (before the next ack). */
-  async #ensureRotated(): Promise<void> {
-    if (this.#settling !== undefined) await this.#settling;
-    while (this.#mustRotate) {
-      if (this.#rotating !== undefined) {
-        await this.#rotating;
-        continue;
-      }
-      this.#mustRotate = false;
-      this.#rotating = (async () => {
-        const before = this.#gens ??
-          { current: newGenerationId(), bitmap: NO_GENERATION, history: [] };
-        this.#gens = rotate(before, newGenerationId());
-        await this.#stampReference();
-      })().finally(() => (this.#rotating = undefined));
-      await this.#rotating;
-    }
-  }
-
-  /** Writes the storage id, member flag and generations to every in-sync leg with media. */
-  async #stampReference(): Promise<void> {
-    const legs = this.#legs.filter((l) => l.state === "in-sync" && l.media !== undefined);
-    const results = await Promise.allSettled(legs.map((l) => this.#stamp(l)));
-    results.forEach((r, i) => {
-      if (r.status === "rejected") {
-        this.#fail(legs[i]!, `metadata update failed: ${describe(r.reason)}`);
-      }
-    });
-    if (legs.length > 0 && results.every((r) => r.status === "rejected")) {
-      throw new BlockError("EIO", "generation ids could not be stored on any leg");
-    }
-  }
-
-  async #stamp(leg: Leg): Promise<void> {
-    if (leg.media === undefined || this.#gens === undefined) return;
-    leg.known = await this.#timed(
-      leg,
-      leg.media.updateMedia({
-        ...(this.#storageId === undefined ? {} : { storageId: this.#storageId }),
-        generations: this.#gens,
-        flags: memberFlags(this.#chunkSize),
-      }),
-    );
-    leg.adopt = false;
   }
 
   /** The leg's stored bitmap, in this mirror's chunks (undefined when it has none). */
@@ -615,9 +555,9 @@ export class MirrorMapping implements BlockDevice {
         return;
       }
       // With media but no reference generations, a split brain is unresolved: nothing to judge.
-      if (leg.media !== undefined && this.#gens === undefined) return;
+      if (leg.media !== undefined && this.#gen.current === undefined) return;
       let need: ChunkBits;
-      if (leg.media !== undefined && (leg.adopt || !isMember(state, this.#storageId))) {
+      if (leg.media !== undefined && (leg.adopt || !isMember(state, this.#gen.storageId))) {
         need = ChunkBits.full(this.#chunks);
         leg.adopt = true;
         this.#logger.log("warn", "leg's media lacks the storage's age: resyncing it in full", {
@@ -625,7 +565,7 @@ export class MirrorMapping implements BlockDevice {
           storageId: state?.storageId ?? null,
         });
       } else if (leg.media !== undefined) {
-        const d = decide(this.#gens!, state!.generations);
+        const d = decide(this.#gen.current!, state!.generations);
         if (d.kind === "newer" || d.kind === "split-brain" || d.kind === "unrelated") {
           this.#setState(leg, "split-brain", d.why);
           this.#logger.log("error", "leg refused", { leg: leg.name, why: d.why });
@@ -671,7 +611,7 @@ export class MirrorMapping implements BlockDevice {
     const down = this.#down!;
     if (
       !down.currents.has(state.generations.current) || isInconsistent(state) ||
-      !isMember(state, this.#storageId)
+      !isMember(state, this.#gen.storageId)
     ) {
       this.#logger.log("warn", "the last in-sync leg answers with other media: not taken back", {
         leg: leg.name,
@@ -680,15 +620,15 @@ export class MirrorMapping implements BlockDevice {
       return false;
     }
     // A rotation started while down stamps no leg; let it end before the generations are set.
-    while (this.#rotating !== undefined || this.#settling !== undefined) {
-      await (this.#rotating ?? this.#settling)!.catch(() => {});
+    for (let p = this.#gen.pending; p !== undefined; p = this.#gen.pending) {
+      await p.catch(() => {});
     }
     if (this.#down !== down || this.inSync > 0 || leg.state !== "out" || this.#closed) return true;
-    this.#gens = state.generations;
+    this.#gen.current = state.generations;
     leg.need = undefined;
     this.#setState(leg, "in-sync", undefined);
     // The others are not in sync: the next write takes a new generation, as after any leave.
-    this.#mustRotate = true;
+    this.#gen.mustRotate = true;
     this.#logger.log("warn", "the mirror took back its last in-sync leg: serving again", {
       leg: leg.name,
       generation: state.generations.current,
@@ -727,13 +667,6 @@ export class MirrorMapping implements BlockDevice {
   }
 
   #lastProbe = 0;
-  #settling: Promise<void> | undefined;
-
-  /** Is the bitmap generation settled, durably (no leg can be at an older tracked one)? */
-  #settled(): boolean {
-    return this.#gens !== undefined && this.#gens.bitmap === NO_GENERATION &&
-      this.#settling === undefined && this.#rotating === undefined;
-  }
 
   /** Clears idle activity-log bits, settles generations, tries legs that are out. */
   #sweep(): void {
@@ -741,22 +674,11 @@ export class MirrorMapping implements BlockDevice {
     let changed = false;
     // While the bitmap tracks from an older generation, a leg still at that generation (one
     // this mirror may not even know of) needs every chunk written since: bits stay set.
-    if (this.#settled()) {
+    if (this.#gen.settled()) {
       changed = this.#bitmap.dropIdle(now, this.#idleMs);
     }
     if (changed) void this.#bitmap.store().catch(() => {});
-    const allInSync = this.#legs.every((l) => l.state === "in-sync");
-    if (
-      allInSync && this.#gens !== undefined && this.#gens.bitmap !== NO_GENERATION &&
-      this.#rotating === undefined && this.#settling === undefined
-    ) {
-      // Every leg holds every chunk: the bitmap generation can go (a leg still older than
-      // the current generation is then judged for a full resync, never a partial one).
-      this.#gens = settle(this.#gens);
-      this.#settling = this.#stampReference().catch(() => {}).finally(() =>
-        this.#settling = undefined
-      );
-    }
+    this.#gen.settleIfDue(this.#legs.every((l) => l.state === "in-sync"));
     if (this.#probeMs > 0 && now - this.#lastProbe >= this.#probeMs) {
       this.#lastProbe = now;
       for (const l of this.#legs) {
@@ -821,12 +743,12 @@ export class MirrorMapping implements BlockDevice {
     leg.errors++;
     if (leg.state !== "in-sync" && leg.state !== "rebuilding") return;
     const wasInSync = leg.state === "in-sync";
-    if (wasInSync) this.#mustRotate = true;
+    if (wasInSync) this.#gen.mustRotate = true;
     leg.need ??= new ChunkBits(this.#chunks);
     this.#setState(leg, "out", reason);
-    if (wasInSync && this.inSync === 0 && this.#persist && this.#gens !== undefined) {
+    if (wasInSync && this.inSync === 0 && this.#persist && this.#gen.current !== undefined) {
       // The mirror is down: this leg holds every acknowledged write (see #readmit).
-      const currents = new Set([this.#gens.current]);
+      const currents = new Set([this.#gen.current.current]);
       const confirmed = leg.known?.generations.current;
       if (confirmed !== undefined && confirmed !== NO_GENERATION) currents.add(confirmed);
       this.#down = { leg, currents };

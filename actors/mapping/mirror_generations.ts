@@ -1,0 +1,124 @@
+/**
+ * The mirror's generation ids and storage age, and stamping them on its legs: a new current
+ * generation once after a leg left (before the next ack), settling the bitmap generation once
+ * every leg holds every chunk. It owns the rotation and settling in progress, so no write is
+ * acknowledged under a generation the serving legs do not carry yet.
+ */
+import { BlockError, type MediaGenerations } from "../block/contract.ts";
+import { newGenerationId, NO_GENERATION } from "../block/media.ts";
+import { memberFlags, rotate, settle } from "../resync/generations.ts";
+import { describe } from "./mirror_errors.ts";
+import type { Leg } from "./mirror_leg.ts";
+
+/** What the generations need of the mirror: its legs, and how to talk to (and fail) one. */
+export interface GenerationsHost {
+  legs(): readonly Leg[];
+  timed<T>(leg: Leg, op: Promise<T>): Promise<T>;
+  fail(leg: Leg, why: string): void;
+}
+
+export class MirrorGenerations {
+  /** The generations every in-sync leg carries. */
+  current: MediaGenerations | undefined;
+  /** The storage id ("age") stamped on every member leg. */
+  storageId: string | undefined;
+  /** Set when a leg left and the serving legs have not rotated since. */
+  mustRotate = false;
+  #rotating: Promise<void> | undefined;
+  #settling: Promise<void> | undefined;
+  readonly #chunkSize: number;
+  readonly #host: GenerationsHost;
+
+  constructor(storageId: string | undefined, chunkSize: number, host: GenerationsHost) {
+    this.storageId = storageId;
+    this.#chunkSize = chunkSize;
+    this.#host = host;
+  }
+
+  /** A rotation or settling being stamped, if any. */
+  get pending(): Promise<void> | undefined {
+    return this.#rotating ?? this.#settling;
+  }
+
+  /** Is the bitmap generation settled, durably (no leg can be at an older tracked one)? */
+  settled(): boolean {
+    return this.current !== undefined && this.current.bitmap === NO_GENERATION &&
+      this.#settling === undefined && this.#rotating === undefined;
+  }
+
+  /** New current generation on the serving legs, once after a leg left (before the next ack). */
+  async ensureRotated(): Promise<void> {
+    if (this.#settling !== undefined) await this.#settling;
+    while (this.mustRotate) {
+      if (this.#rotating !== undefined) {
+        await this.#rotating;
+        continue;
+      }
+      this.mustRotate = false;
+      this.#rotating = (async () => {
+        const before = this.current ??
+          { current: newGenerationId(), bitmap: NO_GENERATION, history: [] };
+        this.current = rotate(before, newGenerationId());
+        await this.stampReference();
+      })().finally(() => (this.#rotating = undefined));
+      await this.#rotating;
+    }
+  }
+
+  /**
+   * Every leg holds every chunk: the bitmap generation can go (a leg still older than the
+   * current generation is then judged for a full resync, never a partial one). Starts the
+   * settling in the background when it is due.
+   */
+  settleIfDue(allInSync: boolean): void {
+    if (
+      allInSync && this.current !== undefined && this.current.bitmap !== NO_GENERATION &&
+      this.#rotating === undefined && this.#settling === undefined
+    ) {
+      this.current = settle(this.current);
+      this.#settling = this.stampReference().catch(() => {}).finally(() =>
+        this.#settling = undefined
+      );
+    }
+  }
+
+  /** A clean stop with every leg in sync: settles the generations on every leg with media. */
+  async settleAtClose(): Promise<void> {
+    if (this.#settling !== undefined) await this.#settling;
+    if (this.current !== undefined && this.current.bitmap !== NO_GENERATION) {
+      this.current = settle(this.current);
+      const stamped = await Promise.allSettled(
+        this.#host.legs().filter((l) => l.media !== undefined).map((l) => this.stamp(l)),
+      );
+      if (stamped.some((r) => r.status === "rejected")) this.current = undefined;
+    }
+  }
+
+  /** Writes the storage id, member flag and generations to every in-sync leg with media. */
+  async stampReference(): Promise<void> {
+    const legs = this.#host.legs().filter((l) => l.state === "in-sync" && l.media !== undefined);
+    const results = await Promise.allSettled(legs.map((l) => this.stamp(l)));
+    results.forEach((r, i) => {
+      if (r.status === "rejected") {
+        this.#host.fail(legs[i]!, `metadata update failed: ${describe(r.reason)}`);
+      }
+    });
+    if (legs.length > 0 && results.every((r) => r.status === "rejected")) {
+      throw new BlockError("EIO", "generation ids could not be stored on any leg");
+    }
+  }
+
+  /** Stamps `leg`'s media as a member at the current generations. */
+  async stamp(leg: Leg): Promise<void> {
+    if (leg.media === undefined || this.current === undefined) return;
+    leg.known = await this.#host.timed(
+      leg,
+      leg.media.updateMedia({
+        ...(this.storageId === undefined ? {} : { storageId: this.storageId }),
+        generations: this.current,
+        flags: memberFlags(this.#chunkSize),
+      }),
+    );
+    leg.adopt = false;
+  }
+}
