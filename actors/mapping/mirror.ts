@@ -21,21 +21,21 @@ import {
   type Extent,
   type MediaDevice,
   type MediaGenerations,
-  type MediaState,
   type ZeroOptions,
 } from "../block/contract.ts";
 import { newGenerationId, newStorageId, NO_GENERATION } from "../block/media.ts";
 import type { Clock, Timer } from "../../util/clock.ts";
 import { coarseSystemClock } from "../../util/coarse_clock.ts";
 import { type Logger, silentLogger } from "../../util/log.ts";
-import { ChunkBits, rechunk } from "../resync/bitmap.ts";
-import { bitmapChunkOf, decide, isInconsistent, isMember } from "../resync/generations.ts";
+import { ChunkBits } from "../resync/bitmap.ts";
+import { decide, isInconsistent, isMember } from "../resync/generations.ts";
 import type { ResyncPace } from "../resync/resync.ts";
 import { combineInfo } from "./info.ts";
 import { MirrorGenerations } from "./mirror_generations.ts";
 import * as maintenance from "./mirror_maintenance.ts";
 import type { MaintenanceHost } from "./mirror_maintenance.ts";
 import { type LegResyncHost, resyncLeg } from "../resync/leg_resync.ts";
+import { judgeLeg, type LegJudgeHost, loadBits } from "../resync/leg_judge.ts";
 import { WriteIntentBitmap } from "./write_intent_bitmap.ts";
 import { withDeadline } from "./leg_deadline.ts";
 import { describe, isRequestError, noLegsError } from "./mirror_errors.ts";
@@ -89,7 +89,7 @@ export class MirrorMapping implements BlockDevice {
   /** Persisted bits (every leg's need and the activity log), stored on the serving legs. */
   readonly #bitmap: WriteIntentBitmap;
   /** The internals maintenance and a leg's resync act through. */
-  readonly #core: MaintenanceHost & LegResyncHost;
+  readonly #core: MaintenanceHost & LegResyncHost & LegJudgeHost;
   #persist = false;
   /** The generation ids and storage age the serving legs carry, and their stamping. */
   readonly #gen: MirrorGenerations;
@@ -160,6 +160,11 @@ export class MirrorMapping implements BlockDevice {
       get storageId() {
         return mirror.#gen.storageId;
       },
+      gen: this.#gen,
+      get down() {
+        return mirror.#down;
+      },
+      resync: (leg) => this.#resync(leg, undefined),
       get mustRotate() {
         return mirror.#gen.mustRotate;
       },
@@ -174,7 +179,7 @@ export class MirrorMapping implements BlockDevice {
       },
       lock: (offset, length, fn) => this.#writes.run(offset, length, fn),
       setState: (leg, state, reason) => this.#setState(leg, state, reason),
-      judge: (leg) => this.#judge(leg, false),
+      judge: (leg) => judgeLeg(this.#core, leg, false),
       stamp: (leg) => this.#gen.stamp(leg),
       timed: (leg, op) => this.#timed(leg, op),
       fail: (leg, why) => this.#fail(leg, why),
@@ -288,7 +293,7 @@ export class MirrorMapping implements BlockDevice {
     // activity log: chunks with writes in flight when the mirror last stopped).
     for (const l of withMedia) {
       if (l.state !== "in-sync") continue;
-      const stored = await this.#loadBits(l);
+      const stored = await loadBits(this.#core, l);
       if (stored !== undefined) this.#bitmap.bits.or(stored);
     }
     // Legs that agree on the generation may still differ where writes were cut short. Their
@@ -304,7 +309,7 @@ export class MirrorMapping implements BlockDevice {
     for (const l of judged) {
       if (l.state !== "in-sync") continue;
       l.state = "out";
-      await this.#judge(l, true);
+      await judgeLeg(this.#core, l, true);
     }
     for (const l of reconciling) void this.#resync(l, undefined);
     // A new session: the first write takes a new current generation, as any leg this mirror
@@ -324,7 +329,7 @@ export class MirrorMapping implements BlockDevice {
   /** A leg's link is back (or it may be): judge it and resync it, if it is out. */
   legReachable(index: number): void {
     const leg = this.#legs[index];
-    if (leg !== undefined && leg.state === "out") void this.#judge(leg, false);
+    if (leg !== undefined && leg.state === "out") void judgeLeg(this.#core, leg, false);
   }
 
   async read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
@@ -502,154 +507,6 @@ export class MirrorMapping implements BlockDevice {
     if (newBits) await this.#bitmap.store();
   }
 
-  /** The leg's stored bitmap, in this mirror's chunks (undefined when it has none). */
-  async #loadBits(leg: Leg): Promise<ChunkBits | undefined> {
-    if (leg.media === undefined || leg.known === undefined || !isMember(leg.known, undefined)) {
-      return undefined;
-    }
-    try {
-      const raw = await leg.media.readBitmap();
-      const stored = bitmapChunkOf(leg.known.flags) ?? this.#chunkSize;
-      const chunks = Math.ceil(this.#info.size / stored);
-      const bits = new ChunkBits(chunks, raw);
-      return stored === this.#chunkSize
-        ? new ChunkBits(this.#chunks, bits.bytes)
-        : rechunk(bits, stored, this.#chunkSize, this.#chunks);
-    } catch (error) {
-      this.#logger.log("warn", "cannot read a leg's bitmap", {
-        leg: leg.name,
-        error: describe(error),
-      });
-      return undefined;
-    }
-  }
-
-  /**
-   * Decides what a leg that is out needs (the decision table) and starts its resync, or refuses
-   * it as split brain. `atStart`: judged before serving, against the reference generations.
-   */
-  async #judge(leg: Leg, atStart: boolean): Promise<void> {
-    if (leg.returning || leg.state !== "out" || this.#closed) return;
-    leg.returning = true;
-    try {
-      let state: MediaState | undefined;
-      if (leg.media !== undefined) {
-        try {
-          state = await this.#timed(leg, leg.media.media());
-        } catch (error) {
-          leg.reason = `unreachable: ${describe(error)}`;
-          return;
-        }
-        leg.known = state;
-        if (this.#down?.leg === leg && this.inSync === 0 && await this.#readmit(leg, state)) return;
-      } else if (!atStart) {
-        // Without media nothing tells what the leg holds: probe it and copy everything.
-        try {
-          await this.#timed(leg, leg.device.read(0, Math.min(4096, this.#info.size)));
-        } catch {
-          return;
-        }
-        leg.need = ChunkBits.full(this.#chunks);
-      } else {
-        leg.state = "in-sync";
-        return;
-      }
-      // With media but no reference generations, a split brain is unresolved: nothing to judge.
-      if (leg.media !== undefined && this.#gen.current === undefined) return;
-      let need: ChunkBits;
-      if (leg.media !== undefined && (leg.adopt || !isMember(state, this.#gen.storageId))) {
-        need = ChunkBits.full(this.#chunks);
-        leg.adopt = true;
-        this.#logger.log("warn", "leg's media lacks the storage's age: resyncing it in full", {
-          leg: leg.name,
-          storageId: state?.storageId ?? null,
-        });
-      } else if (leg.media !== undefined) {
-        const d = decide(this.#gen.current!, state!.generations);
-        if (d.kind === "newer" || d.kind === "split-brain" || d.kind === "unrelated") {
-          this.#setState(leg, "split-brain", d.why);
-          this.#logger.log("error", "leg refused", { leg: leg.name, why: d.why });
-          return;
-        }
-        if (d.kind === "full") {
-          need = ChunkBits.full(this.#chunks);
-        } else {
-          need = leg.need?.copy() ?? this.#bitmap.bits.copy();
-          if (leg.need === undefined) need.or(this.#bitmap.bits);
-          const own = await this.#loadBits(leg);
-          if (own !== undefined) need.or(own);
-        }
-      } else {
-        need = leg.need ?? ChunkBits.full(this.#chunks);
-      }
-      if (this.inSync === 0) return;
-      leg.need = need;
-      for (let c = need.next(0); c >= 0; c = need.next(c + 1)) this.#bitmap.setBit(c);
-      this.#setState(leg, "rebuilding", undefined);
-      if (atStart) {
-        void this.#resync(leg, undefined);
-      } else {
-        await this.#bitmap.store().catch(() => {});
-        void this.#resync(leg, undefined);
-      }
-    } finally {
-      leg.returning = false;
-    }
-  }
-
-  /**
-   * The mirror went down when `leg`, its last in-sync leg, left; now the leg answers again.
-   * Like DRBD's last primary disk: no write was acknowledged after that moment (with no in-sync
-   * leg every write fails), so this leg still holds every acknowledged write and is taken back
-   * as the up-to-date reference, provided its media is that same member: the current
-   * generation it had then, the storage's age, and no interrupted resync. Only that leg: a leg
-   * that was already out or rebuilding when the mirror went down may be stale. The other legs
-   * are then judged against it as usual (a rebuilding leg resumes from its bits). Resolves false
-   * when the media is not that member (the leg is judged like any other and stays out).
-   */
-  async #readmit(leg: Leg, state: MediaState): Promise<boolean> {
-    const down = this.#down!;
-    if (
-      !down.currents.has(state.generations.current) || isInconsistent(state) ||
-      !isMember(state, this.#gen.storageId)
-    ) {
-      this.#logger.log("warn", "the last in-sync leg answers with other media: not taken back", {
-        leg: leg.name,
-        generation: state.generations.current,
-      });
-      return false;
-    }
-    // A rotation started while down stamps no leg; let it end before the generations are set.
-    for (let p = this.#gen.pending; p !== undefined; p = this.#gen.pending) {
-      await p.catch(() => {});
-    }
-    if (this.#down !== down || this.inSync > 0 || leg.state !== "out" || this.#closed) return true;
-    this.#gen.current = state.generations;
-    leg.need = undefined;
-    this.#setState(leg, "in-sync", undefined);
-    // The others are not in sync: the next write takes a new generation, as after any leave.
-    this.#gen.mustRotate = true;
-    this.#logger.log("warn", "the mirror took back its last in-sync leg: serving again", {
-      leg: leg.name,
-      generation: state.generations.current,
-    });
-    // Writes cut short when the mirror went down may have reached another leg and not this
-    // one: those chunks (the activity log, in the bits) are copied to the legs that are out.
-    for (const l of this.#legs) {
-      if (l.state !== "in-sync" && l.state !== "rebuilding" && l.need !== undefined) {
-        l.need.or(this.#bitmap.bits);
-      }
-    }
-    // Bits set while no leg served were stored nowhere: store the whole bitmap on this leg.
-    this.#bitmap.allPagesChanged();
-    await this.#bitmap.store().catch(() => {});
-    // A leg whose resync is still winding down is judged by the probe once it has stopped.
-    for (const l of this.#legs) {
-      if (l.state === "out" && l.resync === undefined) void this.#judge(l, false);
-    }
-    return true;
-  }
-
   /** Runs a resync job for `leg` until it holds every chunk, then lets it rejoin. */
   #resync(leg: Leg, fixedSource: Leg | undefined): Promise<void> {
     return resyncLeg(this.#core, leg, fixedSource);
@@ -682,7 +539,7 @@ export class MirrorMapping implements BlockDevice {
     if (this.#probeMs > 0 && now - this.#lastProbe >= this.#probeMs) {
       this.#lastProbe = now;
       for (const l of this.#legs) {
-        if (l.state === "out" && l.media !== undefined) void this.#judge(l, false);
+        if (l.state === "out" && l.media !== undefined) void judgeLeg(this.#core, l, false);
       }
     }
   }
@@ -747,7 +604,7 @@ export class MirrorMapping implements BlockDevice {
     leg.need ??= new ChunkBits(this.#chunks);
     this.#setState(leg, "out", reason);
     if (wasInSync && this.inSync === 0 && this.#persist && this.#gen.current !== undefined) {
-      // The mirror is down: this leg holds every acknowledged write (see #readmit).
+      // The mirror is down: this leg holds every acknowledged write (see readmit, leg_judge.ts).
       const currents = new Set([this.#gen.current.current]);
       const confirmed = leg.known?.generations.current;
       if (confirmed !== undefined && confirmed !== NO_GENERATION) currents.add(confirmed);
