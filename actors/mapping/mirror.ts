@@ -23,19 +23,19 @@ import {
   type MediaGenerations,
   type ZeroOptions,
 } from "../block/contract.ts";
-import { newGenerationId, newStorageId, NO_GENERATION } from "../block/media.ts";
+import { NO_GENERATION } from "../block/media.ts";
 import type { Clock, Timer } from "../../util/clock.ts";
 import { coarseSystemClock } from "../../util/coarse_clock.ts";
 import { type Logger, silentLogger } from "../../util/log.ts";
 import { ChunkBits } from "../resync/bitmap.ts";
-import { decide, isInconsistent, isMember } from "../resync/generations.ts";
 import type { ResyncPace } from "../resync/resync.ts";
 import { combineInfo } from "./info.ts";
 import { MirrorGenerations } from "./mirror_generations.ts";
 import * as maintenance from "./mirror_maintenance.ts";
 import type { MaintenanceHost } from "./mirror_maintenance.ts";
 import { type LegResyncHost, resyncLeg } from "../resync/leg_resync.ts";
-import { judgeLeg, type LegJudgeHost, loadBits } from "../resync/leg_judge.ts";
+import { judgeLeg } from "../resync/leg_judge.ts";
+import { judgeAtStart, type StartHost } from "../resync/start_judgment.ts";
 import { WriteIntentBitmap } from "./write_intent_bitmap.ts";
 import { withDeadline } from "./leg_deadline.ts";
 import { describe, isRequestError, noLegsError } from "./mirror_errors.ts";
@@ -89,7 +89,7 @@ export class MirrorMapping implements BlockDevice {
   /** Persisted bits (every leg's need and the activity log), stored on the serving legs. */
   readonly #bitmap: WriteIntentBitmap;
   /** The internals maintenance and a leg's resync act through. */
-  readonly #core: MaintenanceHost & LegResyncHost & LegJudgeHost;
+  readonly #core: MaintenanceHost & LegResyncHost & StartHost;
   #persist = false;
   /** The generation ids and storage age the serving legs carry, and their stamping. */
   readonly #gen: MirrorGenerations;
@@ -157,6 +157,10 @@ export class MirrorMapping implements BlockDevice {
       get persist() {
         return mirror.#persist;
       },
+      set persist(value: boolean) {
+        mirror.#persist = value;
+      },
+      startSweeper: () => this.#startSweeper(),
       get storageId() {
         return mirror.#gen.storageId;
       },
@@ -218,106 +222,8 @@ export class MirrorMapping implements BlockDevice {
    * Reads every leg's media, runs the decision table and starts what it calls for (resyncs,
    * refusals), before the mirror serves. Without media the mirror keeps no state (all in sync).
    */
-  async start(): Promise<void> {
-    let withMedia = this.#legs.filter((l) => l.media !== undefined);
-    if (withMedia.length === 0) return;
-    await Promise.all(withMedia.map(async (l) => {
-      try {
-        l.known = await l.media!.media();
-      } catch (error) {
-        if (error instanceof BlockError && error.code === "ENOTSUP") l.media = undefined;
-        else this.#fail(l, `media state unreadable: ${describe(error)}`);
-      }
-    }));
-    withMedia = withMedia.filter((l) => l.media !== undefined);
-    if (withMedia.length === 0) return;
-    this.#persist = true;
-    const members = withMedia.filter((l) =>
-      l.state === "in-sync" && isMember(l.known, this.#gen.storageId)
-    );
-    this.#gen.storageId ??= members[0]?.known?.storageId ??
-      withMedia.find((l) => l.known?.storageId)?.known?.storageId ?? newStorageId();
-    // Reference: the consistent members not behind any other; they must agree on one
-    // generation. A leg whose resync was interrupted is never a reference: it is judged.
-    const consistent = members.filter((l) => !isInconsistent(l.known));
-    const behind = (l: Leg) =>
-      consistent.some((o) => {
-        const kind = decide(o.known!.generations, l.known!.generations).kind;
-        return kind === "bitmap" || kind === "full";
-      });
-    const heads = consistent.filter((l) => !behind(l));
-    const headGens = new Set(heads.map((l) => l.known!.generations.current));
-    if (headGens.size > 1) {
-      const why = `split brain: legs ${
-        heads.map((l) => `${l.name} (generation ${l.known!.generations.current})`).join(", ")
-      } were each written apart from the others; nothing is served or overwritten until one side is marked dirty (or clean)`;
-      for (const l of heads) this.#setState(l, "split-brain", why);
-      for (const l of this.#legs) {
-        if (l.state === "in-sync") {
-          this.#setState(l, "out", "waiting for the split brain to be resolved");
-        }
-      }
-      this.#logger.log("error", "mirror refuses to serve: split brain", {
-        legs: heads.map((l) => l.name),
-      });
-      this.#startSweeper();
-      return;
-    }
-    let reference = heads;
-    if (reference.length === 0 && members.length > 0) {
-      // Only legs a resync was still filling are here: their data is good only in part.
-      const why = `refused: ${
-        members.map((l) => l.name).join(", ")
-      } hold(s) an interrupted resync and no consistent leg is reachable to finish it; start the mirror with a consistent leg (or mark one clean to accept its data as it is)`;
-      for (const l of this.#legs) {
-        if (l.state === "in-sync") this.#setState(l, "out", why);
-      }
-      this.#logger.log("error", "mirror refuses to serve: only inconsistent legs", {
-        legs: members.map((l) => l.name),
-      });
-      this.#startSweeper();
-      return;
-    }
-    if (reference.length === 0) {
-      // A new storage: nothing is a member yet; the first reachable leg's data is the truth.
-      const first = withMedia.find((l) => l.state === "in-sync");
-      if (first === undefined) throw new BlockError("EIO", "no leg of the mirror is reachable");
-      reference = [first];
-      first.adopt = true;
-    }
-    const refGens = reference[0]!.known?.generations;
-    this.#gen.current = refGens !== undefined && refGens.current !== NO_GENERATION
-      ? refGens
-      : { current: newGenerationId(), bitmap: NO_GENERATION, history: [] };
-    // Union of every reachable member's stored bitmap: chunks that may differ (misses, and the
-    // activity log: chunks with writes in flight when the mirror last stopped).
-    for (const l of withMedia) {
-      if (l.state !== "in-sync") continue;
-      const stored = await loadBits(this.#core, l);
-      if (stored !== undefined) this.#bitmap.bits.or(stored);
-    }
-    // Legs that agree on the generation may still differ where writes were cut short. Their
-    // needs are set before anything else can settle (and clear) a bit of the union.
-    const reconciling = reference.length > 1 && !this.#bitmap.bits.isEmpty()
-      ? reference.slice(1)
-      : [];
-    for (const l of reconciling) {
-      l.need = this.#bitmap.bits.copy();
-      this.#setState(l, "rebuilding", "reconciling chunks written when the mirror stopped");
-    }
-    const judged = this.#legs.filter((l) => !reference.includes(l));
-    for (const l of judged) {
-      if (l.state !== "in-sync") continue;
-      l.state = "out";
-      await judgeLeg(this.#core, l, true);
-    }
-    for (const l of reconciling) void this.#resync(l, undefined);
-    // A new session: the first write takes a new current generation, as any leg this mirror
-    // does not know of (another topology's run, a leg absent now) must see these writes as
-    // made apart from it. Two runs that each wrote without the other are a split brain.
-    this.#gen.mustRotate = true;
-    await this.#gen.stampReference();
-    this.#startSweeper();
+  start(): Promise<void> {
+    return judgeAtStart(this.#core);
   }
 
   /** A leg's link is down: it leaves the sets now, before it could come back as other media. */
