@@ -37,6 +37,7 @@ import { type LegResyncHost, resyncLeg } from "../resync/leg_resync.ts";
 import { judgeLeg } from "../resync/leg_judge.ts";
 import { judgeAtStart, type StartHost } from "../resync/start_judgment.ts";
 import { WriteIntentBitmap } from "./write_intent_bitmap.ts";
+import { everyLeg, type WriteHost, writeToLegs } from "./mirror_writes.ts";
 import { withDeadline } from "./leg_deadline.ts";
 import { describe, isRequestError, noLegsError } from "./mirror_errors.ts";
 import { type Leg, type LegState, newLeg } from "./mirror_leg.ts";
@@ -89,7 +90,7 @@ export class MirrorMapping implements BlockDevice {
   /** Persisted bits (every leg's need and the activity log), stored on the serving legs. */
   readonly #bitmap: WriteIntentBitmap;
   /** The internals maintenance and a leg's resync act through. */
-  readonly #core: MaintenanceHost & LegResyncHost & StartHost;
+  readonly #core: MaintenanceHost & LegResyncHost & StartHost & WriteHost;
   #persist = false;
   /** The generation ids and storage age the serving legs carry, and their stamping. */
   readonly #gen: MirrorGenerations;
@@ -187,6 +188,7 @@ export class MirrorMapping implements BlockDevice {
       stamp: (leg) => this.#gen.stamp(leg),
       timed: (leg, op) => this.#timed(leg, op),
       fail: (leg, why) => this.#fail(leg, why),
+      noLegs: (what, cause) => this.#noLegs(what, cause),
       ensureRotated: () => this.#gen.ensureRotated(),
     };
   }
@@ -267,22 +269,25 @@ export class MirrorMapping implements BlockDevice {
 
   async write(offset: number, data: Uint8Array, fua: boolean): Promise<void> {
     this.#check(offset, data.length);
-    return this.#changed(offset, data.length, "write", (d) => d.write(offset, data, fua));
+    this.#clientOps++;
+    return writeToLegs(this.#core, offset, data.length, "write", (d) => d.write(offset, data, fua));
   }
 
   async flush(): Promise<void> {
     this.#clientOps++;
-    return this.#everyLeg("flush", (d) => d.flush()).then(() => {});
+    return everyLeg(this.#core, "flush", (d) => d.flush()).then(() => {});
   }
 
   async trim(offset: number, length: number, fua: boolean): Promise<void> {
     this.#check(offset, length);
-    return this.#changed(offset, length, "trim", (d) => d.trim(offset, length, fua));
+    this.#clientOps++;
+    return writeToLegs(this.#core, offset, length, "trim", (d) => d.trim(offset, length, fua));
   }
 
   async zero(offset: number, length: number, options: ZeroOptions): Promise<void> {
     this.#check(offset, length);
-    return this.#changed(offset, length, "zero", (d) => d.zero(offset, length, options));
+    this.#clientOps++;
+    return writeToLegs(this.#core, offset, length, "zero", (d) => d.zero(offset, length, options));
   }
 
   async extents(offset: number, length: number): Promise<Extent[]> {
@@ -363,55 +368,7 @@ export class MirrorMapping implements BlockDevice {
     return maintenance.verify(this.#core);
   }
 
-  // ---- writes, bitmap and generations -------------------------------------------------------
-
-  /** A change to [offset, offset+length): activity log, every target leg, then miss tracking. */
-  async #changed(
-    offset: number,
-    length: number,
-    what: string,
-    op: (d: BlockDevice) => Promise<void>,
-  ): Promise<void> {
-    this.#clientOps++;
-    return this.#writes.run(offset, length, async () => {
-      const first = Math.floor(offset / this.#chunkSize);
-      const last = Math.floor((offset + Math.max(length, 1) - 1) / this.#chunkSize);
-      if (this.#persist) {
-        // Every chunk this write touches must be marked durably before it reaches ANY leg: a
-        // crash of the mirror may leave it on some legs only, and only marked chunks are
-        // reconciled at the next start. A chunk already active may still have its store pending.
-        const durableAt = this.#bitmap.beginWrite(first, last);
-        try {
-          if (this.#gen.mustRotate) await this.#gen.ensureRotated();
-          if (!this.#bitmap.isDurable(durableAt)) await this.#bitmap.store(durableAt);
-          const missed = await this.#everyLeg(what, op);
-          if (missed.length > 0) await this.#recordMiss(missed, first, last);
-        } finally {
-          this.#bitmap.endWrite(first, last, this.#clock.now());
-        }
-        return;
-      }
-      const missed = await this.#everyLeg(what, op);
-      for (const leg of missed) {
-        if (leg.need === undefined) continue;
-        for (let c = first; c <= last; c++) leg.need.set(c);
-      }
-    });
-  }
-
-  /** Before the ack: the legs that missed chunks get them marked, durably, under a new generation. */
-  async #recordMiss(missed: Leg[], first: number, last: number): Promise<void> {
-    let newBits = false;
-    for (const leg of missed) {
-      leg.need ??= new ChunkBits(this.#chunks);
-      for (let c = first; c <= last; c++) {
-        leg.need.set(c);
-        if (this.#bitmap.setBit(c)) newBits = true;
-      }
-    }
-    await this.#gen.ensureRotated();
-    if (newBits) await this.#bitmap.store();
-  }
+  // ---- internals ---------------------------------------------------------------------------
 
   /** Runs a resync job for `leg` until it holds every chunk, then lets it rejoin. */
   #resync(leg: Leg, fixedSource: Leg | undefined): Promise<void> {
@@ -451,38 +408,6 @@ export class MirrorMapping implements BlockDevice {
   }
 
   // ---- plumbing ----------------------------------------------------------------------------
-
-  /**
-   * Runs `op` on every in-sync and rebuilding leg; resolves with the legs that missed it (not
-   * targeted, or failed). Succeeds while at least one in-sync leg succeeded.
-   */
-  async #everyLeg(what: string, op: (device: BlockDevice) => Promise<void>): Promise<Leg[]> {
-    const targets = this.#legs.filter((l) => l.state === "in-sync" || l.state === "rebuilding");
-    if (!targets.some((l) => l.state === "in-sync")) throw this.#noLegs(what, undefined);
-    const results = await Promise.allSettled(
-      targets.map((leg) => this.#timed(leg, op(leg.device))),
-    );
-    let ok = 0;
-    let requestError: unknown;
-    let lastError: unknown;
-    const missed = this.#legs.filter((l) => !targets.includes(l) && !l.removed);
-    results.forEach((result, i) => {
-      const leg = targets[i]!;
-      if (result.status === "fulfilled") {
-        if (leg.state === "in-sync") ok++;
-        leg.writes++;
-      } else if (isRequestError(result.reason)) {
-        requestError = result.reason;
-      } else {
-        lastError = result.reason;
-        this.#fail(leg, `${what} failed: ${describe(result.reason)}`);
-        missed.push(leg);
-      }
-    });
-    if (requestError !== undefined && ok === 0) throw requestError;
-    if (ok === 0) throw this.#noLegs(what, lastError);
-    return missed;
-  }
 
   /** Round robin over in-sync legs. */
   /** An in-sync leg for a read, chosen by the read policy. */
