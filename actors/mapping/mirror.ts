@@ -89,7 +89,7 @@ export class MirrorMapping implements BlockDevice {
   #clientOps = 0;
   /** Persisted bits (every leg's need and the activity log), stored on the serving legs. */
   readonly #bitmap: WriteIntentBitmap;
-  /** The internals maintenance and a leg's resync act through. */
+  /** The internals the write path, maintenance, start, judging and resync act through. */
   readonly #core: MaintenanceHost & LegResyncHost & StartHost & WriteHost;
   #persist = false;
   /** The generation ids and storage age the serving legs carry, and their stamping. */
@@ -162,34 +162,17 @@ export class MirrorMapping implements BlockDevice {
         mirror.#persist = value;
       },
       startSweeper: () => this.#startSweeper(),
-      get storageId() {
-        return mirror.#gen.storageId;
-      },
       gen: this.#gen,
       get down() {
         return mirror.#down;
       },
       resync: (leg) => this.#resync(leg, undefined),
-      get mustRotate() {
-        return mirror.#gen.mustRotate;
-      },
-      set mustRotate(value: boolean) {
-        mirror.#gen.mustRotate = value;
-      },
-      get gens() {
-        return mirror.#gen.current;
-      },
-      set gens(value: MediaGenerations | undefined) {
-        mirror.#gen.current = value;
-      },
       lock: (offset, length, fn) => this.#writes.run(offset, length, fn),
       setState: (leg, state, reason) => this.#setState(leg, state, reason),
       judge: (leg) => judgeLeg(this.#core, leg, false),
-      stamp: (leg) => this.#gen.stamp(leg),
       timed: (leg, op) => this.#timed(leg, op),
       fail: (leg, why) => this.#fail(leg, why),
       noLegs: (what, cause) => this.#noLegs(what, cause),
-      ensureRotated: () => this.#gen.ensureRotated(),
     };
   }
 

@@ -4,10 +4,11 @@
  * on the mirror through `MaintenanceHost`, the few internals they need, and never bypass its
  * range lock: each waits for the writes in flight before it changes a leg.
  */
-import type { BlockDevice, MediaDevice, MediaGenerations } from "../block/contract.ts";
+import type { BlockDevice, MediaDevice } from "../block/contract.ts";
 import { newGenerationId, NO_GENERATION } from "../block/media.ts";
 import type { Logger } from "../../util/log.ts";
 import { ChunkBits } from "../resync/bitmap.ts";
+import type { MirrorGenerations } from "./mirror_generations.ts";
 import { type Leg, type LegState, newLeg } from "./mirror_leg.ts";
 import type { WriteIntentBitmap } from "./write_intent_bitmap.ts";
 
@@ -21,17 +22,13 @@ export interface MaintenanceHost {
   readonly inSync: number;
   readonly bitmap: WriteIntentBitmap;
   readonly logger: Logger;
-  /** Set when the next write must take a new current generation. */
-  mustRotate: boolean;
-  /** The generations every in-sync leg carries. */
-  gens: MediaGenerations | undefined;
+  /** The generations the serving legs carry, and their stamping. */
+  readonly gen: MirrorGenerations;
   /** Runs `fn` with [offset, offset+length) locked against writes and resyncs. */
   lock<T>(offset: number, length: number, fn: () => Promise<T>): Promise<T>;
   setState(leg: Leg, state: LegState, reason: string | undefined): void;
   /** Judges a leg that is out (decision table) and starts its resync. */
   judge(leg: Leg): Promise<void>;
-  /** Stamps the leg's media as a member at the mirror's generations. */
-  stamp(leg: Leg): Promise<void>;
 }
 
 /** Resolves once every write in flight has ended (the whole device locked for a moment). */
@@ -58,7 +55,7 @@ export async function suspend(host: MaintenanceHost, name: string): Promise<void
   }
   await quiesce(host);
   leg.need ??= new ChunkBits(host.chunks);
-  if (leg.state === "in-sync") host.mustRotate = true;
+  if (leg.state === "in-sync") host.gen.mustRotate = true;
   host.setState(leg, "suspended", "suspended by the administrator");
 }
 
@@ -81,15 +78,15 @@ export async function markClean(host: MaintenanceHost, name: string): Promise<vo
   if (noneServing) {
     // The administrator picked the truth (a split brain): this leg's generations lead.
     const g = leg.known?.generations;
-    host.gens = g !== undefined && g.current !== NO_GENERATION
+    host.gen.current = g !== undefined && g.current !== NO_GENERATION
       ? g
       : { current: newGenerationId(), bitmap: NO_GENERATION, history: [] };
   }
   leg.need = undefined;
   leg.adopt = true;
-  await host.stamp(leg);
+  await host.gen.stamp(leg);
   host.setState(leg, "in-sync", undefined);
-  host.mustRotate = host.legs.some((l) => l.state !== "in-sync");
+  host.gen.mustRotate = host.legs.some((l) => l.state !== "in-sync");
 }
 
 /** Declares a leg's data bad: it is resynced in full (never the last in-sync leg). */
@@ -102,7 +99,7 @@ export async function markDirty(host: MaintenanceHost, name: string): Promise<vo
   leg.removed = true;
   await quiesce(host);
   leg.removed = false;
-  if (leg.state === "in-sync") host.mustRotate = true;
+  if (leg.state === "in-sync") host.gen.mustRotate = true;
   if (leg.media !== undefined) {
     leg.known = await leg.media.updateMedia({ flags: 0 }).catch(() => leg.known);
   }
@@ -131,7 +128,7 @@ export async function addLeg(
   leg.need = ChunkBits.full(host.chunks);
   leg.adopt = true;
   host.legs.push(leg);
-  host.mustRotate = true;
+  host.gen.mustRotate = true;
   if (media !== undefined) {
     leg.known = await media.updateMedia({ flags: 0 }).catch(() => undefined);
   }
@@ -195,7 +192,7 @@ export async function verify(host: MaintenanceHost): Promise<{ mismatches: numbe
     if (leg.state !== "in-sync" || host.inSync === 1) continue;
     leg.need = bits;
     host.bitmap.orChanged(bits);
-    host.mustRotate = true;
+    host.gen.mustRotate = true;
     host.setState(leg, "out", `verify found ${bits.count()} chunk(s) differing`);
     await host.bitmap.store();
     void host.judge(leg);

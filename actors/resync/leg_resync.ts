@@ -11,6 +11,7 @@ import type { Logger } from "../../util/log.ts";
 import { targetFlags } from "./generations.ts";
 import { ResyncAborted, type ResyncPace, type ResyncStats, runResync } from "./resync.ts";
 import { describe } from "../mapping/mirror_errors.ts";
+import type { MirrorGenerations } from "../mapping/mirror_generations.ts";
 import type { Leg, LegState } from "../mapping/mirror_leg.ts";
 import type { WriteIntentBitmap } from "../mapping/write_intent_bitmap.ts";
 
@@ -28,16 +29,12 @@ export interface LegResyncHost {
   readonly closed: boolean;
   /** The mirror keeps media state on its legs. */
   readonly persist: boolean;
-  readonly storageId: string | undefined;
-  readonly gens: MediaGenerations | undefined;
-  mustRotate: boolean;
+  /** The generations the serving legs carry, and their stamping. */
+  readonly gen: MirrorGenerations;
   lock<T>(offset: number, length: number, fn: () => Promise<T>): Promise<T>;
   timed<T>(leg: Leg, op: Promise<T>): Promise<T>;
   fail(leg: Leg, why: string): void;
   setState(leg: Leg, state: LegState, reason: string | undefined): void;
-  stamp(leg: Leg): Promise<void>;
-  /** Takes a new current generation on the serving legs if one is due. */
-  ensureRotated(): Promise<void>;
 }
 
 /** Runs a resync job for `leg` until it holds every chunk, then lets it rejoin. */
@@ -114,7 +111,7 @@ export async function resyncLeg(
     if (leg.state !== "rebuilding" || leg.removed) return;
     leg.need = undefined;
     leg.adopt = leg.adopt || leg.media !== undefined;
-    await host.stamp(leg);
+    await host.gen.stamp(leg);
     if (leg.media !== undefined) {
       const bits = host.bitmap.bits;
       await host.timed(
@@ -186,17 +183,17 @@ async function markTarget(host: LegResyncHost, leg: Leg): Promise<void> {
   await host.bitmap.store();
   let generations: MediaGenerations | undefined;
   if (leg.adopt) {
-    if (host.gens === undefined || host.gens.bitmap === NO_GENERATION) {
-      host.mustRotate = true;
-      await host.ensureRotated();
+    if (host.gen.current === undefined || host.gen.current.bitmap === NO_GENERATION) {
+      host.gen.mustRotate = true;
+      await host.gen.ensureRotated();
     }
-    const from = host.gens!.bitmap;
+    const from = host.gen.current!.bitmap;
     generations = { current: from, bitmap: NO_GENERATION, history: [] };
   }
   leg.known = await host.timed(
     leg,
     leg.media.updateMedia({
-      ...(host.storageId === undefined ? {} : { storageId: host.storageId }),
+      ...(host.gen.storageId === undefined ? {} : { storageId: host.gen.storageId }),
       ...(generations === undefined ? {} : { generations }),
       flags: targetFlags(host.chunkSize),
     }),
