@@ -24,7 +24,7 @@ import {
   type ZeroOptions,
 } from "../block/contract.ts";
 import { NO_GENERATION } from "../block/media.ts";
-import type { Clock, Timer } from "../../util/clock.ts";
+import type { Clock } from "../../util/clock.ts";
 import { coarseSystemClock } from "../../util/coarse_clock.ts";
 import { type Logger, silentLogger } from "../../util/log.ts";
 import { ChunkBits } from "../resync/bitmap.ts";
@@ -37,6 +37,7 @@ import { type LegResyncHost, resyncLeg } from "../resync/leg_resync.ts";
 import { judgeLeg } from "../resync/leg_judge.ts";
 import { judgeAtStart, type StartHost } from "../resync/start_judgment.ts";
 import { WriteIntentBitmap } from "./write_intent_bitmap.ts";
+import { MirrorSweeper } from "./mirror_sweeper.ts";
 import { everyLeg, type WriteHost, writeToLegs } from "./mirror_writes.ts";
 import { withDeadline } from "./leg_deadline.ts";
 import { describe, isRequestError, noLegsError } from "./mirror_errors.ts";
@@ -83,8 +84,6 @@ export class MirrorMapping implements BlockDevice {
   readonly #chunkSize: number;
   readonly #chunks: number;
   readonly #pace: ResyncPace;
-  readonly #idleMs: number;
-  readonly #probeMs: number;
   readonly #readPolicy: ReadPolicy;
   #clientOps = 0;
   /** Persisted bits (every leg's need and the activity log), stored on the serving legs. */
@@ -100,7 +99,8 @@ export class MirrorMapping implements BlockDevice {
    * which differ only while a rotation was being stamped). Cleared once a leg is in sync.
    */
   #down: { leg: Leg; currents: ReadonlySet<string> } | undefined;
-  #sweeper: Timer | undefined;
+  /** Idle activity-log bits, settling and probing, on a timer. */
+  readonly #sweeper: MirrorSweeper;
   #closed = false;
 
   constructor(legs: readonly BlockDevice[], options: MirrorOptions = {}) {
@@ -128,8 +128,6 @@ export class MirrorMapping implements BlockDevice {
       fail: (leg, why) => this.#fail(leg, why),
     });
     this.#pace = options.pace ?? {};
-    this.#idleMs = options.activityIdleMs ?? 5000;
-    this.#probeMs = options.probeMs ?? 2000;
     this.#gen = new MirrorGenerations(options.storageId, this.#chunkSize, {
       legs: () => this.#legs,
       timed: (leg, op) => this.#timed(leg, op),
@@ -161,7 +159,7 @@ export class MirrorMapping implements BlockDevice {
       set persist(value: boolean) {
         mirror.#persist = value;
       },
-      startSweeper: () => this.#startSweeper(),
+      startSweeper: () => this.#sweeper.start(),
       gen: this.#gen,
       get down() {
         return mirror.#down;
@@ -174,6 +172,11 @@ export class MirrorMapping implements BlockDevice {
       fail: (leg, why) => this.#fail(leg, why),
       noLegs: (what, cause) => this.#noLegs(what, cause),
     };
+    this.#sweeper = new MirrorSweeper(
+      this.#core,
+      options.activityIdleMs ?? 5000,
+      options.probeMs ?? 2000,
+    );
   }
 
   info(): BlockInfo {
@@ -295,7 +298,7 @@ export class MirrorMapping implements BlockDevice {
 
   async close(): Promise<void> {
     this.#closed = true;
-    this.#sweeper?.cancel();
+    this.#sweeper.stop();
     if (this.#persist && this.#legs.every((l) => l.state === "in-sync")) {
       // A clean stop with every leg in sync: settle the generations, then the activity log
       // can go, except where a write is still in flight.
@@ -356,38 +359,6 @@ export class MirrorMapping implements BlockDevice {
   /** Runs a resync job for `leg` until it holds every chunk, then lets it rejoin. */
   #resync(leg: Leg, fixedSource: Leg | undefined): Promise<void> {
     return resyncLeg(this.#core, leg, fixedSource);
-  }
-
-  #startSweeper(): void {
-    if (this.#sweeper !== undefined || this.#closed) return;
-    const period = Math.max(100, Math.min(this.#idleMs, this.#probeMs || this.#idleMs));
-    const tick = () => {
-      if (this.#closed) return;
-      this.#sweep();
-      this.#sweeper = this.#clock.setTimeout(tick, period);
-    };
-    this.#sweeper = this.#clock.setTimeout(tick, period);
-  }
-
-  #lastProbe = 0;
-
-  /** Clears idle activity-log bits, settles generations, tries legs that are out. */
-  #sweep(): void {
-    const now = this.#clock.now();
-    let changed = false;
-    // While the bitmap tracks from an older generation, a leg still at that generation (one
-    // this mirror may not even know of) needs every chunk written since: bits stay set.
-    if (this.#gen.settled()) {
-      changed = this.#bitmap.dropIdle(now, this.#idleMs);
-    }
-    if (changed) void this.#bitmap.store().catch(() => {});
-    this.#gen.settleIfDue(this.#legs.every((l) => l.state === "in-sync"));
-    if (this.#probeMs > 0 && now - this.#lastProbe >= this.#probeMs) {
-      this.#lastProbe = now;
-      for (const l of this.#legs) {
-        if (l.state === "out" && l.media !== undefined) void judgeLeg(this.#core, l, false);
-      }
-    }
   }
 
   // ---- plumbing ----------------------------------------------------------------------------
