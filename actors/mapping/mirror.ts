@@ -13,6 +13,12 @@
  * comes back is judged by the decision table (actors/resync/generations.ts) and resynced by a
  * resync job (actors/resync/resync.ts), or refused as split brain. Maintenance (suspend,
  * resume, clean, dirty, add/remove a leg, verify) are methods here.
+ *
+ * This file is the BlockDevice surface (reads and their failover, leg state changes) and the
+ * wiring; each concern lives beside it: mirror_writes.ts (write path), write_intent_bitmap.ts
+ * (bitmap and activity log), mirror_generations.ts (generation ids and stamping),
+ * mirror_maintenance.ts, mirror_sweeper.ts, mirror_status.ts, and in actors/resync/
+ * start_judgment.ts, leg_judge.ts and leg_resync.ts.
  */
 import {
   type BlockDevice,
@@ -29,22 +35,22 @@ import { coarseSystemClock } from "../../util/coarse_clock.ts";
 import { type Logger, silentLogger } from "../../util/log.ts";
 import { ChunkBits } from "../resync/bitmap.ts";
 import type { ResyncPace } from "../resync/resync.ts";
-import { combineInfo } from "./info.ts";
-import { MirrorGenerations } from "./mirror_generations.ts";
-import * as maintenance from "./mirror_maintenance.ts";
-import type { MaintenanceHost } from "./mirror_maintenance.ts";
-import { type LegResyncHost, resyncLeg } from "../resync/leg_resync.ts";
 import { judgeLeg } from "../resync/leg_judge.ts";
+import { type LegResyncHost, resyncLeg } from "../resync/leg_resync.ts";
 import { judgeAtStart, type StartHost } from "../resync/start_judgment.ts";
-import { WriteIntentBitmap } from "./write_intent_bitmap.ts";
-import { MirrorSweeper } from "./mirror_sweeper.ts";
-import { everyLeg, type WriteHost, writeToLegs } from "./mirror_writes.ts";
+import { combineInfo } from "./info.ts";
 import { withDeadline } from "./leg_deadline.ts";
 import { describe, isRequestError, noLegsError } from "./mirror_errors.ts";
+import { MirrorGenerations } from "./mirror_generations.ts";
 import { type Leg, type LegState, newLeg } from "./mirror_leg.ts";
+import * as maintenance from "./mirror_maintenance.ts";
+import type { MaintenanceHost } from "./mirror_maintenance.ts";
 import { type LegStatus, legStatus } from "./mirror_status.ts";
+import { MirrorSweeper } from "./mirror_sweeper.ts";
+import { everyLeg, type WriteHost, writeToLegs } from "./mirror_writes.ts";
 import { RangeLock } from "./range_lock.ts";
 import { ReadPolicy, type ReadPolicyName } from "./read_policy.ts";
+import { WriteIntentBitmap } from "./write_intent_bitmap.ts";
 
 export type { LegState } from "./mirror_leg.ts";
 export type { LegStatus, ResyncStatus } from "./mirror_status.ts";
@@ -354,16 +360,13 @@ export class MirrorMapping implements BlockDevice {
     return maintenance.verify(this.#core);
   }
 
-  // ---- internals ---------------------------------------------------------------------------
+  // ---- plumbing ----------------------------------------------------------------------------
 
   /** Runs a resync job for `leg` until it holds every chunk, then lets it rejoin. */
   #resync(leg: Leg, fixedSource: Leg | undefined): Promise<void> {
     return resyncLeg(this.#core, leg, fixedSource);
   }
 
-  // ---- plumbing ----------------------------------------------------------------------------
-
-  /** Round robin over in-sync legs. */
   /** An in-sync leg for a read, chosen by the read policy. */
   #pickReadLeg(offset = 0, length = 0): Leg | undefined {
     const legs = this.#legs;
