@@ -9,6 +9,7 @@
  *   deno task bench [--quick] [--transport tcp|unix|both] [--runtime SECONDS]
  */
 import { parseArgs } from "node:util";
+import { freePort } from "./free_port.ts";
 import { fio as runFio, type Job, type Result, waitReady } from "./fio.ts";
 
 const { values } = parseArgs({
@@ -45,13 +46,6 @@ type Target = "dst-memory" | "dst-file" | "nbdkit-memory" | "nbdkit-file";
 interface Running {
   uri: string;
   stop(): Promise<void>;
-}
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
 }
 
 async function start(target: Target, transport: "tcp" | "unix", dir: string): Promise<Running> {

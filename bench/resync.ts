@@ -9,6 +9,7 @@
  */
 import { parseArgs } from "node:util";
 import { spawnDst } from "../tests/support/dst_process.ts";
+import { freePort } from "./free_port.ts";
 import { fio } from "./fio.ts";
 
 const MiB = 1024 * 1024;
@@ -23,13 +24,6 @@ const { values } = parseArgs({
   },
 });
 const SIZE = Number(values.size) * MiB;
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
 
 /** Bare loopback TCP: one connection, 1 MiB writes, `bytes` through; bytes per second. */
 async function bareTcp(bytes: number): Promise<number> {

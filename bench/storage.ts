@@ -8,7 +8,8 @@
  *                           [--only TARGET-SUBSTRING]
  */
 import { parseArgs } from "node:util";
-import { fio, type Job, type Result, waitReady } from "./fio.ts";
+import { type DstProcess, spawnDst } from "../tests/support/dst_process.ts";
+import { fio, type Job, type Result } from "./fio.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -35,107 +36,49 @@ const jobs: Job[] = [
 type Target = "single node" | "mirror2 tcp" | "mirror2 unix" | "linear2 tcp";
 const targets: Target[] = ["single node", "mirror2 tcp", "mirror2 unix", "linear2 tcp"];
 
-interface Proc {
-  readonly child: Deno.ChildProcess;
-}
-
-function dst(args: string[]): Proc {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--unstable-net", "--allow-all", `${root}main.ts`, ...args],
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  return { child };
-}
-
-async function stopAll(procs: Proc[]): Promise<void> {
-  for (const p of procs) {
-    try {
-      p.child.kill("SIGTERM");
-    } catch {
-      // gone
-    }
-  }
-  await Promise.all(procs.map((p) => p.child.status));
-}
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
-
-async function waitFile(path: string): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    if (await Deno.lstat(path).then(() => true, () => false)) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`${path} never appeared`);
-}
-
-async function waitPort(port: number): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    try {
-      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-      return;
-    } catch {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  throw new Error(`nothing listens on port ${port}`);
-}
-
 /** Starts a target; resolves its NBD URI and the processes to stop. */
-async function start(target: Target, dir: string): Promise<{ uri: string; procs: Proc[] }> {
-  const nbd = `${dir}/nbd.sock`;
-  const uri = `nbd+unix:///dst?socket=${nbd}`;
+async function start(target: Target, dir: string): Promise<{ uri: string; procs: DstProcess[] }> {
+  const nbd = `unix://${dir}/nbd.sock`;
+  const ready = { ready: /^nbd/ };
   if (target === "single node") {
-    const procs = [dst(["export", "--listen", `unix://${nbd}`, "--memory", String(size)])];
-    await waitReady(uri);
-    return { uri, procs };
+    const p = await spawnDst(["export", "--listen", nbd, "--memory", String(size)], ready);
+    return { uri: p.lines.find((l) => l.startsWith("nbd"))!, procs: [p] };
   }
   const kind = target.startsWith("mirror") ? "mirror" : "linear";
   const medium = target.endsWith("unix") ? "unix" : "tcp";
   const legSize = kind === "mirror" ? size : size / 2;
-  const procs: Proc[] = [];
-  const urls: string[] = [];
-  for (let i = 0; i < 2; i++) {
-    const url = medium === "unix" ? `unix://${dir}/leg${i}.sock` : `tcp://127.0.0.1:${freePort()}`;
-    procs.push(
-      dst([
-        "node",
-        "--listen",
-        url,
-        "--data",
-        "memory:",
-        "--size",
-        String(legSize),
-        "--id",
-        `leg${i}`,
-      ]),
-    );
-    urls.push(url);
+  const procs: DstProcess[] = [];
+  try {
+    for (let i = 0; i < 2; i++) {
+      // A node prints the URL it listens on (with the real port), and is ready then.
+      const listen = medium === "unix" ? `unix://${dir}/leg${i}.sock` : "tcp://127.0.0.1:0";
+      const args = ["--data", "memory:", "--size", String(legSize), "--id", `leg${i}`];
+      procs.push(await spawnDst(["node", "--listen", listen, ...args]));
+    }
+    const [leg0, leg1] = procs.map((p) => p.lines[0]!.trim());
+    const topology = {
+      storage: "s",
+      nodes: {
+        s: kind === "mirror"
+          ? { kind, legs: ["leg0", "leg1"], readPolicy: values["read-policy"] ?? "round-robin" }
+          : { kind, children: ["leg0", "leg1"] },
+        leg0: { kind: "remote", url: leg0 },
+        leg1: { kind: "remote", url: leg1 },
+      },
+      export: { listen: [nbd] },
+    };
+    await Deno.writeTextFile(`${dir}/topology.json`, JSON.stringify(topology));
+    const serve = await spawnDst(["serve", "--config", `${dir}/topology.json`], ready);
+    procs.push(serve);
+    return { uri: serve.lines.find((l) => l.startsWith("nbd"))!, procs };
+  } catch (error) {
+    await stopAll(procs);
+    throw error;
   }
-  for (const url of urls) {
-    if (url.startsWith("unix://")) await waitFile(url.slice("unix://".length));
-    else await waitPort(Number(url.split(":").pop()));
-  }
-  const topology = {
-    storage: "s",
-    nodes: {
-      s: kind === "mirror"
-        ? { kind, legs: ["leg0", "leg1"] }
-        : { kind, children: ["leg0", "leg1"] },
-      leg0: { kind: "remote", url: urls[0] },
-      leg1: { kind: "remote", url: urls[1] },
-    },
-    export: { listen: [`unix://${nbd}`] },
-  };
-  await Deno.writeTextFile(`${dir}/topology.json`, JSON.stringify(topology));
-  procs.push(dst(["serve", "--config", `${dir}/topology.json`]));
-  await waitReady(uri);
-  return { uri, procs };
+}
+
+async function stopAll(procs: readonly DstProcess[]): Promise<void> {
+  for (const p of [...procs].reverse()) await p.stop();
 }
 
 async function main(): Promise<void> {
