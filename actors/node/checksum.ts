@@ -9,14 +9,6 @@ import { crc32 } from "node:zlib";
 export const CHECKSUMS = ["crc32"] as const;
 export type ChecksumName = (typeof CHECKSUMS)[number];
 
-/** The checksum of `data` under `algorithm`, as an unsigned 32-bit number. */
-export function checksum(algorithm: ChecksumName, data: Uint8Array): number {
-  switch (algorithm) {
-    case "crc32":
-      return crc32(data) >>> 0;
-  }
-}
-
 const KINDS = { rq: 1, rp: 2, er: 3 } as const;
 const OP_CODES: Record<string, number> = {
   read: 1,
