@@ -15,6 +15,7 @@ import { startStatusEndpoint, type StatusEndpoint } from "../status/endpoint.ts"
 import { CountingBlockDevice } from "../status/io.ts";
 import { leafTree, remoteLeafState } from "../status/leaf.ts";
 import { readSecret } from "./secret.ts";
+import { untilStopSignal } from "./signals.ts";
 import { type Command, UsageError } from "./command.ts";
 import { parseFlags } from "./flags.ts";
 import { parseSize as parseBytes } from "../util/size.ts";
@@ -146,13 +147,7 @@ async function run(args: string[]): Promise<number> {
     ? `dst remote node ${plan.source.url}`
     : `dst memory export (${plan.source.size} bytes)`;
   const server = new NbdServer({ exports: [{ name: plan.name, device, description }], log });
-  const stopped = Promise.withResolvers<string>();
-  const onSignal = (signal: Deno.Signal) => () => stopped.resolve(signal);
-  const signals: [Deno.Signal, () => void][] = [
-    ["SIGTERM", onSignal("SIGTERM")],
-    ["SIGINT", onSignal("SIGINT")],
-  ];
-  for (const [signal, handler] of signals) Deno.addSignalListener(signal, handler);
+  const stopped = untilStopSignal();
   const uris: string[] = [];
   let status: StatusEndpoint | undefined;
   try {
@@ -180,7 +175,7 @@ async function run(args: string[]): Promise<number> {
       });
       for (const line of status.lines) console.log(line);
     }
-    const signal = await stopped.promise;
+    const signal = await stopped.signal;
     log.log("info", "shutting down", { signal, connections: server.connections });
   } finally {
     await status?.shutdown();
@@ -190,7 +185,7 @@ async function run(args: string[]): Promise<number> {
     for (const address of plan.listen) {
       if (address.transport === "unix") await Deno.remove(address.path).catch(() => {});
     }
-    for (const [signal, handler] of signals) Deno.removeSignalListener(signal, handler);
+    stopped.dispose();
   }
   return 0;
 }
