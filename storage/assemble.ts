@@ -17,10 +17,10 @@ import type { MediaDevice } from "../actors/block/contract.ts";
 import type { ActorSystem } from "../actors/system.ts";
 import type { DialOptions } from "../transport/dial.ts";
 import { type Logger, silentLogger } from "../util/log.ts";
-import { formatSize } from "../util/size.ts";
 import { ControlError, type LegSpec, type NodeStateName, type StorageControl } from "./control.ts";
 import {
   childrenOf,
+  legSizeProblem,
   type NodeSpec,
   parseTopology,
   type Topology,
@@ -201,14 +201,11 @@ export async function assemble(topology: Topology, options: AssembleOptions): Pr
         tree: node(name, spec, linear.info().size, trees, state),
       };
     }
-    const sizes = children.map((c) => c.device.info().size);
-    if (new Set(sizes).size > 1) {
-      throw new TopologyError([
-        `nodes.${name}.legs: legs differ in size (${
-          spec.legs.map((l, i) => `${l} ${formatSize(sizes[i]!)}`).join(", ")
-        }); give every leg of a mirror the same size`,
-      ]);
-    }
+    const problem = legSizeProblem(
+      name,
+      spec.legs.map((leg, i) => [leg, children[i]!.device.info().size] as const),
+    );
+    if (problem !== undefined) throw new TopologyError([problem]);
     const mirror = new MirrorMapping(devices, {
       names: spec.legs,
       logger,

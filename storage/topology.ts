@@ -137,6 +137,19 @@ function issuePath(path: readonly PropertyKey[]): string {
   );
 }
 
+/**
+ * The problem with a mirror whose legs have different sizes, or undefined. Checked on declared
+ * sizes when the file is read, and again on discovered (remote) sizes at assembly.
+ */
+export function legSizeProblem(
+  mirror: string,
+  legs: readonly (readonly [string, number])[],
+): string | undefined {
+  if (new Set(legs.map(([, size]) => size)).size <= 1) return undefined;
+  const listed = legs.map(([leg, size]) => `${leg} ${formatSize(size)}`).join(", ");
+  return `nodes.${mirror}.legs: legs differ in size (${listed}); give every leg of a mirror the same size`;
+}
+
 /** Parses and checks a topology; throws TopologyError naming every problem. */
 export function parseTopology(input: unknown): Topology {
   const parsed = topologySchema.safeParse(input);
@@ -197,14 +210,11 @@ export function parseTopology(input: unknown): Topology {
   for (const [node, spec] of Object.entries(nodes)) {
     if (spec.kind !== "mirror") continue;
     const sizes = spec.legs.map((leg) => [leg, declaredSize(topology, leg)] as const);
-    const known = sizes.filter(([, s]) => s !== undefined) as [string, number][];
-    if (new Set(known.map(([, s]) => s)).size > 1) {
-      problems.push(
-        `nodes.${node}.legs: legs differ in size (${
-          known.map(([l, s]) => `${l} ${formatSize(s)}`).join(", ")
-        }); give every leg of a mirror the same size`,
-      );
-    }
+    const problem = legSizeProblem(
+      node,
+      sizes.filter(([, s]) => s !== undefined) as [string, number][],
+    );
+    if (problem !== undefined) problems.push(problem);
   }
   if (problems.length > 0) throw new TopologyError([...new Set(problems)]);
   return topology;
