@@ -4,22 +4,30 @@
  *
  * @example
  * ```ts
- * import { LinearMapping, MemoryBlockDevice, MirrorMapping } from "./mod.ts";
+ * import { ActorSystem, LinearMapping, MemoryBlockDevice, spawnMirror } from "./mod.ts";
  *
- * const mirror = new MirrorMapping([
+ * const system = new ActorSystem({ node: "example" });
+ * const mirror = await spawnMirror(system, [
  *   new MemoryBlockDevice({ size: 1 << 20 }),
  *   new MemoryBlockDevice({ size: 1 << 20 }),
  * ]);
- * const storage = new LinearMapping([mirror, new MemoryBlockDevice({ size: 1 << 20 })]);
+ * const storage = new LinearMapping([mirror.device, new MemoryBlockDevice({ size: 1 << 20 })]);
  * await storage.write(0, new Uint8Array(4096).fill(7), true);
  * console.assert((await storage.read(0, 4096))[0] === 7);
+ * await storage.close();
+ * await system.shutdown();
  * ```
  * @module
  */
 export * from "./actors/mod.ts";
 export * from "./actors/block/mod.ts";
 export { LinearMapping } from "./actors/mapping/linear.ts";
-export { type LegStatus, MirrorMapping, type MirrorOptions } from "./actors/mapping/mirror.ts";
+export {
+  type LegStatus,
+  type Mirror,
+  type MirrorActorOptions,
+  spawnMirror,
+} from "./actors/mirror/mod.ts";
 export { RemoteNode, type RemoteNodeOptions } from "./actors/node/proxy.ts";
 export { type NodeServer, serveNode } from "./actors/node/server.ts";
 export * from "./transport/mod.ts";

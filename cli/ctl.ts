@@ -15,9 +15,16 @@ Asks a running dst (serve or start, run with --status) to act on its mirrors.
 Actions:
   suspend LEG                  take a leg out of service; its misses are tracked
   resume LEG                   bring a suspended (or refused) leg back; it resyncs what it missed
-  clean LEG                    declare a leg's data good as it is (e.g. to settle a split brain)
+  clean LEG [--force]          declare a leg's data good as it is, without a copy. Refused for
+                               a leg that may lack writes (it missed some, or a split brain)
+                               unless --force: it would then serve old data where it missed them
   dirty LEG                    declare a leg's data bad: it is resynced in full
-  verify MIRROR                compare every leg's digests; differing chunks are resynced
+  verify MIRROR [--repair-from LEG]
+                               compare the in-sync legs' digests chunk by chunk; where a majority
+                               agrees the others are resynced; where none does (two legs that
+                               differ) nothing is repaired unless --repair-from names the leg to
+                               trust. Exit 0: the legs agree; 1: differences found and repaired;
+                               2: differences left unrepaired
   add-leg MIRROR NAME SPEC     add a leg while serving: SPEC is a node URL (tcp://, unix://,
                                quic://) or a topology leaf as JSON ({"kind": "file", ...})
   remove-leg MIRROR LEG        remove a leg while serving (never the last in-sync one)
@@ -26,6 +33,8 @@ Options:
   --url URL           the status endpoint (default http://127.0.0.1:8080/); HOST:PORT is enough
   --token-file PATH   file holding the control token (dst serve --status-token-file); else
                       DST_STATUS_TOKEN
+  --force             clean: accept a leg's data even where it may lack writes
+  --repair-from LEG   verify: repair differing chunks from this leg
   -h, --help          show this help
 
 Example:
@@ -78,9 +87,22 @@ export function legSpec(text: string): LegSpec {
 export function requestFor(
   action: ControlAction,
   args: readonly string[],
+  flags: { readonly force?: boolean; readonly repairFrom?: string } = {},
 ): { method: "POST" | "DELETE"; path: string; body: unknown } {
   const e = encodeURIComponent;
   switch (action) {
+    case "clean":
+      return {
+        method: "POST",
+        path: `api/nodes/${e(args[0]!)}/clean`,
+        body: flags.force ? { force: true } : {},
+      };
+    case "verify":
+      return {
+        method: "POST",
+        path: `api/nodes/${e(args[0]!)}/verify`,
+        body: flags.repairFrom === undefined ? {} : { repairFrom: flags.repairFrom },
+      };
     case "add-leg":
       return {
         method: "POST",
@@ -137,6 +159,8 @@ async function run(argv: string[]): Promise<number> {
       options: {
         url: { type: "string", default: "http://127.0.0.1:8080/" },
         "token-file": { type: "string" },
+        force: { type: "boolean" },
+        "repair-from": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     }));
@@ -157,7 +181,14 @@ async function run(argv: string[]): Promise<number> {
   if (args.length !== want.length) {
     throw new UsageError(`${action} takes ${want.join(" ")}, got ${args.length} argument(s)`);
   }
-  const request = requestFor(action, args);
+  if (values.force && action !== "clean") throw new UsageError("--force goes with clean only");
+  if (values["repair-from"] !== undefined && action !== "verify") {
+    throw new UsageError("--repair-from goes with verify only");
+  }
+  const request = requestFor(action, args, {
+    ...(values.force ? { force: true } : {}),
+    ...(values["repair-from"] === undefined ? {} : { repairFrom: values["repair-from"] }),
+  });
   const base = baseUrl(values.url);
   const token = await loadToken(values["token-file"]);
   const url = new URL(request.path, base);
@@ -179,7 +210,11 @@ async function run(argv: string[]): Promise<number> {
     );
   }
   const text = await response.text();
-  let body: { message?: string; error?: string } = {};
+  let body: {
+    message?: string;
+    error?: string;
+    verify?: { mismatchedChunks: number; unresolvedBytes: number };
+  } = {};
   try {
     body = JSON.parse(text);
   } catch {
@@ -191,6 +226,9 @@ async function run(argv: string[]): Promise<number> {
     );
   }
   console.log(body.message ?? "done");
+  if (body.verify !== undefined && body.verify.mismatchedChunks > 0) {
+    return body.verify.unresolvedBytes > 0 ? 2 : 1;
+  }
   return 0;
 }
 

@@ -8,7 +8,9 @@
  *   GET    /api/tree                      the whole status (StatusJson)
  *   GET    /api/nodes/:node               one node of the tree
  *   GET    /metrics                       Prometheus text
- *   POST   /api/nodes/:node/:action       suspend | resume | clean | dirty | verify (body {} or none)
+ *   POST   /api/nodes/:node/:action       suspend | resume | dirty (body {} or none)
+ *   POST   /api/nodes/:leg/clean          {"force": true} accepts a leg that may lack writes
+ *   POST   /api/nodes/:mirror/verify      {"repairFrom": "leg1"} names the leg to trust
  *   POST   /api/nodes/:mirror/legs        add a leg: {"name": "c", "spec": {"kind": "remote", ...}}
  *   DELETE /api/nodes/:mirror/legs/:leg   remove a leg
  *
@@ -64,9 +66,10 @@ export const legSpecSchema = z.discriminatedUnion("kind", [
 export const addLegSchema = z.strictObject({ name: nodeName, spec: legSpecSchema });
 /** The simple actions take no arguments; an empty object (or no body) is all they accept. */
 const noArguments = z.strictObject({});
+const cleanArguments = z.strictObject({ force: z.boolean().optional() });
+const verifyArguments = z.strictObject({ repairFrom: nodeName.optional() });
 
 const SIMPLE_ACTIONS = ["suspend", "resume", "clean", "dirty", "verify"] as const;
-type SimpleAction = typeof SIMPLE_ACTIONS[number];
 
 /** Takes one consistent snapshot of everything the views show. */
 export function statusSnapshot(source: StatusSource): StatusJson {
@@ -144,8 +147,20 @@ export function statusApp(source: StatusSource): Hono {
     }
     const control = controlOf(source);
     const node = knownNode(source, c.req.param("node"));
-    parse(noArguments, await jsonBody(c));
-    return c.json(await act(() => control[action as SimpleAction](node)));
+    const body = await jsonBody(c);
+    switch (action) {
+      case "clean": {
+        const { force } = parse(cleanArguments, body);
+        return c.json(await act(() => control.clean(node, force ?? false)));
+      }
+      case "verify": {
+        const { repairFrom } = parse(verifyArguments, body);
+        return c.json(await act(() => control.verify(node, repairFrom)));
+      }
+      default:
+        parse(noArguments, body);
+        return c.json(await act(() => control[action as "suspend" | "resume" | "dirty"](node)));
+    }
   });
 
   app.notFound((c) => c.json({ error: `no such page: ${c.req.method} ${c.req.path}` }, 404));

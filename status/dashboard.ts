@@ -12,7 +12,7 @@ export function dashboardHtml(title: string): string {
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>
 :root{--in-sync:#2e9e4f;--degraded:#d99a00;--rebuilding:#2f6fd6;--suspended:#7d6aa8;
-  --down:#d23c3c;--out:#d23c3c;--split-brain:#a0106e;--connecting:#5aa0d8;--unknown:#888}
+  --down:#d23c3c;--out:#d23c3c;--split-brain:#a0106e;--connecting:#5aa0d8;--judging:#5aa0d8;--unknown:#888}
 *{box-sizing:border-box}
 body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#1d232a;background:#f4f6f8}
 header{background:#1d232a;color:#fff;padding:.8em 1.5em;display:flex;gap:1.5em 2em;
@@ -59,7 +59,7 @@ ul.tree ul>li::before{content:"";position:absolute;left:-1.2em;top:1.4em;width:1
 <main><div id="status">loading…</div><div id="message"></div><div id="tree"></div></main>
 <script>
 "use strict";
-const STATES = ["in-sync","degraded","rebuilding","suspended","down","out","split-brain","connecting"];
+const STATES = ["in-sync","degraded","rebuilding","judging","suspended","down","out","split-brain","connecting"];
 const UNITS = ["B","KiB","MiB","GiB","TiB","PiB"];
 function bytes(b) {
   if (typeof b !== "number" || !isFinite(b)) return "?";

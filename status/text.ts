@@ -10,6 +10,7 @@ const COLOURS: Record<string, string> = {
   "in-sync": "32",
   degraded: "33",
   rebuilding: "34",
+  judging: "36",
   suspended: "35",
   down: "31",
   out: "31",

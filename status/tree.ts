@@ -39,6 +39,7 @@ export const NODE_STATES = [
   "in-sync",
   "degraded",
   "rebuilding",
+  "judging",
   "suspended",
   "down",
   "split-brain",

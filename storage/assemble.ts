@@ -10,14 +10,26 @@ import { FileBlockDevice } from "../actors/block/file.ts";
 import { guard } from "../actors/block/guard.ts";
 import { MemoryBlockDevice } from "../actors/block/memory.ts";
 import { LinearMapping } from "../actors/mapping/linear.ts";
-import { type LegStatus, MirrorMapping } from "../actors/mapping/mirror.ts";
+import {
+  type ActionDone,
+  type LegStatus,
+  type Mirror,
+  type MirrorAction,
+  spawnMirror,
+} from "../actors/mirror/mod.ts";
 import { RemoteNode, type RemoteState } from "../actors/node/proxy.ts";
 import { mediaOf } from "../actors/block/media.ts";
 import type { MediaDevice } from "../actors/block/contract.ts";
 import type { ActorSystem } from "../actors/system.ts";
 import type { DialOptions } from "../transport/dial.ts";
 import { type Logger, silentLogger } from "../util/log.ts";
-import { ControlError, type LegSpec, type NodeStateName, type StorageControl } from "./control.ts";
+import {
+  ControlError,
+  type ControlResult,
+  type LegSpec,
+  type NodeStateName,
+  type StorageControl,
+} from "./control.ts";
 import {
   childrenOf,
   legSizeProblem,
@@ -38,6 +50,11 @@ export interface AssembleOptions {
   readonly logger?: Logger;
   /** How long to wait for each remote node at assembly (default 10 s). */
   readonly connectTimeoutMs?: number;
+  /**
+   * Start mirrors even when a leg that cannot be reached may hold writes the others lack (see
+   * actors/mirror/start.ts: what it risks).
+   */
+  readonly force?: boolean;
 }
 
 /** One node of the running tree, for status. */
@@ -84,9 +101,9 @@ export async function assemble(topology: Topology, options: AssembleOptions): Pr
   const opened: BlockDevice[] = [];
   /** Remote leaves tell their mirror when their link is back. */
   const linkHooks = new Map<string, (state: RemoteState) => void>();
-  const mirrors = new Map<string, MirrorMapping>();
+  const mirrors = new Map<string, Mirror>();
   /** Each mirror's leg nodes in the status tree, changed as legs are added and removed. */
-  const legTreesOf = new Map<MirrorMapping, TreeNode[]>();
+  const legTreesOf = new Map<Mirror, TreeNode[]>();
   const legOf = new Map<string, string>();
   const resolvePath = (path: string) =>
     path.startsWith("/") || options.baseDir === undefined ? path : `${options.baseDir}/${path}`;
@@ -206,10 +223,12 @@ export async function assemble(topology: Topology, options: AssembleOptions): Pr
       spec.legs.map((leg, i) => [leg, children[i]!.device.info().size] as const),
     );
     if (problem !== undefined) throw new TopologyError([problem]);
-    const mirror = new MirrorMapping(devices, {
+    const mirror = await spawnMirror(options.system, devices, {
+      name: `storage.${name}`,
       names: spec.legs,
       logger,
       media: children.map((c) => c.media),
+      ...(options.force === undefined ? {} : { force: options.force }),
       ...(spec.legTimeoutMs === undefined ? {} : { legTimeoutMs: spec.legTimeoutMs }),
       ...(spec.readPolicy === undefined ? {} : { readPolicy: spec.readPolicy }),
       ...(spec.chunkSize === undefined ? {} : { chunkSize: spec.chunkSize }),
@@ -220,25 +239,23 @@ export async function assemble(topology: Topology, options: AssembleOptions): Pr
           ...(spec.resync.parallel === undefined ? {} : { parallel: spec.resync.parallel }),
         },
       }),
+    }).catch((error) => {
+      throw new TopologyError([`nodes.${name}: ${(error as Error).message}`]);
     });
-    await mirror.start();
+    actors.push(mirror.device);
     mirrors.set(name, mirror);
     spec.legs.forEach((leg) => {
       legOf.set(leg, name);
       // A leg whose link drops leaves at once (it may come back as other media); when the
       // link is back it is judged and resynced.
-      linkHooks.set(leg, (state) => {
-        const index = mirror.legs().findIndex((l) => l.name === leg);
-        if (state === "connected") mirror.legReachable(index);
-        else if (state === "connecting") mirror.legLost(index, "link to the node lost");
-      });
+      linkHooks.set(leg, linkHook(mirror, leg));
     });
     const legTrees = [...trees];
     const mirrorTree = node(name, spec, mirror.info().size, legTrees, () => mirrorState(mirror));
     // Each leg's node shows its place in the mirror (state, generations, resync) over its own.
     legTrees.forEach((t, i) => (legTrees[i] = legView(t, mirror)));
     legTreesOf.set(mirror, legTrees);
-    return { device: await asActor(name, mirror), tree: mirrorTree };
+    return { device: mirror.device, tree: mirrorTree };
   };
 
   try {
@@ -254,13 +271,9 @@ export async function assemble(topology: Topology, options: AssembleOptions): Pr
         const built = await leaf(name, spec, { kind: "mirror", legs: [] } as NodeSpec);
         const media = mediaOf(built.device);
         const device = await asActor(name, built.device);
-        await mirror.addLeg(name, device, media);
+        await mirror.act({ action: "add-leg", leg: name, device, media });
         legTreesOf.get(mirror)?.push(legView(built.tree, mirror));
-        linkHooks.set(name, (state) => {
-          const index = mirror.legs().findIndex((l) => l.name === name);
-          if (state === "connected") mirror.legReachable(index);
-          else if (state === "connecting") mirror.legLost(index, "link to the node lost");
-        });
+        linkHooks.set(name, linkHook(mirror, name));
         legOf.set(name, [...mirrors].find(([, m]) => m === mirror)![0]);
       }),
       close: async () => {
@@ -293,9 +306,17 @@ function node(
   };
 }
 
-function mirrorState(mirror: MirrorMapping): NodeState {
+/** Tells a mirror when its leg's link drops or comes back. */
+function linkHook(mirror: Mirror, leg: string): (state: RemoteState) => void {
+  return (state) => {
+    if (state === "connected") mirror.legReachable(leg);
+    else if (state === "connecting") mirror.legLost(leg, "link to the node lost");
+  };
+}
+
+function mirrorState(mirror: Mirror): NodeState {
   const legs: LegStatus[] = mirror.legs();
-  const inSync = legs.filter((l) => l.state === "in-sync").length;
+  const inSync = mirror.inSync();
   const state = inSync === 0
     ? legs.some((l) => l.state === "split-brain") ? "split-brain" as const : "down" as const
     : legs.some((l) => l.state === "rebuilding")
@@ -308,15 +329,16 @@ function mirrorState(mirror: MirrorMapping): NodeState {
     detail: {
       legs,
       chunkSize: mirror.chunkSize,
-      storageId: mirror.storageId,
-      generations: mirror.generations,
+      storageId: mirror.storageId(),
+      generations: mirror.generations(),
       outOfSyncBytes: Math.max(0, ...legs.map((l) => l.outOfSyncBytes)),
+      ...(mirror.lastVerify() === undefined ? {} : { verify: mirror.lastVerify() }),
     },
   };
 }
 
 /** A leg's tree node, its state taken from the mirror's view of it. */
-function legView(tree: TreeNode, mirror: MirrorMapping): TreeNode {
+function legView(tree: TreeNode, mirror: Mirror): TreeNode {
   return {
     ...tree,
     state: (): NodeState => {
@@ -331,16 +353,16 @@ function legView(tree: TreeNode, mirror: MirrorMapping): TreeNode {
   };
 }
 
-type AddLeg = (mirror: MirrorMapping, name: string, spec: NodeSpec) => Promise<void>;
+type AddLeg = (mirror: Mirror, name: string, spec: NodeSpec) => Promise<void>;
 
 /** The maintenance API over the storage's mirrors, by node name. */
 function mirrorControl(
-  mirrors: Map<string, MirrorMapping>,
+  mirrors: Map<string, Mirror>,
   legOf: Map<string, string>,
-  removed: (mirror: MirrorMapping, leg: string) => void,
+  removed: (mirror: Mirror, leg: string) => void,
   add: AddLeg,
 ): StorageControl {
-  const mirrorOfLeg = (node: string): MirrorMapping => {
+  const mirrorOfLeg = (node: string): Mirror => {
     const m = mirrors.get(legOf.get(node) ?? "");
     if (m === undefined || !m.hasLeg(node)) {
       throw new ControlError(
@@ -350,7 +372,7 @@ function mirrorControl(
     }
     return m;
   };
-  const mirrorNamed = (name: string): MirrorMapping => {
+  const mirrorNamed = (name: string): Mirror => {
     const m = mirrors.get(name);
     if (m === undefined) {
       throw new ControlError(
@@ -360,36 +382,48 @@ function mirrorControl(
     }
     return m;
   };
-  const act = async (what: () => Promise<unknown>, message: string) => {
+  const act = async (what: () => Promise<ActionDone>, message?: string): Promise<ControlResult> => {
+    let done: ActionDone;
     try {
-      await what();
+      done = await what();
     } catch (error) {
       if (error instanceof ControlError) throw error;
       throw new ControlError("impossible", (error as Error).message);
     }
-    return { ok: true as const, message };
+    return {
+      ok: true as const,
+      message: message ?? done.message,
+      ...(done.verify === undefined ? {} : { verify: done.verify }),
+    };
   };
+  const onLeg = (n: string, action: MirrorAction) => act(() => mirrorOfLeg(n).act(action));
   return {
     nodes: () => [...mirrors.keys(), ...legOf.keys()],
-    suspend: (n) => act(() => mirrorOfLeg(n).suspend(n), `${n} suspended`),
-    resume: (n) => act(() => mirrorOfLeg(n).resume(n), `${n} resumed`),
-    clean: (n) => act(() => mirrorOfLeg(n).markClean(n), `${n} marked clean`),
-    dirty: (n) => act(() => mirrorOfLeg(n).markDirty(n), `${n} marked dirty: full resync`),
+    suspend: (n) => onLeg(n, { action: "suspend", leg: n }),
+    resume: (n) => onLeg(n, { action: "resume", leg: n }),
+    clean: (n, force = false) => onLeg(n, { action: "clean", leg: n, force }),
+    dirty: (n) => onLeg(n, { action: "dirty", leg: n }),
     addLeg: (m, n, spec) =>
-      act(() => add(mirrorNamed(m), n, parseLegSpec(n, spec)), `${n} added to ${m}`),
+      act(async () => {
+        await add(mirrorNamed(m), n, parseLegSpec(n, spec));
+        return { message: `${n} added to ${m}: full resync` };
+      }),
     removeLeg: (m, n) =>
       act(async () => {
         const mirror = mirrorNamed(m);
         if (!mirror.hasLeg(n)) throw new ControlError("unknown-node", `${m} has no leg "${n}"`);
-        await mirror.removeLeg(n);
+        const done = await mirror.act({ action: "remove-leg", leg: n });
         legOf.delete(n);
         removed(mirror, n);
+        return done;
       }, `${n} removed from ${m}`),
-    verify: (m) =>
-      act(async () => {
-        const { mismatches } = await mirrorNamed(m).verify();
-        return mismatches;
-      }, `${m} verified`),
+    verify: (m, repairFrom) =>
+      act(() =>
+        mirrorNamed(m).act({
+          action: "verify",
+          ...(repairFrom === undefined ? {} : { repairFrom }),
+        })
+      ),
   };
 }
 

@@ -15,10 +15,13 @@ export type NodeStateName =
   | "down"
   | "connecting"
   | "split-brain"
+  | "judging"
+  | "removed"
   | "out";
 
-/** A resync or verify in progress on one leg: the mirror's own report of it. */
-export type { ResyncStatus as ResyncProgress } from "../actors/mapping/mirror.ts";
+/** A resync in progress on one leg: the mirror's own report of it. */
+export type { ResyncStatus as ResyncProgress } from "../actors/mirror/mod.ts";
+import type { VerifyReport } from "../actors/mirror/mod.ts";
 
 /** A leaf or remote node to add as a new leg (the same shapes as topology leaves). */
 export type LegSpec =
@@ -30,6 +33,8 @@ export type LegSpec =
 export interface ControlResult {
   readonly ok: true;
   readonly message: string;
+  /** What a verify found. */
+  readonly verify?: VerifyReport;
 }
 
 export interface StorageControl {
@@ -39,16 +44,23 @@ export interface StorageControl {
   suspend(node: string): Promise<ControlResult>;
   /** Brings a suspended (or refused) leg back; it resyncs what it missed. */
   resume(node: string): Promise<ControlResult>;
-  /** Declares a leg's data good as it is (clears its dirty state without copying). */
-  clean(node: string): Promise<ControlResult>;
+  /**
+   * Declares a leg's data good as it is, without copying. Refused for a leg that may lack
+   * writes (it missed some, or split brain) unless `force`: it would then serve old data.
+   */
+  clean(node: string, force?: boolean): Promise<ControlResult>;
   /** Declares a leg's data bad: it is resynced in full. */
   dirty(node: string): Promise<ControlResult>;
   /** Adds a new leg to a mirror while it serves; it is resynced in full. */
   addLeg(mirror: string, name: string, spec: LegSpec): Promise<ControlResult>;
   /** Removes a leg from a mirror while it serves (never the last in-sync one). */
   removeLeg(mirror: string, leg: string): Promise<ControlResult>;
-  /** Compares digests of every leg against an in-sync one; mismatches are marked and resynced. */
-  verify(mirror: string): Promise<ControlResult>;
+  /**
+   * Compares every in-sync leg's digests chunk by chunk. A chunk where a strict majority agrees
+   * is repaired on the others; where no majority exists it is only reported, unless
+   * `repairFrom` names the leg to trust.
+   */
+  verify(mirror: string, repairFrom?: string): Promise<ControlResult>;
 }
 
 /** An action that cannot be done; the message says why and what to do. */

@@ -66,7 +66,7 @@ const drills: [file: string, faults: number][] = [
 /**
  * Drills that find a real dst bug, kept running by hand (`dst drill --short drills/FILE`) until
  * it is fixed, then taken out of this set. None now: last_leg_hung.json (a mirror that lost its
- * last in-sync leg to SIGSTOP never took it back) is fixed in actors/mapping/mirror.ts.
+ * last in-sync leg to SIGSTOP never took it back) is fixed in actors/mirror/.
  */
 const knownBugs = new Set<string>();
 

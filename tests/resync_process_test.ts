@@ -492,9 +492,10 @@ Deno.test({
       } finally {
         file.close();
       }
+      // Three legs: two agree, so leg1 is repaired (exit 1: differences found and repaired).
       const verify = await ctl(rig, ["verify", "m"]);
-      assert.equal(verify.code, 0, verify.err);
-      assert.match(verify.out, /verified/);
+      assert.equal(verify.code, 1, verify.err);
+      assert.match(verify.out, /1 chunk\(s\) \(1048576 bytes\) differing; repairing leg1/);
       const legs = await waitInSync(rig);
       assert.equal(copied(legs, "leg1") - before, MiB, "only the corrupted chunk was copied");
       const data = await legData(rig);

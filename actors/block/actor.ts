@@ -83,7 +83,7 @@ export interface BlockActorOptions {
 
 const OK: BlockReply = { ok: true };
 
-function failure(error: unknown): BlockReply {
+export function failure(error: unknown): BlockReply {
   if (error instanceof BlockError) return { ok: false, code: error.code, message: error.detail };
   return {
     ok: false,
@@ -92,8 +92,15 @@ function failure(error: unknown): BlockReply {
   };
 }
 
-/** Serves one message against the device and answers the asker; never throws. */
-async function serve(device: BlockDevice, m: BlockMessage): Promise<BlockReply> {
+/**
+ * Serves one message against the device; never throws, except an error `fatal` picks (the
+ * device's own bookkeeping broke: the caller stops the actor).
+ */
+export async function serve(
+  device: BlockDevice,
+  m: BlockMessage,
+  fatal?: (error: unknown) => boolean,
+): Promise<BlockReply> {
   try {
     switch (m.op) {
       case "info":
@@ -119,6 +126,7 @@ async function serve(device: BlockDevice, m: BlockMessage): Promise<BlockReply> 
         return OK;
     }
   } catch (error) {
+    if (fatal?.(error)) throw error;
     return failure(error);
   }
 }

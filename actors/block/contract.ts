@@ -104,6 +104,8 @@ export interface MediaState {
   readonly flags: number;
   /** Bytes the stored bitmap region holds. */
   readonly bitmapBytes: number;
+  /** Ids of the legs its mirror recorded as not in sync at its last stamp ("outdated peers"). */
+  readonly outdated: readonly string[];
 }
 
 /** Changes to a node's media state; absent fields stay as they are. */
@@ -111,6 +113,7 @@ export interface MediaPatch {
   readonly storageId?: string;
   readonly generations?: MediaGenerations;
   readonly flags?: number;
+  readonly outdated?: readonly string[];
 }
 
 /**

@@ -184,6 +184,7 @@ export class FileBlockDevice implements BlockDevice, MediaDevice {
       generations: m.generations,
       flags: m.flags,
       bitmapBytes: m.bitmapBytes,
+      outdated: m.outdated,
     });
   }
 

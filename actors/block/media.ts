@@ -24,6 +24,8 @@ export const BITMAP_OFFSET = 2 * MEDIA_PAGE;
 export const METADATA_ALIGN = 1024 * 1024;
 /** Older current generation ids kept, newest first. */
 export const HISTORY_SLOTS = 4;
+/** Outdated leg ids kept (a mirror with more legs than this records the first ones only). */
+export const OUTDATED_SLOTS = 32;
 /** A generation id that was never set. */
 export const NO_GENERATION = "0000000000000000";
 
@@ -60,6 +62,11 @@ export interface MediaMeta extends MediaLayout {
   readonly generations: Generations;
   /** Bits for the layers above (clean/dirty marks and the like); opaque here. */
   readonly flags: number;
+  /**
+   * Ids (32 hex digits) of the legs that were not in sync when this media was last stamped by
+   * its mirror (DRBD's "outdated" peers); at most OUTDATED_SLOTS.
+   */
+  readonly outdated: readonly string[];
 }
 
 /**
@@ -71,6 +78,7 @@ export interface MediaChanges {
   readonly leg?: number;
   readonly generations?: Generations;
   readonly flags?: number;
+  readonly outdated?: readonly string[];
 }
 
 /** Positional access to the raw media, as the file device provides it. */
@@ -119,7 +127,11 @@ export interface OpenExpectations {
   readonly leg?: number;
 }
 
-export const DEFAULT_CHUNK = 64 * 1024;
+/**
+ * The smallest chunk a media's bitmap region can track. Regions are sized for the smallest
+ * chunk a mirror may use (32 KiB per GiB of data), so any mirror chunk size fits any media.
+ */
+export const DEFAULT_CHUNK = MEDIA_PAGE;
 
 // Header field offsets.
 const F_MAGIC = 0;
@@ -137,6 +149,8 @@ const F_BITMAP_GEN = 88;
 const F_FLAGS = 96;
 const F_HISTORY_COUNT = 100;
 const F_HISTORY = 104; // HISTORY_SLOTS * 8 bytes
+const F_OUTDATED_COUNT = 160;
+const F_OUTDATED = 164; // OUTDATED_SLOTS * 16 bytes
 const F_CHECKSUM = MEDIA_PAGE - 32; // sha-256 over [0, F_CHECKSUM)
 
 /** The layout for a data area of `dataSize` bytes tracked in chunks of `chunkSize`. */
@@ -184,6 +198,7 @@ export async function formatMedia(io: MediaIo, options: FormatOptions): Promise<
     generations: options.generations ??
       { current: newGenerationId(options.random), bitmap: NO_GENERATION, history: [] },
     flags: options.flags ?? 0,
+    outdated: [],
   };
   const encoded = encodeHeader(meta); // validates ids before anything is written
   const needed = layout.dataOffset + options.dataSize;
@@ -321,6 +336,9 @@ function encodeHeader(meta: MediaMeta): Uint8Array {
   }
   view.setUint32(F_HISTORY_COUNT, history.length, true);
   history.forEach((id, i) => page.set(unhex(id, 8, "history generation"), F_HISTORY + i * 8));
+  const outdated = meta.outdated.slice(0, OUTDATED_SLOTS);
+  view.setUint32(F_OUTDATED_COUNT, outdated.length, true);
+  outdated.forEach((id, i) => page.set(unhex(id, 16, "outdated leg id"), F_OUTDATED + i * 16));
   page.set(checksum(page), F_CHECKSUM);
   return page;
 }
@@ -347,6 +365,7 @@ function decodeHeader(page: Uint8Array): MediaMeta | MediaError {
     return new MediaError("corrupt", "media metadata fails its checksum (torn or damaged write)");
   }
   const historyCount = view.getUint32(F_HISTORY_COUNT, true);
+  const outdatedCount = view.getUint32(F_OUTDATED_COUNT, true);
   const dataSize = Number(view.getBigUint64(F_DATA_SIZE, true));
   const chunkSize = view.getUint32(F_CHUNK, true);
   let layout: MediaLayout;
@@ -362,13 +381,18 @@ function decodeHeader(page: Uint8Array): MediaMeta | MediaError {
   };
   if (
     recorded.dataOffset !== layout.dataOffset || recorded.bitmapOffset !== layout.bitmapOffset ||
-    recorded.bitmapBytes !== layout.bitmapBytes || historyCount > HISTORY_SLOTS
+    recorded.bitmapBytes !== layout.bitmapBytes || historyCount > HISTORY_SLOTS ||
+    outdatedCount > OUTDATED_SLOTS
   ) {
     return new MediaError("corrupt", "media metadata records a layout this version cannot read");
   }
   const history: string[] = [];
   for (let i = 0; i < historyCount; i++) {
     history.push(hex(page.subarray(F_HISTORY + i * 8, F_HISTORY + i * 8 + 8)));
+  }
+  const outdated: string[] = [];
+  for (let i = 0; i < outdatedCount; i++) {
+    outdated.push(hex(page.subarray(F_OUTDATED + i * 16, F_OUTDATED + i * 16 + 16)));
   }
   return {
     ...layout,
@@ -384,6 +408,7 @@ function decodeHeader(page: Uint8Array): MediaMeta | MediaError {
       history,
     },
     flags: view.getUint32(F_FLAGS, true),
+    outdated,
   };
 }
 
@@ -421,6 +446,7 @@ function definedOnly(changes: MediaChanges): MediaChanges {
   if (changes.leg !== undefined) out.leg = changes.leg;
   if (changes.generations !== undefined) out.generations = changes.generations;
   if (changes.flags !== undefined) out.flags = changes.flags;
+  if (changes.outdated !== undefined) out.outdated = changes.outdated;
   return out;
 }
 

@@ -60,6 +60,7 @@ export class MemoryBlockDevice implements BlockDevice, MediaDevice {
       generations: { current: NO_GENERATION, bitmap: NO_GENERATION, history: [] },
       flags: 0,
       bitmapBytes,
+      outdated: [],
     };
   }
 
@@ -74,6 +75,7 @@ export class MemoryBlockDevice implements BlockDevice, MediaDevice {
       ...(patch.storageId === undefined ? {} : { storageId: patch.storageId }),
       ...(patch.generations === undefined ? {} : { generations: patch.generations }),
       ...(patch.flags === undefined ? {} : { flags: patch.flags }),
+      ...(patch.outdated === undefined ? {} : { outdated: patch.outdated }),
     };
     return Promise.resolve(this.#media);
   }

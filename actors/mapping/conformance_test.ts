@@ -9,7 +9,7 @@ import type { BlockDevice } from "../block/contract.ts";
 import { guard } from "../block/guard.ts";
 import { MemoryBlockDevice } from "../block/memory.ts";
 import { LinearMapping } from "./linear.ts";
-import { MirrorMapping } from "./mirror.ts";
+import { spawnMirror } from "../mirror/mod.ts";
 
 const MiB = 1024 * 1024;
 
@@ -41,20 +41,24 @@ composed(
     new LinearMapping([await leaf(5 * MiB), await leaf(3 * MiB), await leaf(8 * MiB)]),
 );
 
+/** A mirror actor over `legs`; the caller gets its block client. */
+const mirror = async (system: ActorSystem, legs: BlockDevice[]) =>
+  (await spawnMirror(system, legs, { probeMs: 0 })).device;
+
 composed(
   "mirror",
-  async (_s, leaf) =>
-    new MirrorMapping([await leaf(16 * MiB), await leaf(16 * MiB), await leaf(16 * MiB)]),
+  async (system, leaf) =>
+    mirror(system, [await leaf(16 * MiB), await leaf(16 * MiB), await leaf(16 * MiB)]),
 );
 
 composed("linear-of-mirrors", async (system, leaf) =>
   new LinearMapping([
-    await asActor(system, new MirrorMapping([await leaf(8 * MiB), await leaf(8 * MiB)])),
-    await asActor(system, new MirrorMapping([await leaf(8 * MiB), await leaf(9 * MiB)])),
+    await mirror(system, [await leaf(8 * MiB), await leaf(8 * MiB)]),
+    await mirror(system, [await leaf(8 * MiB), await leaf(9 * MiB)]),
   ]));
 
 composed("mirror-of-linears", async (system, leaf) =>
-  new MirrorMapping([
+  mirror(system, [
     await asActor(system, new LinearMapping([await leaf(6 * MiB), await leaf(10 * MiB)])),
     await asActor(system, new LinearMapping([await leaf(12 * MiB), await leaf(4 * MiB)])),
   ]));

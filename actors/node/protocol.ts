@@ -8,6 +8,7 @@
  */
 import { z } from "zod";
 import type { BlockErrorCode, BlockInfo } from "../block/contract.ts";
+import { OUTDATED_SLOTS } from "../block/media.ts";
 import type { Header } from "../../transport/types.ts";
 
 /** Bumped on any incompatible change to these messages; checked in the link handshake. */
@@ -150,6 +151,7 @@ export function requestFlags(
 }
 
 const generationId = z.string().regex(/^[0-9a-f]{16}$/);
+const legIdSchema = z.string().regex(/^[0-9a-f]{32}$/);
 const generationsSchema = z.strictObject({
   current: generationId,
   bitmap: generationId,
@@ -161,6 +163,7 @@ export const mediaPatchSchema = z.strictObject({
   storageId: z.string().regex(/^[0-9a-f]{32}$/).optional(),
   generations: generationsSchema.optional(),
   flags: z.number().int().min(0).max(0xffffffff).optional(),
+  outdated: z.array(legIdSchema).max(OUTDATED_SLOTS).optional(),
 });
 
 /** `media` / `setmedia` reply payload: a MediaState (storageId null when the media has none). */
@@ -169,6 +172,8 @@ export const mediaStateSchema = z.strictObject({
   generations: generationsSchema,
   flags: z.number().int().min(0).max(0xffffffff),
   bitmapBytes: z.number().int().nonnegative().max(1 << 30),
+  // Older nodes do not send it: they record no outdated legs.
+  outdated: z.array(legIdSchema).max(OUTDATED_SLOTS).default([]),
 });
 
 const json = new TextEncoder();

@@ -10,7 +10,7 @@ import {
   type BlockInfo,
   type MediaDevice,
 } from "../block/contract.ts";
-import { RangeLock } from "../mapping/range_lock.ts";
+import { RangeLock } from "../block/range_lock.ts";
 import { type Logger, silentLogger } from "../../util/log.ts";
 import type { Clock } from "../../util/clock.ts";
 import { type DialOptions, serve, type Server } from "../../transport/dial.ts";
@@ -235,6 +235,7 @@ export async function serveNode(
           ...(patch.storageId === undefined ? {} : { storageId: patch.storageId }),
           ...(patch.generations === undefined ? {} : { generations: patch.generations }),
           ...(patch.flags === undefined ? {} : { flags: patch.flags }),
+          ...(patch.outdated === undefined ? {} : { outdated: patch.outdated }),
         };
         return mediaReply(await needMedia(rq.op).updateMedia(clean));
       }

@@ -4,12 +4,13 @@
  * runs wholly before or after the copy and a copy never overwrites newer data; chunks whose
  * digests already match (computed on the nodes) are skipped without moving data. The pace sits
  * between a floor and a ceiling, backing off toward the floor while clients are busy. Progress is
- * the needed-chunk bitset itself: the mirror clears a chunk once it has landed and stores the
- * cleared bits now and then, so a resync that dies resumes from there.
+ * the needed-chunk bitset itself: the resync actor (resync_actor.ts) reports landed chunks once
+ * the target flushed them, and the mirror clears and stores their bits, so a resync that dies
+ * resumes from there. Every leg operation runs under the mirror's leg deadline.
  */
 import type { BlockDevice, MediaDevice } from "../block/contract.ts";
 import type { Clock } from "../../util/clock.ts";
-import type { ChunkBits } from "./bitmap.ts";
+import type { ChunkBits } from "./chunk_bits.ts";
 
 export interface ResyncPace {
   /** Never slower than this while there is work (default 32 MiB/s). */
@@ -24,11 +25,11 @@ export interface ResyncSide {
   readonly name: string;
   readonly device: BlockDevice;
   readonly media: MediaDevice | undefined;
+  /** The side's epoch when it was picked: a failure is blamed on that leg life only. */
+  readonly epoch: number;
 }
 
 export interface ResyncJob {
-  readonly kind: "resync" | "verify";
-  readonly sourceName: string;
   readonly source: () => ResyncSide | undefined;
   readonly target: ResyncSide;
   /** Chunks the target needs; the job clears each one it settles (through `landed`). */
@@ -45,6 +46,8 @@ export interface ResyncJob {
   readonly landed: (chunk: number) => void;
   /** Client requests seen so far (a counter); a rising count means clients are busy. */
   readonly clientOps: () => number;
+  /** Bounds a leg operation by the mirror's leg deadline. */
+  readonly timed: <T>(side: ResyncSide, op: Promise<T>) => Promise<T>;
   readonly clock: Clock;
   readonly pace: ResyncPace;
 }
@@ -99,8 +102,8 @@ export async function runResync(job: ResyncJob, stats: ResyncStats): Promise<voi
   const copyFrom = async (source: ResyncSide, offset: number, length: number): Promise<void> => {
     if (useDigests && source.media !== undefined && job.target.media !== undefined) {
       const [a, b] = await Promise.all([
-        source.media.digest(offset, length, job.chunkSize).catch(fromSource),
-        job.target.media.digest(offset, length, job.chunkSize),
+        job.timed(source, source.media.digest(offset, length, job.chunkSize)).catch(fromSource),
+        job.timed(job.target, job.target.media.digest(offset, length, job.chunkSize)),
       ]);
       if (a.length === b.length && a.every((x, i) => x === b[i])) {
         stats.chunksSkipped++;
@@ -108,8 +111,8 @@ export async function runResync(job: ResyncJob, stats: ResyncStats): Promise<voi
       }
       if (++compared >= DIGEST_PROBE_CHUNKS && stats.chunksSkipped === 0) useDigests = false;
     }
-    const data = await source.device.read(offset, length).catch(fromSource);
-    await job.target.device.write(offset, data, false);
+    const data = await job.timed(source, source.device.read(offset, length)).catch(fromSource);
+    await job.timed(job.target, job.target.device.write(offset, data, false));
     stats.bytesCopied += length;
   };
 

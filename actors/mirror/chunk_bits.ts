@@ -1,6 +1,7 @@
 /**
- * A bitset over a mirror's chunks: which chunks may differ between legs. Kept in memory, stored
- * page by page in the legs' media bitmap regions; helpers here only count, set and walk bits.
+ * A bitset over a mirror's chunks: which chunks may differ between legs, or which chunks one leg
+ * lacks. Kept in memory, stored page by page in the legs' media bitmap regions; helpers here only
+ * count, set, compare and walk bits.
  */
 
 export class ChunkBits {
@@ -72,6 +73,20 @@ export class ChunkBits {
       for (let bit = byteAt === from >> 3 ? from & 7 : 0; bit < 8; bit++) {
         if (byte & (1 << bit)) return byteAt * 8 + bit;
       }
+    }
+    return -1;
+  }
+
+  /** Is every bit of this set in `other` too? */
+  isSubsetOf(other: ChunkBits): boolean {
+    return this.firstNotIn(other) < 0;
+  }
+
+  /** The first chunk set here and clear in `other`, or -1. */
+  firstNotIn(other: ChunkBits): number {
+    for (let i = 0; i < this.bytes.length; i++) {
+      const extra = this.bytes[i]! & ~(other.bytes[i] ?? 0);
+      if (extra !== 0) return i * 8 + Math.log2(extra & -extra);
     }
     return -1;
   }

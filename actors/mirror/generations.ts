@@ -7,6 +7,7 @@
  * holds writes the serving legs never saw (split brain) or data of some other lineage — the last
  * two are refused and reported, never resolved by overwriting.
  */
+import { createHash } from "node:crypto";
 import type { MediaGenerations, MediaState } from "../block/contract.ts";
 import { HISTORY_SLOTS, NO_GENERATION } from "../block/media.ts";
 
@@ -122,4 +123,12 @@ export function rotate(g: MediaGenerations, fresh: string): MediaGenerations {
 /** Generations once every leg holds every chunk: the bitmap tracks nothing. */
 export function settle(g: MediaGenerations): MediaGenerations {
   return { ...g, bitmap: NO_GENERATION };
+}
+
+/**
+ * The id a mirror records for its leg named `name` among the outdated legs on its media: 32 hex
+ * digits of the name's SHA-256 (names are the operator's, of any length).
+ */
+export function legId(name: string): string {
+  return createHash("sha256").update(name).digest("hex").slice(0, 32);
 }

@@ -4,7 +4,7 @@
  * the leg.
  */
 import { BlockError, type BlockErrorCode } from "../block/contract.ts";
-import type { Leg } from "./mirror_leg.ts";
+import type { Leg } from "./leg.ts";
 
 /** Errors that describe the request, not the leg: when every leg says so, the client hears it. */
 const requestErrors: ReadonlySet<BlockErrorCode> = new Set([

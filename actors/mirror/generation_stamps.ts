@@ -1,23 +1,26 @@
 /**
  * The mirror's generation ids and storage age, and stamping them on its legs: a new current
  * generation once after a leg left (before the next ack), settling the bitmap generation once
- * every leg holds every chunk. It owns the rotation and settling in progress, so no write is
+ * every leg holds every chunk. Every stamp also records which legs are outdated (DRBD's "outdate
+ * peer"), so a later start may go on without a leg that is unreachable only when a leg that kept
+ * serving says that one left. It owns the rotation and settling in progress, so no write is
  * acknowledged under a generation the serving legs do not carry yet.
  */
 import { BlockError, type MediaGenerations } from "../block/contract.ts";
 import { newGenerationId, NO_GENERATION } from "../block/media.ts";
-import { memberFlags, rotate, settle } from "../resync/generations.ts";
-import { describe } from "./mirror_errors.ts";
-import type { Leg } from "./mirror_leg.ts";
+import { describe } from "./errors.ts";
+import { legId, memberFlags, rotate, settle } from "./generations.ts";
+import type { Leg } from "./leg.ts";
 
 /** What the generations need of the mirror: its legs, and how to talk to (and fail) one. */
 export interface GenerationsHost {
   legs(): readonly Leg[];
   timed<T>(leg: Leg, op: Promise<T>): Promise<T>;
-  fail(leg: Leg, why: string): void;
+  /** Fails `leg` if it is still at `epoch`. */
+  fail(leg: Leg, epoch: number, why: string): void;
 }
 
-export class MirrorGenerations {
+export class GenerationStamps {
   /** The generations every in-sync leg carries. */
   current: MediaGenerations | undefined;
   /** The storage id ("age") stamped on every member leg. */
@@ -73,7 +76,7 @@ export class MirrorGenerations {
   settleIfDue(allInSync: boolean): void {
     if (
       allInSync && this.current !== undefined && this.current.bitmap !== NO_GENERATION &&
-      this.#rotating === undefined && this.#settling === undefined
+      this.#rotating === undefined && this.#settling === undefined && !this.mustRotate
     ) {
       this.current = settle(this.current);
       this.#settling = this.stampReference().catch(() => {}).finally(() =>
@@ -84,7 +87,7 @@ export class MirrorGenerations {
 
   /** A clean stop with every leg in sync: settles the generations on every leg with media. */
   async settleAtClose(): Promise<void> {
-    if (this.#settling !== undefined) await this.#settling;
+    for (let p = this.pending; p !== undefined; p = this.pending) await p.catch(() => {});
     if (this.current !== undefined && this.current.bitmap !== NO_GENERATION) {
       this.current = settle(this.current);
       const stamped = await Promise.allSettled(
@@ -94,18 +97,26 @@ export class MirrorGenerations {
     }
   }
 
-  /** Writes the storage id, member flag and generations to every in-sync leg with media. */
+  /** Writes the storage id, member flag, generations and outdated legs on every in-sync leg. */
   async stampReference(): Promise<void> {
     const legs = this.#host.legs().filter((l) => l.state === "in-sync" && l.media !== undefined);
+    const epochs = legs.map((l) => l.epoch);
     const results = await Promise.allSettled(legs.map((l) => this.stamp(l)));
     results.forEach((r, i) => {
       if (r.status === "rejected") {
-        this.#host.fail(legs[i]!, `metadata update failed: ${describe(r.reason)}`);
+        this.#host.fail(legs[i]!, epochs[i]!, `metadata update failed: ${describe(r.reason)}`);
       }
     });
     if (legs.length > 0 && results.every((r) => r.status === "rejected")) {
       throw new BlockError("EIO", "generation ids could not be stored on any leg");
     }
+  }
+
+  /** Legs not in sync now: a later start may go on without them (see start.ts). */
+  outdated(): string[] {
+    return this.#host.legs().filter((l) => l.state !== "in-sync" && l.state !== "removed").map(
+      (l) => legId(l.name),
+    );
   }
 
   /** Stamps `leg`'s media as a member at the current generations. */
@@ -117,8 +128,8 @@ export class MirrorGenerations {
         ...(this.storageId === undefined ? {} : { storageId: this.storageId }),
         generations: this.current,
         flags: memberFlags(this.#chunkSize),
+        outdated: this.outdated().filter((id) => id !== legId(leg.name)),
       }),
     );
-    leg.adopt = false;
   }
 }

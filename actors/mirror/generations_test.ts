@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { NO_GENERATION } from "../block/media.ts";
 import { decide, isMember, memberFlags, rotate, settle } from "./generations.ts";
-import { ChunkBits, rechunk } from "./bitmap.ts";
+import { ChunkBits, rechunk } from "./chunk_bits.ts";
 
 const A = "00000000000000aa";
 const B = "00000000000000bb";
@@ -55,6 +55,7 @@ Deno.test("membership needs the flag, a generation and the storage id", () => {
     generations: g(A),
     flags: memberFlags(1 << 20),
     bitmapBytes: 4096,
+    outdated: [],
   };
   assert.ok(isMember(state, "s"));
   assert.ok(!isMember(state, "t"));

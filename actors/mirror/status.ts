@@ -3,11 +3,11 @@
  * snapshot built from a leg's internal state, so callers never see the mutable `Leg`.
  */
 import type { MediaGenerations } from "../block/contract.ts";
-import type { Leg, LegState } from "./mirror_leg.ts";
+import type { Leg } from "./leg.ts";
+import type { LegState } from "./leg_machine.ts";
 
-/** A resync or verify in progress on one leg. */
+/** A resync in progress on one leg. */
 export interface ResyncStatus {
-  readonly kind: "resync" | "verify";
   /** The leg data is copied from. */
   readonly source: string;
   readonly bytesLeft: number;
@@ -22,8 +22,12 @@ export interface ResyncStatus {
 export interface LegStatus {
   readonly name: string;
   readonly state: LegState;
-  /** Why the leg left the in-sync set, when it did. */
+  /** Why the leg is where it is (why it left the in-sync set, why it was refused). */
   readonly reason?: string;
+  /** Milliseconds since its last move ("down since"). */
+  readonly inStateMs: number;
+  /** Bumped on every move (for tests and logs). */
+  readonly epoch: number;
   readonly reads: number;
   readonly writes: number;
   readonly errors: number;
@@ -38,15 +42,14 @@ export interface LegStatus {
 }
 
 /** A snapshot of `leg` in a mirror of `size` bytes tracked in chunks of `chunkSize`. */
-export function legStatus(leg: Leg, chunkSize: number, size: number): LegStatus {
-  const { name, state, reads, writes, errors } = leg;
+export function legStatus(leg: Leg, chunkSize: number, size: number, now: number): LegStatus {
+  const { name, state, reads, writes, errors, since, epoch } = leg;
   const r = leg.resync;
   let resync: ResyncStatus | undefined;
   if (r !== undefined) {
     const left = Math.max(0, r.stats.bytesTotal - r.stats.bytesDone);
     const rate = r.stats.rateBytesPerSec;
     resync = {
-      kind: r.kind,
       source: r.source,
       bytesLeft: left,
       bytesDone: r.stats.bytesDone,
@@ -55,10 +58,12 @@ export function legStatus(leg: Leg, chunkSize: number, size: number): LegStatus 
       ...(rate > 0 ? { etaSeconds: Math.ceil(left / rate) } : {}),
     };
   }
-  const need = state === "in-sync" ? 0 : leg.need?.count() ?? 0;
+  const need = leg.need?.count() ?? 0;
   return {
     name,
     state,
+    inStateMs: Math.max(0, Math.round(now - since)),
+    epoch,
     ...(leg.reason === undefined ? {} : { reason: leg.reason }),
     reads,
     writes,

@@ -1,0 +1,682 @@
+/**
+ * The mirror's core: the one owner of its legs' state, its bitmap and its generations. Every
+ * event that can change a leg goes through `dispatch`, which runs the one transition function
+ * (leg_machine.ts), bumps the leg's epoch, runs the move's effects and asserts the invariants;
+ * work started under an older epoch can no longer change the leg. The core runs inside the
+ * mirror's actor (actor.ts): events from outside arrive there as messages.
+ *
+ * Client I/O: reads go to one in-sync leg and fail over; changes go through writes.ts.
+ */
+import {
+  type BlockDevice,
+  BlockError,
+  type BlockInfo,
+  type Extent,
+  type MediaDevice,
+  type ZeroOptions,
+} from "../block/contract.ts";
+import { newGenerationId, NO_GENERATION } from "../block/media.ts";
+import type { Clock } from "../../util/clock.ts";
+import type { Logger } from "../../util/log.ts";
+import { combineInfo } from "../mapping/info.ts";
+import { ChunkBits } from "./chunk_bits.ts";
+import { describe, isRequestError, noLegsError } from "./errors.ts";
+import { GenerationStamps } from "./generation_stamps.ts";
+import { targetFlags } from "./generations.ts";
+import { checkLegs, invariant, InvariantError } from "./invariants.ts";
+import { decideVerdict, type DownRecord, type JudgeHost, readFacts } from "./judge.ts";
+import { type Leg, newLeg } from "./leg.ts";
+import {
+  type Effect,
+  type LegEvent,
+  type NeedChange,
+  type Outcome,
+  transition,
+} from "./leg_machine.ts";
+import { withDeadline } from "./leg_deadline.ts";
+import { RangeLock } from "../block/range_lock.ts";
+import { ReadPolicy, type ReadPolicyName } from "./read_policy.ts";
+import type { ResyncPace, ResyncSide, ResyncStats } from "./resync_copy.ts";
+import type { ResyncReport, ResyncWork } from "./resync_actor.ts";
+import { type LegStatus, legStatus } from "./status.ts";
+import type { VerifyReport } from "./verify.ts";
+import { everyLeg, type WriteHost, writeToLegs } from "./writes.ts";
+import { WriteIntentBitmap } from "./write_intent_bitmap.ts";
+
+export interface MirrorOptions {
+  /** Names for logs and status; defaults to leg0, leg1, ... */
+  readonly names?: readonly string[];
+  /** A leg that has not answered within this many milliseconds is failed (default 10 s). */
+  readonly legTimeoutMs?: number;
+  /** How reads pick among in-sync legs (default round robin; see read_policy.ts). */
+  readonly readPolicy?: ReadPolicyName;
+  /** Each leg's media operations (undefined for a leg without media); enables persistence. */
+  readonly media?: readonly (MediaDevice | undefined)[];
+  /** Bytes per bitmap bit (a power of two, default 1 MiB). */
+  readonly chunkSize?: number;
+  /** The storage id ("age"); default: what the member legs carry, else a new one. */
+  readonly storageId?: string;
+  readonly pace?: ResyncPace;
+  /** An idle chunk leaves the activity log after this long, once the legs flushed (5 s). */
+  readonly activityIdleMs?: number;
+  /** How often legs that are out are tried again (default 2 s; 0 never). */
+  readonly probeMs?: number;
+  /** Start even when an unreachable leg is not known to be outdated (see start.ts). */
+  readonly force?: boolean;
+  /** Called after a leg changed state. */
+  readonly onLegState?: (status: LegStatus) => void;
+}
+
+/** How the core starts and stops resync actors (the actor provides it). */
+export interface ResyncSpawner {
+  start(leg: string, epoch: number): void;
+  stop(leg: string): void;
+}
+
+/** A control action was refused; `why` says why and what to do. */
+export class ControlRefused extends Error {
+  constructor(why: string) {
+    super(why);
+    this.name = "ControlRefused";
+  }
+}
+
+type MutableLeg = { -readonly [K in keyof Leg]: Leg[K] };
+
+export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
+  readonly legs: Leg[];
+  readonly #info: BlockInfo;
+  readonly chunkSize: number;
+  readonly chunks: number;
+  readonly bitmap: WriteIntentBitmap;
+  readonly gen: GenerationStamps;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly pace: ResyncPace;
+  readonly timeoutMs: number;
+  readonly idleMs: number;
+  readonly probeMs: number;
+  readonly force: boolean;
+  readonly #writes = new RangeLock();
+  readonly #readPolicy: ReadPolicy;
+  readonly #onLegState: ((status: LegStatus) => void) | undefined;
+  /** Set when the last in-sync leg left (the mirror went down); cleared once one is back. */
+  down: DownRecord | undefined;
+  persist = false;
+  closed = false;
+  clientOps = 0;
+  lastVerify: VerifyReport | undefined;
+  resyncs: ResyncSpawner = { start: () => {}, stop: () => {} };
+
+  constructor(
+    devices: readonly BlockDevice[],
+    options: MirrorOptions,
+    clock: Clock,
+    logger: Logger,
+  ) {
+    if (devices.length === 0) throw new RangeError("a mirror needs at least one leg");
+    this.clock = clock;
+    this.logger = logger;
+    this.legs = devices.map((device, i) =>
+      newLeg(options.names?.[i] ?? `leg${i}`, device, options.media?.[i], clock.now())
+    );
+    const infos = devices.map((l) => l.info());
+    this.#info = { ...combineInfo(infos), size: Math.min(...infos.map((i) => i.size)) };
+    this.timeoutMs = options.legTimeoutMs ?? 10_000;
+    this.#readPolicy = new ReadPolicy(options.readPolicy);
+    this.#onLegState = options.onLegState;
+    this.chunkSize = options.chunkSize ?? 1024 * 1024;
+    if (this.chunkSize < 4096 || (this.chunkSize & (this.chunkSize - 1)) !== 0) {
+      throw new RangeError(
+        `chunk size must be a power of two of at least 4096, got ${this.chunkSize}`,
+      );
+    }
+    this.chunks = Math.max(1, Math.ceil(this.#info.size / this.chunkSize));
+    const host = {
+      legs: () => this.legs,
+      timed: <T>(leg: Leg, op: Promise<T>) => this.timed(leg, op),
+      fail: (leg: Leg, epoch: number, why: string) => this.fail(leg, epoch, why),
+    };
+    this.bitmap = new WriteIntentBitmap(this.chunks, host);
+    this.gen = new GenerationStamps(options.storageId, this.chunkSize, host);
+    this.pace = options.pace ?? {};
+    this.idleMs = options.activityIdleMs ?? 5000;
+    this.probeMs = options.probeMs ?? 2000;
+    this.force = options.force ?? false;
+  }
+
+  info(): BlockInfo {
+    return this.#info;
+  }
+
+  get size(): number {
+    return this.#info.size;
+  }
+
+  get bits(): ChunkBits {
+    return this.bitmap.bits;
+  }
+
+  inSyncCount(): number {
+    let n = 0;
+    for (const l of this.legs) if (l.state === "in-sync") n++;
+    return n;
+  }
+
+  leg(name: string): Leg {
+    const leg = this.legs.find((l) => l.name === name);
+    if (leg === undefined) {
+      throw new ControlRefused(
+        `no leg named "${name}" in this mirror (legs: ${this.legs.map((l) => l.name).join(", ")})`,
+      );
+    }
+    return leg;
+  }
+
+  // ---- the one place leg state changes --------------------------------------------------
+
+  /**
+   * Runs `event` through the transition function for `leg`. With `epoch`, an event from work
+   * started under an older epoch is dropped. Throws InvariantError when the bookkeeping broke.
+   */
+  dispatch(leg: Leg, event: LegEvent, epoch?: number): Outcome {
+    if (epoch !== undefined && epoch !== leg.epoch) return { kind: "ignore" };
+    const othersInSync = this.legs.filter((l) => l !== leg && l.state === "in-sync").length;
+    const outcome = transition(leg.state, event, {
+      othersInSync,
+      otherLegs: this.legs.filter((l) => l !== leg && l.state !== "removed").length,
+      lacksNothing: leg.need !== undefined && leg.need.isEmpty(),
+    });
+    if (outcome.kind === "invalid") throw new InvariantError(`${leg.name}: ${outcome.why}`);
+    if (outcome.kind !== "move") return outcome;
+    const m = leg as MutableLeg;
+    const from = m.state;
+    this.#changeNeed(m, outcome.need, event);
+    if (outcome.adopt) m.adopt = true;
+    m.state = outcome.to;
+    m.epoch++;
+    m.reason = outcome.reason;
+    m.since = this.clock.now();
+    if (outcome.to === "in-sync") {
+      this.down = undefined;
+      // The administrator picked this leg's data as the truth while none served.
+      if (event.t === "clean" && othersInSync === 0) this.#adoptAsReference(m);
+      if (event.t === "judged" && event.verdict.kind === "readmit") this.#readmitted(m);
+    } else if (from === "in-sync" && othersInSync === 0) {
+      this.#wentDown(m);
+    }
+    this.logger.log(
+      outcome.to === "in-sync" || from !== "in-sync" ? "info" : "warn",
+      "mirror leg moved",
+      {
+        leg: leg.name,
+        from,
+        to: outcome.to,
+        ...(outcome.reason === undefined ? {} : { reason: outcome.reason }),
+        inSync: this.inSyncCount(),
+      },
+    );
+    for (const effect of outcome.effects) this.#run(effect, m);
+    checkLegs(this.legs, this.bitmap.bits);
+    this.#onLegState?.(this.status(leg));
+    if (event.t === "judged" && event.verdict.kind === "readmit") {
+      // The others can be judged against it now.
+      for (const l of this.legs) {
+        if (l.state === "out" && l.media !== undefined) this.dispatch(l, { t: "reachable" });
+      }
+    }
+    return outcome;
+  }
+
+  /** An I/O error or timeout on `leg` (at `epoch`): it leaves the sets at once. */
+  fail(leg: Leg, epoch: number, why: string): void {
+    leg.errors++;
+    this.dispatch(leg, { t: "failed", why }, epoch);
+  }
+
+  /** Marks chunks [first, last] lacking on each of `legs`; true when a bitmap bit was set. */
+  recordMisses(legs: readonly Leg[], first: number, last: number): boolean {
+    let newBits = false;
+    for (const leg of legs) {
+      invariant(
+        leg.state !== "in-sync",
+        () => `${leg.name} missed chunks ${first}..${last} while it is in sync`,
+      );
+      const need = leg.need!;
+      for (let c = first; c <= last; c++) {
+        need.set(c);
+        if (this.bitmap.setBit(c)) newBits = true;
+      }
+    }
+    return newBits;
+  }
+
+  #changeNeed(leg: MutableLeg, change: NeedChange, event: LegEvent): void {
+    switch (change) {
+      case "keep":
+        return;
+      case "none":
+        leg.need = undefined;
+        return;
+      case "track":
+        // What it lacks from now on, and what was written lately: those writes may not be
+        // durable on it (the activity log holds every chunk not yet flushed everywhere).
+        leg.need ??= new ChunkBits(this.chunks);
+        for (const c of this.bitmap.activeChunks()) leg.need.set(c);
+        return;
+      case "full":
+        leg.need = ChunkBits.full(this.chunks);
+        break;
+      case "verdict":
+        invariant(event.t === "judged" && event.verdict.kind === "resync", () => "verdict need");
+        leg.need ??= new ChunkBits(this.chunks);
+        leg.need.or(event.verdict.need);
+        break;
+      case "event":
+        invariant(event.t === "mismatch", () => "event need");
+        leg.need ??= new ChunkBits(this.chunks);
+        leg.need.or(event.chunks);
+        break;
+    }
+    this.bitmap.setAll(leg.need);
+  }
+
+  /** The mirror went down when `leg`, its last in-sync leg, left: remember it (readmit). */
+  #wentDown(leg: Leg): void {
+    if (!this.persist || this.gen.current === undefined) return;
+    const currents = new Set([this.gen.current.current]);
+    const confirmed = leg.known?.generations.current;
+    if (confirmed !== undefined && confirmed !== NO_GENERATION) currents.add(confirmed);
+    this.down = { leg, currents };
+  }
+
+  #adoptAsReference(leg: Leg): void {
+    const g = leg.known?.generations;
+    this.gen.current = g !== undefined && g.current !== NO_GENERATION
+      ? g
+      : { current: newGenerationId(), bitmap: NO_GENERATION, history: [] };
+  }
+
+  /**
+   * The mirror took back its last in-sync leg: like DRBD's last primary disk it holds every
+   * acknowledged write (with no in-sync leg every write failed), so its generations lead. Bits
+   * set while no leg served were stored nowhere: the whole bitmap goes to it.
+   */
+  #readmitted(leg: Leg): void {
+    this.gen.current = leg.known!.generations;
+    this.bitmap.allPagesChanged();
+    if (this.persist) void this.bitmap.store().catch(() => {});
+    this.logger.log("warn", "the mirror took back its last in-sync leg: serving again", {
+      leg: leg.name,
+      generation: this.gen.current.current,
+    });
+  }
+
+  #run(effect: Effect, leg: Leg): void {
+    const epoch = leg.epoch;
+    switch (effect) {
+      case "rotate":
+        this.gen.mustRotate = true;
+        if (this.persist) void this.gen.ensureRotated().catch(() => {});
+        return;
+      case "stop-resync":
+        this.resyncs.stop(leg.name);
+        return;
+      case "judge":
+        void this.#judge(leg, epoch);
+        return;
+      case "start-resync":
+        void this.#startResync(leg, epoch);
+        return;
+      case "stamp":
+        void this.#stamp(leg, epoch);
+        return;
+      case "forget-media":
+        void this.#forgetMedia(leg, epoch);
+        return;
+      case "close":
+        void leg.device.close().catch(() => {});
+        return;
+      case "settle-bitmap":
+        if (this.bitmap.recompute() && this.persist) void this.bitmap.store().catch(() => {});
+        return;
+    }
+  }
+
+  // ---- effects -----------------------------------------------------------------------------
+
+  async #judge(leg: Leg, epoch: number): Promise<void> {
+    const facts = await readFacts(this, leg);
+    if (leg.epoch !== epoch || this.closed) return;
+    if (facts.kind === "media") leg.known = facts.state;
+    // Decided and applied in this one turn, on the mirror as it is now.
+    this.dispatch(leg, { t: "judged", verdict: decideVerdict(this, leg, facts) }, epoch);
+  }
+
+  /** Marks the leg's media a resync target (its need durable first), then starts its actor. */
+  async #startResync(leg: Leg, epoch: number): Promise<void> {
+    try {
+      if (this.persist && leg.media !== undefined) {
+        await this.bitmap.store();
+        if (leg.epoch !== epoch) return;
+        await this.#markTarget(leg);
+        if (leg.epoch !== epoch) return;
+      }
+      this.resyncs.start(leg.name, epoch);
+    } catch (error) {
+      this.fail(leg, epoch, `its resync could not start: ${describe(error)}`);
+    }
+  }
+
+  /**
+   * Before any chunk is copied, the target's media says it is a resync target: it is flagged
+   * inconsistent, so it is never taken for a reference. A full resync target is stamped a member
+   * at the generation the bitmap tracks from, every bit set: after a crash of either side it is
+   * judged "bitmap" and resumes where its bits say, instead of starting over.
+   */
+  async #markTarget(leg: Leg): Promise<void> {
+    let generations;
+    if (leg.adopt) {
+      if (this.gen.current === undefined || this.gen.current.bitmap === NO_GENERATION) {
+        this.gen.mustRotate = true;
+        await this.gen.ensureRotated();
+      }
+      generations = { current: this.gen.current!.bitmap, bitmap: NO_GENERATION, history: [] };
+    }
+    leg.known = await this.timed(
+      leg,
+      leg.media!.updateMedia({
+        ...(this.gen.storageId === undefined ? {} : { storageId: this.gen.storageId }),
+        ...(generations === undefined ? {} : { generations }),
+        flags: targetFlags(this.chunkSize),
+      }),
+    );
+  }
+
+  async #stamp(leg: Leg, epoch: number): Promise<void> {
+    try {
+      await this.gen.stamp(leg);
+      if (leg.epoch === epoch) leg.adopt = false;
+    } catch (error) {
+      this.fail(leg, epoch, `metadata update failed: ${describe(error)}`);
+    }
+  }
+
+  /** Its data is no longer trusted: clear its member flag, then judge it (a full resync). */
+  async #forgetMedia(leg: Leg, epoch: number): Promise<void> {
+    if (leg.media !== undefined) {
+      const known = await leg.media.updateMedia({ flags: 0 }).catch(() => undefined);
+      if (known !== undefined) leg.known = known;
+    }
+    if (leg.epoch === epoch && !this.closed) void this.#judge(leg, epoch);
+  }
+
+  // ---- the resync actors' port and reports ----------------------------------------------------
+
+  work(name: string, epoch: number): ResyncWork | undefined {
+    const leg = this.legs.find((l) => l.name === name);
+    if (leg === undefined || !this.wanted(name, epoch)) return undefined;
+    (leg as MutableLeg).resync ??= {
+      source: this.#pickSource(new Set())?.name ?? "?",
+      stats: {
+        bytesTotal: leg.need!.count() * this.chunkSize,
+        bytesDone: 0,
+        bytesCopied: 0,
+        chunksSkipped: 0,
+        startedAt: this.clock.now(),
+        rateBytesPerSec: 0,
+      },
+    };
+    return {
+      target: this.#side(leg),
+      need: leg.need!.copy(),
+      chunkSize: this.chunkSize,
+      size: this.size,
+    };
+  }
+
+  wanted(name: string, epoch: number): boolean {
+    const leg = this.legs.find((l) => l.name === name);
+    return !this.closed && leg !== undefined && leg.state === "rebuilding" && leg.epoch === epoch;
+  }
+
+  source(failed: ReadonlySet<string>): ResyncSide | undefined {
+    const leg = this.#pickSource(failed);
+    return leg === undefined ? undefined : this.#side(leg);
+  }
+
+  #pickSource(failed: ReadonlySet<string>): Leg | undefined {
+    const usable = this.legs.filter((l) =>
+      l.state === "in-sync" && !failed.has(`${l.name}#${l.epoch}`)
+    );
+    return usable.find((l) => l.media !== undefined) ?? usable[0];
+  }
+
+  #side(leg: Leg): ResyncSide {
+    return { name: leg.name, device: leg.device, media: leg.media, epoch: leg.epoch };
+  }
+
+  timedSide<T>(side: ResyncSide, op: Promise<T>): Promise<T> {
+    return withDeadline(this.clock, this.timeoutMs, side.name, op);
+  }
+
+  /** A report from a resync actor. */
+  onResync(report: ResyncReport): void {
+    const leg = this.legs.find((l) => l.name === report.leg);
+    if (leg === undefined) return;
+    switch (report.t) {
+      case "source-failed": {
+        const source = this.legs.find((l) => l.name === report.source);
+        if (source !== undefined) this.fail(source, report.sourceEpoch, report.why);
+        return;
+      }
+      case "failed":
+        this.dispatch(leg, { t: "resync-failed", why: report.why }, report.epoch);
+        return;
+      case "settled": {
+        if (leg.state !== "rebuilding" || leg.epoch !== report.epoch) return;
+        const need = leg.need!;
+        for (const c of report.chunks) need.clear(c);
+        this.#progress(leg, report.stats);
+        if (this.bitmap.retireLanded(report.chunks) && this.persist) {
+          void this.bitmap.store().catch(() => {});
+        }
+        return;
+      }
+      case "copied":
+        if (leg.state !== "rebuilding" || leg.epoch !== report.epoch) return;
+        this.#progress(leg, report.stats);
+        void this.#finishResync(leg, report.epoch);
+        return;
+    }
+  }
+
+  #progress(leg: Leg, stats: ResyncStats): void {
+    const m = leg as MutableLeg;
+    m.resync = { source: this.#pickSource(new Set())?.name ?? "?", stats };
+  }
+
+  /**
+   * The resync copied everything: once the writes begun while the leg was out have recorded
+   * their misses (a moment with the whole device locked), a leg that lacks nothing is flushed,
+   * stamped a member at the current generations, and rejoins; one that lacks more goes again.
+   */
+  async #finishResync(leg: Leg, epoch: number): Promise<void> {
+    await this.#writes.run(0, this.size, () => Promise.resolve());
+    if (leg.epoch !== epoch) return;
+    if (!leg.need!.isEmpty()) {
+      this.resyncs.stop(leg.name);
+      this.resyncs.start(leg.name, epoch);
+      return;
+    }
+    try {
+      await this.timed(leg, leg.device.flush());
+      if (leg.epoch !== epoch) return;
+      if (this.persist && leg.media !== undefined) {
+        await this.gen.stamp(leg);
+        const bits = this.bitmap.bits.bytes;
+        await this.timed(leg, leg.media.storeBitmap(0, bits));
+      }
+    } catch (error) {
+      this.fail(leg, epoch, `finishing its resync failed: ${describe(error)}`);
+      return;
+    }
+    if (leg.epoch !== epoch) return;
+    if (!leg.need!.isEmpty()) {
+      this.resyncs.stop(leg.name);
+      this.resyncs.start(leg.name, epoch);
+      return;
+    }
+    const m = leg as MutableLeg;
+    m.adopt = false;
+    const stats = leg.resync?.stats;
+    m.resyncedBytes += stats?.bytesDone ?? 0;
+    m.copiedBytes += stats?.bytesCopied ?? 0;
+    m.resync = undefined;
+    this.dispatch(leg, { t: "resynced" }, epoch);
+    this.logger.log("info", "resync done: leg is in sync", {
+      leg: leg.name,
+      bytes: stats?.bytesDone ?? 0,
+      copied: stats?.bytesCopied ?? 0,
+      skipped: stats?.chunksSkipped ?? 0,
+    });
+    // A rotation may have stamped the serving legs while this one was being stamped.
+    if (this.persist && leg.known?.generations.current !== this.gen.current?.current) {
+      void this.#stamp(leg, leg.epoch);
+    }
+  }
+
+  // ---- client I/O ----------------------------------------------------------------------------
+
+  timed<T>(leg: Leg, op: Promise<T>): Promise<T> {
+    return withDeadline(this.clock, this.timeoutMs, leg.name, op);
+  }
+
+  lock<T>(offset: number, length: number, fn: () => Promise<T>): Promise<T> {
+    return this.#writes.run(offset, length, fn);
+  }
+
+  noLegs(what: string, cause: unknown): BlockError {
+    return noLegsError(this.legs, this.inSyncCount(), what, cause);
+  }
+
+  /** An in-sync leg for a read, chosen by the read policy. */
+  #pickReadLeg(offset = 0, length = 0): Leg | undefined {
+    const legs = this.legs;
+    const i = this.#readPolicy.pick(
+      legs.length,
+      (i) => legs[i]!.state === "in-sync",
+      offset,
+      length,
+    );
+    const leg = legs[i];
+    invariant(
+      leg === undefined || leg.state === "in-sync",
+      () => `${leg!.name} read while ${leg!.state}`,
+    );
+    return leg;
+  }
+
+  async read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
+    this.clientOps++;
+    let lastError: unknown;
+    /** Legs that refused the request: theirs is the fault only if another leg serves it. */
+    const refused: { leg: Leg; epoch: number; error: unknown }[] = [];
+    for (let attempt = 0; attempt < this.legs.length; attempt++) {
+      const leg = this.#pickReadLeg(offset, length);
+      if (leg === undefined || refused.some((r) => r.leg === leg)) break;
+      const epoch = leg.epoch;
+      try {
+        // The leg reads into a buffer of its own, never into the caller's: a leg that times out
+        // is abandoned but may still answer later, and must not write into `into` after the
+        // caller has it back (from another leg) and reused it.
+        const data = await this.timed(leg, leg.device.read(offset, length));
+        leg.reads++;
+        for (const r of refused) {
+          this.fail(r.leg, r.epoch, `read refused by this leg alone (${describe(r.error)})`);
+        }
+        if (into === undefined) return data;
+        const view = into.subarray(0, length);
+        view.set(data);
+        return view;
+      } catch (error) {
+        if (isRequestError(error)) {
+          refused.push({ leg, epoch, error });
+          lastError = error;
+          continue;
+        }
+        lastError = error;
+        this.fail(leg, epoch, `read failed: ${describe(error)}`);
+      }
+    }
+    if (refused.length > 0 && this.inSyncCount() > 0) throw refused[0]!.error;
+    throw this.noLegs("read", lastError);
+  }
+
+  write(offset: number, data: Uint8Array, fua: boolean): Promise<void> {
+    this.clientOps++;
+    return writeToLegs(this, offset, data.length, "write", (d) => d.write(offset, data, fua));
+  }
+
+  async flush(): Promise<void> {
+    this.clientOps++;
+    const spread = await everyLeg(this, "flush", (d) => d.flush());
+    if (spread.kind === "refused") throw spread.error;
+  }
+
+  trim(offset: number, length: number, fua: boolean): Promise<void> {
+    this.clientOps++;
+    return writeToLegs(this, offset, length, "trim", (d) => d.trim(offset, length, fua));
+  }
+
+  zero(offset: number, length: number, options: ZeroOptions): Promise<void> {
+    this.clientOps++;
+    return writeToLegs(this, offset, length, "zero", (d) => d.zero(offset, length, options));
+  }
+
+  async extents(offset: number, length: number): Promise<Extent[]> {
+    const leg = this.#pickReadLeg();
+    if (leg === undefined) throw this.noLegs("extents", undefined);
+    const epoch = leg.epoch;
+    try {
+      return await this.timed(leg, leg.device.extents(offset, length));
+    } catch (error) {
+      if (!isRequestError(error)) this.fail(leg, epoch, `extents failed: ${describe(error)}`);
+      // Allocation state is advisory: report plain data rather than fail the client.
+      return [{ length, hole: false, zero: false }];
+    }
+  }
+
+  async cache(offset: number, length: number): Promise<void> {
+    const leg = this.#pickReadLeg();
+    if (leg !== undefined) await leg.device.cache(offset, length).catch(() => {});
+  }
+
+  /**
+   * Stops: with every leg in sync, the legs flush, the generations settle and the activity log
+   * empties, so the next start resyncs nothing. `broken`: after a broken invariant nothing is
+   * stamped (the media keeps saying what it said), the devices only close.
+   */
+  async close(broken = false): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const l of this.legs) this.resyncs.stop(l.name);
+    if (!broken && this.persist && this.legs.every((l) => l.state === "in-sync")) {
+      const flushed = await Promise.allSettled(
+        this.legs.map((l) => this.timed(l, l.device.flush())),
+      );
+      if (flushed.every((r) => r.status === "fulfilled")) {
+        await this.gen.settleAtClose();
+        if (this.gen.settled()) this.bitmap.retire(this.bitmap.idleSince(Infinity), Infinity);
+        await this.bitmap.store().catch(() => {});
+      }
+    }
+    await Promise.allSettled(this.legs.map((l) => l.device.close()));
+  }
+
+  // ---- status ----------------------------------------------------------------------------------
+
+  status(leg: Leg): LegStatus {
+    return legStatus(leg, this.chunkSize, this.size, this.clock.now());
+  }
+}

@@ -1,0 +1,138 @@
+/**
+ * The mirror's write path: a change goes to every in-sync and rebuilding leg at once under the
+ * range lock, and is acknowledged once every in-sync leg has it. With persistence its chunks are
+ * marked durably in the activity log first, and the legs that missed it get their chunks marked
+ * under a new generation before the ack. An error on some legs only is those legs' fault: they
+ * leave, and the write is acknowledged by the others; only when every in-sync leg refuses the
+ * request the same way does the client hear it.
+ */
+import type { BlockDevice, BlockError } from "../block/contract.ts";
+import type { Clock } from "../../util/clock.ts";
+import { describe, isRequestError } from "./errors.ts";
+import type { GenerationStamps } from "./generation_stamps.ts";
+import { checkAcknowledged } from "./invariants.ts";
+import { type Leg, takesWrites } from "./leg.ts";
+import type { WriteIntentBitmap } from "./write_intent_bitmap.ts";
+
+/** What the write path needs of the mirror. */
+export interface WriteHost {
+  readonly legs: readonly Leg[];
+  readonly chunkSize: number;
+  readonly bitmap: WriteIntentBitmap;
+  readonly gen: GenerationStamps;
+  readonly clock: Clock;
+  /** The mirror keeps media state on its legs. */
+  readonly persist: boolean;
+  lock<T>(offset: number, length: number, fn: () => Promise<T>): Promise<T>;
+  timed<T>(leg: Leg, op: Promise<T>): Promise<T>;
+  /** Fails `leg` if it is still at `epoch`. */
+  fail(leg: Leg, epoch: number, why: string): void;
+  /** Marks chunks [first, last] lacking on each of `legs`; true when a bitmap bit was set. */
+  recordMisses(legs: readonly Leg[], first: number, last: number): boolean;
+  /** The error for `what` when no leg serves. */
+  noLegs(what: string, cause: unknown): BlockError;
+}
+
+/** A change to [offset, offset+length): activity log, every target leg, then miss tracking. */
+export function writeToLegs(
+  host: WriteHost,
+  offset: number,
+  length: number,
+  what: string,
+  op: (d: BlockDevice) => Promise<void>,
+): Promise<void> {
+  return host.lock(offset, length, async () => {
+    const first = Math.floor(offset / host.chunkSize);
+    const last = Math.floor((offset + Math.max(length, 1) - 1) / host.chunkSize);
+    if (!host.persist) {
+      const spread = taken(host, await everyLeg(host, what, op), first, last);
+      host.recordMisses(spread.missed, first, last);
+      checkAcknowledged(host.legs, spread.took, what);
+      return;
+    }
+    // Every chunk this write touches is marked durably before it reaches ANY leg: a crash of
+    // the mirror may leave it on some legs only, and only marked chunks are reconciled at the
+    // next start. A chunk already active may still have its store pending.
+    const durableAt = host.bitmap.beginWrite(first, last, host.clock.now());
+    try {
+      if (host.gen.mustRotate) await host.gen.ensureRotated();
+      if (!host.bitmap.isDurable(durableAt)) await host.bitmap.store(durableAt);
+      const { took, missed } = taken(host, await everyLeg(host, what, op), first, last);
+      if (missed.length > 0) {
+        const newBits = host.recordMisses(missed, first, last);
+        // Acknowledged only under a generation the missing legs are behind, with their
+        // chunks marked durably on the legs that serve.
+        await host.gen.ensureRotated();
+        if (newBits) await host.bitmap.store();
+      }
+      checkAcknowledged(host.legs, took, what);
+    } finally {
+      host.bitmap.endWrite(first, last, host.clock.now());
+    }
+  });
+}
+
+/** The spread of a change that was taken; a refused one marks its divergent legs and throws. */
+function taken(host: WriteHost, spread: Spread, first: number, last: number) {
+  if (spread.kind === "taken") return spread;
+  host.recordMisses(spread.divergent, first, last);
+  throw spread.error;
+}
+
+/** Which legs took a change, and which lack it (not targeted, failed, or refused it). */
+export type Spread =
+  | { readonly kind: "taken"; readonly took: ReadonlySet<Leg>; readonly missed: readonly Leg[] }
+  /**
+   * Every in-sync leg refused the request: the client hears `error`, and no leg is at fault.
+   * `divergent`: rebuilding legs that took it anyway, which now differ from the in-sync ones.
+   */
+  | { readonly kind: "refused"; readonly error: unknown; readonly divergent: readonly Leg[] };
+
+/**
+ * Runs `op` on every in-sync and rebuilding leg at once. Taken while at least one in-sync leg
+ * took it; a leg that failed, or refused what an in-sync leg took, is failed.
+ */
+export async function everyLeg(
+  host: WriteHost,
+  what: string,
+  op: (device: BlockDevice) => Promise<void>,
+): Promise<Spread> {
+  const targets = host.legs.filter(takesWrites);
+  const epochs = targets.map((l) => l.epoch);
+  const wasInSync = targets.map((l) => l.state === "in-sync");
+  if (!wasInSync.includes(true)) throw host.noLegs(what, undefined);
+  const results = await Promise.allSettled(
+    targets.map((leg) => host.timed(leg, op(leg.device))),
+  );
+  const took = new Set<Leg>();
+  let inSyncTook = 0;
+  const refusedBy: { leg: Leg; epoch: number; error: unknown }[] = [];
+  let refusal: unknown;
+  let lastError: unknown;
+  results.forEach((result, i) => {
+    const leg = targets[i]!;
+    if (result.status === "fulfilled") {
+      took.add(leg);
+      leg.writes++;
+      if (wasInSync[i]) inSyncTook++;
+    } else if (isRequestError(result.reason)) {
+      refusedBy.push({ leg, epoch: epochs[i]!, error: result.reason });
+      if (wasInSync[i]) refusal = result.reason;
+    } else {
+      lastError = result.reason;
+      host.fail(leg, epochs[i]!, `${what} failed: ${describe(result.reason)}`);
+    }
+  });
+  if (inSyncTook === 0 && refusal !== undefined) {
+    return { kind: "refused", error: refusal, divergent: [...took] };
+  }
+  for (const { leg, epoch, error } of refusedBy) {
+    host.fail(leg, epoch, `${what} refused by this leg alone (${describe(error)})`);
+  }
+  if (inSyncTook === 0) throw host.noLegs(what, lastError);
+  return {
+    kind: "taken",
+    took,
+    missed: host.legs.filter((l) => !took.has(l) && l.state !== "removed"),
+  };
+}
