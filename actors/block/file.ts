@@ -22,6 +22,7 @@ import {
   formatMedia,
   type Generations,
   layoutFor,
+  MEDIA_FLAG_BLANK,
   type MediaChanges,
   MediaError,
   type MediaMeta,
@@ -106,6 +107,8 @@ export class FileBlockDevice implements BlockDevice, MediaDevice {
       const meta = await formatMedia(file, {
         dataSize: options.size,
         ...pick(options, ["chunkSize", "leg", "storageId", "generations", "random"]),
+        // A file truncated to nothing and grown again reads as zeros; a block device may not.
+        blank: !file.isBlockDevice,
       });
       const device = new FileBlockDevice(file, meta, false);
       await device.#probeHoles();
@@ -153,16 +156,38 @@ export class FileBlockDevice implements BlockDevice, MediaDevice {
   }
 
   /** Durably updates the metadata (leg, generations, flags). */
-  async updateMeta(changes: MediaChanges): Promise<MediaMeta> {
+  updateMeta(changes: MediaChanges): Promise<MediaMeta> {
+    return this.#updateMetaWith(() => changes);
+  }
+
+  /**
+   * Updates the metadata with changes made from it as it is when the update runs. `tracked`:
+   * counted as a request in flight (false when the caller already is one).
+   */
+  async #updateMetaWith(
+    changes: (meta: MediaMeta) => MediaChanges,
+    tracked = true,
+  ): Promise<MediaMeta> {
     this.#writable("update metadata");
-    const next = this.#metaChain.then(() =>
-      this.#tracked(async () => {
-        this.#meta = await updateMedia(this.#file, this.#meta, changes);
-        return this.#meta;
-      })
-    );
+    const update = async () => {
+      this.#meta = await updateMedia(this.#file, this.#meta, changes(this.#meta));
+      return this.#meta;
+    };
+    const next = this.#metaChain.then(() => tracked ? this.#tracked(update) : update());
     this.#metaChain = next.catch(() => {});
     return await next;
+  }
+
+  /**
+   * Before the first write to blank media's data, it stops being blank, durably (trim and zero
+   * leave zeros where there were zeros: blank stays true).
+   */
+  #unblanking: Promise<unknown> | undefined;
+  #touch(): Promise<unknown> {
+    return this.#unblanking ??= this.#updateMetaWith(
+      (m) => ({ flags: m.flags & ~MEDIA_FLAG_BLANK }),
+      false,
+    );
   }
 
   /** The write-intent bitmap as stored. */
@@ -228,6 +253,13 @@ export class FileBlockDevice implements BlockDevice, MediaDevice {
   async write(offset: number, data: Uint8Array, fua: boolean): Promise<void> {
     this.#range(offset, data.length);
     this.#writable("write");
+    if ((this.#meta.flags & MEDIA_FLAG_BLANK) !== 0) {
+      return await this.#tracked(async () => {
+        await this.#touch();
+        await this.#file.pwrite(data, this.#meta.dataOffset + offset);
+        if (fua) await this.#sync();
+      });
+    }
     if (this.#file.io === "sync") {
       this.#file.writeNow(data, this.#meta.dataOffset + offset);
       if (fua) await this.#tracked(() => this.#sync());

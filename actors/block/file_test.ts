@@ -76,7 +76,8 @@ Deno.test("file: metadata and bitmap updates persist; create refuses to overwrit
 
     device = await FileBlockDevice.open({ path, expectStorageId: first.storageId, expectLeg: 4 });
     assert.equal(device.meta.flags, 9);
-    assert.equal(device.meta.sequence, 2);
+    // Three updates: the first write's (the media stops being blank), then the two above.
+    assert.equal(device.meta.sequence, 3);
     assert.equal((await device.readBitmap())[7], 0x81);
     assert.deepEqual(checkBlock(await device.read(0, 4096), 0), { writer: 1, seq: 1 });
     await device.close();

@@ -26,6 +26,12 @@ export const METADATA_ALIGN = 1024 * 1024;
 export const HISTORY_SLOTS = 4;
 /** Outdated leg ids kept (a mirror with more legs than this records the first ones only). */
 export const OUTDATED_SLOTS = 32;
+/**
+ * Media flag: the data area has not been changed since it was formatted, and it reads as zeros
+ * (a new file, a new memory node). Cleared durably before the first change to the data, so a
+ * mirror may take blank legs of a new storage as identical without copying them.
+ */
+export const MEDIA_FLAG_BLANK = 1 << 16;
 /** A generation id that was never set. */
 export const NO_GENERATION = "0000000000000000";
 
@@ -119,6 +125,8 @@ export interface FormatOptions {
   readonly flags?: number;
   /** Source of ids for deterministic tests; defaults to the system's secure random. */
   readonly random?: Random;
+  /** The data area is known to read as zeros: the media is marked blank. */
+  readonly blank?: boolean;
 }
 
 export interface OpenExpectations {
@@ -197,7 +205,7 @@ export async function formatMedia(io: MediaIo, options: FormatOptions): Promise<
     chunkSize,
     generations: options.generations ??
       { current: newGenerationId(options.random), bitmap: NO_GENERATION, history: [] },
-    flags: options.flags ?? 0,
+    flags: (options.flags ?? 0) | (options.blank ? MEDIA_FLAG_BLANK : 0),
     outdated: [],
   };
   const encoded = encodeHeader(meta); // validates ids before anything is written

@@ -11,7 +11,13 @@ import {
   type MediaPatch,
   type MediaState,
 } from "./contract.ts";
-import { DEFAULT_CHUNK, digestChunks, layoutFor, NO_GENERATION } from "./media.ts";
+import {
+  DEFAULT_CHUNK,
+  digestChunks,
+  layoutFor,
+  MEDIA_FLAG_BLANK,
+  NO_GENERATION,
+} from "./media.ts";
 
 /** Allocation granularity; also the extent granularity reported by {@link MemoryBlockDevice}. */
 export const MEMORY_CHUNK = 64 * 1024;
@@ -58,7 +64,7 @@ export class MemoryBlockDevice implements BlockDevice, MediaDevice {
     this.#media = {
       storageId: options.storageId,
       generations: { current: NO_GENERATION, bitmap: NO_GENERATION, history: [] },
-      flags: 0,
+      flags: options.readOnly ? 0 : MEDIA_FLAG_BLANK,
       bitmapBytes,
       outdated: [],
     };
@@ -128,6 +134,7 @@ export class MemoryBlockDevice implements BlockDevice, MediaDevice {
   async write(offset: number, data: Uint8Array, _fua: boolean): Promise<void> {
     this.#check(offset, data.length);
     this.#writable();
+    this.#touch();
     let done = 0;
     while (done < data.length) {
       const at = offset + done;
@@ -146,6 +153,13 @@ export class MemoryBlockDevice implements BlockDevice, MediaDevice {
 
   async flush(): Promise<void> {
     this.#check(0, 0);
+  }
+
+  /** Before the first change to the data, the media stops being blank. */
+  #touch(): void {
+    if (this.#media.flags & MEDIA_FLAG_BLANK) {
+      this.#media = { ...this.#media, flags: this.#media.flags & ~MEDIA_FLAG_BLANK };
+    }
   }
 
   async trim(offset: number, length: number, _fua: boolean): Promise<void> {

@@ -19,8 +19,9 @@ import { ControlRefused, MirrorCore, type MirrorOptions } from "./core.ts";
 import { describe } from "./errors.ts";
 import { InvariantError } from "./invariants.ts";
 import { act, type ActionDone, type MirrorAction } from "./maintenance.ts";
-import { type ResyncPort, type ResyncReport, resyncWorker } from "./resync_actor.ts";
-import { startMirror } from "./start.ts";
+import { type ResyncReport, resyncWorker } from "./resync_actor.ts";
+import { onResync, resyncPort } from "./resync_host.ts";
+import { startMirror, StartRefused } from "./start.ts";
 import type { LegStatus } from "./status.ts";
 import { Sweeper } from "./sweeper.ts";
 import type { VerifyReport } from "./verify.ts";
@@ -116,16 +117,7 @@ export function mirrorBehavior(
     // ---- resync actors ----
     const running = new Map<string, { ref: AnyRef; epoch: number }>();
     let seq = 0;
-    const port: ResyncPort = {
-      work: (leg, epoch) => core.work(leg, epoch),
-      wanted: (leg, epoch) => core.wanted(leg, epoch),
-      source: (failed) => core.source(failed),
-      lock: (o, l, fn) => core.lock(o, l, fn),
-      clientOps: () => core.clientOps,
-      timed: (side, op) => core.timedSide(side, op),
-      clock,
-      pace: core.pace,
-    };
+    const port = resyncPort(core, clock);
     const stopResync = (leg: string) => {
       const r = running.get(leg);
       if (r === undefined) return;
@@ -176,7 +168,7 @@ export function mirrorBehavior(
           return;
         }
         case "resync":
-          core.onResync(m.report);
+          onResync(core, m.report);
           return;
         case "resync-down": {
           const r = running.get(m.leg);
@@ -290,7 +282,7 @@ export async function spawnMirror(
   } catch (error) {
     system.stop(ref);
     await system.terminated(ref);
-    throw error;
+    throw error instanceof ControlRefused ? new StartRefused(error.message) : error;
   }
   const client = await BlockClient.connect(system, ref);
   return {

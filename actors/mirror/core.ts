@@ -20,24 +20,18 @@ import type { Clock } from "../../util/clock.ts";
 import type { Logger } from "../../util/log.ts";
 import { combineInfo } from "../mapping/info.ts";
 import { ChunkBits } from "./chunk_bits.ts";
-import { describe, isRequestError, noLegsError } from "./errors.ts";
+import { noLegsError } from "./errors.ts";
 import { GenerationStamps } from "./generation_stamps.ts";
-import { targetFlags } from "./generations.ts";
 import { checkLegs, invariant, InvariantError } from "./invariants.ts";
-import { decideVerdict, type DownRecord, type JudgeHost, readFacts } from "./judge.ts";
+import type { DownRecord, JudgeHost } from "./judge.ts";
+import { runEffect } from "./effects.ts";
+import { cacheOnLeg, extentsFromLeg, readFromLegs } from "./reads.ts";
 import { type Leg, newLeg } from "./leg.ts";
-import {
-  type Effect,
-  type LegEvent,
-  type NeedChange,
-  type Outcome,
-  transition,
-} from "./leg_machine.ts";
+import { type LegEvent, type NeedChange, type Outcome, transition } from "./leg_machine.ts";
 import { withDeadline } from "./leg_deadline.ts";
 import { RangeLock } from "../block/range_lock.ts";
 import { ReadPolicy, type ReadPolicyName } from "./read_policy.ts";
-import type { ResyncPace, ResyncSide, ResyncStats } from "./resync_copy.ts";
-import type { ResyncReport, ResyncWork } from "./resync_actor.ts";
+import type { ResyncPace } from "./resync_copy.ts";
 import { type LegStatus, legStatus } from "./status.ts";
 import type { VerifyReport } from "./verify.ts";
 import { everyLeg, type WriteHost, writeToLegs } from "./writes.ts";
@@ -216,7 +210,7 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
         inSync: this.inSyncCount(),
       },
     );
-    for (const effect of outcome.effects) this.#run(effect, m);
+    for (const effect of outcome.effects) runEffect(this, effect, m);
     checkLegs(this.legs, this.bitmap.bits);
     this.#onLegState?.(this.status(leg));
     if (event.t === "judged" && event.verdict.kind === "readmit") {
@@ -312,238 +306,11 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
     });
   }
 
-  #run(effect: Effect, leg: Leg): void {
-    const epoch = leg.epoch;
-    switch (effect) {
-      case "rotate":
-        this.gen.mustRotate = true;
-        if (this.persist) void this.gen.ensureRotated().catch(() => {});
-        return;
-      case "stop-resync":
-        this.resyncs.stop(leg.name);
-        return;
-      case "judge":
-        void this.#judge(leg, epoch);
-        return;
-      case "start-resync":
-        void this.#startResync(leg, epoch);
-        return;
-      case "stamp":
-        void this.#stamp(leg, epoch);
-        return;
-      case "forget-media":
-        void this.#forgetMedia(leg, epoch);
-        return;
-      case "close":
-        void leg.device.close().catch(() => {});
-        return;
-      case "settle-bitmap":
-        if (this.bitmap.recompute() && this.persist) void this.bitmap.store().catch(() => {});
-        return;
-    }
-  }
-
-  // ---- effects -----------------------------------------------------------------------------
-
-  async #judge(leg: Leg, epoch: number): Promise<void> {
-    const facts = await readFacts(this, leg);
-    if (leg.epoch !== epoch || this.closed) return;
-    if (facts.kind === "media") leg.known = facts.state;
-    // Decided and applied in this one turn, on the mirror as it is now.
-    this.dispatch(leg, { t: "judged", verdict: decideVerdict(this, leg, facts) }, epoch);
-  }
-
-  /** Marks the leg's media a resync target (its need durable first), then starts its actor. */
-  async #startResync(leg: Leg, epoch: number): Promise<void> {
-    try {
-      if (this.persist && leg.media !== undefined) {
-        await this.bitmap.store();
-        if (leg.epoch !== epoch) return;
-        await this.#markTarget(leg);
-        if (leg.epoch !== epoch) return;
-      }
-      this.resyncs.start(leg.name, epoch);
-    } catch (error) {
-      this.fail(leg, epoch, `its resync could not start: ${describe(error)}`);
-    }
-  }
-
-  /**
-   * Before any chunk is copied, the target's media says it is a resync target: it is flagged
-   * inconsistent, so it is never taken for a reference. A full resync target is stamped a member
-   * at the generation the bitmap tracks from, every bit set: after a crash of either side it is
-   * judged "bitmap" and resumes where its bits say, instead of starting over.
-   */
-  async #markTarget(leg: Leg): Promise<void> {
-    let generations;
-    if (leg.adopt) {
-      if (this.gen.current === undefined || this.gen.current.bitmap === NO_GENERATION) {
-        this.gen.mustRotate = true;
-        await this.gen.ensureRotated();
-      }
-      generations = { current: this.gen.current!.bitmap, bitmap: NO_GENERATION, history: [] };
-    }
-    leg.known = await this.timed(
-      leg,
-      leg.media!.updateMedia({
-        ...(this.gen.storageId === undefined ? {} : { storageId: this.gen.storageId }),
-        ...(generations === undefined ? {} : { generations }),
-        flags: targetFlags(this.chunkSize),
-      }),
-    );
-  }
-
-  async #stamp(leg: Leg, epoch: number): Promise<void> {
-    try {
-      await this.gen.stamp(leg);
-      if (leg.epoch === epoch) leg.adopt = false;
-    } catch (error) {
-      this.fail(leg, epoch, `metadata update failed: ${describe(error)}`);
-    }
-  }
-
-  /** Its data is no longer trusted: clear its member flag, then judge it (a full resync). */
-  async #forgetMedia(leg: Leg, epoch: number): Promise<void> {
-    if (leg.media !== undefined) {
-      const known = await leg.media.updateMedia({ flags: 0 }).catch(() => undefined);
-      if (known !== undefined) leg.known = known;
-    }
-    if (leg.epoch === epoch && !this.closed) void this.#judge(leg, epoch);
-  }
-
-  // ---- the resync actors' port and reports ----------------------------------------------------
-
-  work(name: string, epoch: number): ResyncWork | undefined {
-    const leg = this.legs.find((l) => l.name === name);
-    if (leg === undefined || !this.wanted(name, epoch)) return undefined;
-    (leg as MutableLeg).resync ??= {
-      source: this.#pickSource(new Set())?.name ?? "?",
-      stats: {
-        bytesTotal: leg.need!.count() * this.chunkSize,
-        bytesDone: 0,
-        bytesCopied: 0,
-        chunksSkipped: 0,
-        startedAt: this.clock.now(),
-        rateBytesPerSec: 0,
-      },
-    };
-    return {
-      target: this.#side(leg),
-      need: leg.need!.copy(),
-      chunkSize: this.chunkSize,
-      size: this.size,
-    };
-  }
-
-  wanted(name: string, epoch: number): boolean {
-    const leg = this.legs.find((l) => l.name === name);
-    return !this.closed && leg !== undefined && leg.state === "rebuilding" && leg.epoch === epoch;
-  }
-
-  source(failed: ReadonlySet<string>): ResyncSide | undefined {
-    const leg = this.#pickSource(failed);
-    return leg === undefined ? undefined : this.#side(leg);
-  }
-
-  #pickSource(failed: ReadonlySet<string>): Leg | undefined {
-    const usable = this.legs.filter((l) =>
-      l.state === "in-sync" && !failed.has(`${l.name}#${l.epoch}`)
-    );
-    return usable.find((l) => l.media !== undefined) ?? usable[0];
-  }
-
-  #side(leg: Leg): ResyncSide {
-    return { name: leg.name, device: leg.device, media: leg.media, epoch: leg.epoch };
-  }
-
-  timedSide<T>(side: ResyncSide, op: Promise<T>): Promise<T> {
-    return withDeadline(this.clock, this.timeoutMs, side.name, op);
-  }
-
-  /** A report from a resync actor. */
-  onResync(report: ResyncReport): void {
-    const leg = this.legs.find((l) => l.name === report.leg);
-    if (leg === undefined) return;
-    switch (report.t) {
-      case "source-failed": {
-        const source = this.legs.find((l) => l.name === report.source);
-        if (source !== undefined) this.fail(source, report.sourceEpoch, report.why);
-        return;
-      }
-      case "failed":
-        this.dispatch(leg, { t: "resync-failed", why: report.why }, report.epoch);
-        return;
-      case "settled": {
-        if (leg.state !== "rebuilding" || leg.epoch !== report.epoch) return;
-        const need = leg.need!;
-        for (const c of report.chunks) need.clear(c);
-        this.#progress(leg, report.stats);
-        if (this.bitmap.retireLanded(report.chunks) && this.persist) {
-          void this.bitmap.store().catch(() => {});
-        }
-        return;
-      }
-      case "copied":
-        if (leg.state !== "rebuilding" || leg.epoch !== report.epoch) return;
-        this.#progress(leg, report.stats);
-        void this.#finishResync(leg, report.epoch);
-        return;
-    }
-  }
-
-  #progress(leg: Leg, stats: ResyncStats): void {
-    const m = leg as MutableLeg;
-    m.resync = { source: this.#pickSource(new Set())?.name ?? "?", stats };
-  }
-
-  /**
-   * The resync copied everything: once the writes begun while the leg was out have recorded
-   * their misses (a moment with the whole device locked), a leg that lacks nothing is flushed,
-   * stamped a member at the current generations, and rejoins; one that lacks more goes again.
-   */
-  async #finishResync(leg: Leg, epoch: number): Promise<void> {
-    await this.#writes.run(0, this.size, () => Promise.resolve());
-    if (leg.epoch !== epoch) return;
-    if (!leg.need!.isEmpty()) {
-      this.resyncs.stop(leg.name);
-      this.resyncs.start(leg.name, epoch);
-      return;
-    }
-    try {
-      await this.timed(leg, leg.device.flush());
-      if (leg.epoch !== epoch) return;
-      if (this.persist && leg.media !== undefined) {
-        await this.gen.stamp(leg);
-        const bits = this.bitmap.bits.bytes;
-        await this.timed(leg, leg.media.storeBitmap(0, bits));
-      }
-    } catch (error) {
-      this.fail(leg, epoch, `finishing its resync failed: ${describe(error)}`);
-      return;
-    }
-    if (leg.epoch !== epoch) return;
-    if (!leg.need!.isEmpty()) {
-      this.resyncs.stop(leg.name);
-      this.resyncs.start(leg.name, epoch);
-      return;
-    }
-    const m = leg as MutableLeg;
-    m.adopt = false;
-    const stats = leg.resync?.stats;
-    m.resyncedBytes += stats?.bytesDone ?? 0;
-    m.copiedBytes += stats?.bytesCopied ?? 0;
-    m.resync = undefined;
-    this.dispatch(leg, { t: "resynced" }, epoch);
-    this.logger.log("info", "resync done: leg is in sync", {
-      leg: leg.name,
-      bytes: stats?.bytesDone ?? 0,
-      copied: stats?.bytesCopied ?? 0,
-      skipped: stats?.chunksSkipped ?? 0,
-    });
-    // A rotation may have stamped the serving legs while this one was being stamped.
-    if (this.persist && leg.known?.generations.current !== this.gen.current?.current) {
-      void this.#stamp(leg, leg.epoch);
-    }
+  /** A resync landed `chunks` on `leg` (still rebuilding at the report's epoch). */
+  landed(leg: Leg, chunks: readonly number[]): void {
+    const need = leg.need!;
+    for (const c of chunks) need.clear(c);
+    if (this.bitmap.retireLanded(chunks) && this.persist) void this.bitmap.store().catch(() => {});
   }
 
   // ---- client I/O ----------------------------------------------------------------------------
@@ -560,57 +327,9 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
     return noLegsError(this.legs, this.inSyncCount(), what, cause);
   }
 
-  /** An in-sync leg for a read, chosen by the read policy. */
-  #pickReadLeg(offset = 0, length = 0): Leg | undefined {
-    const legs = this.legs;
-    const i = this.#readPolicy.pick(
-      legs.length,
-      (i) => legs[i]!.state === "in-sync",
-      offset,
-      length,
-    );
-    const leg = legs[i];
-    invariant(
-      leg === undefined || leg.state === "in-sync",
-      () => `${leg!.name} read while ${leg!.state}`,
-    );
-    return leg;
-  }
-
-  async read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
+  read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
     this.clientOps++;
-    let lastError: unknown;
-    /** Legs that refused the request: theirs is the fault only if another leg serves it. */
-    const refused: { leg: Leg; epoch: number; error: unknown }[] = [];
-    for (let attempt = 0; attempt < this.legs.length; attempt++) {
-      const leg = this.#pickReadLeg(offset, length);
-      if (leg === undefined || refused.some((r) => r.leg === leg)) break;
-      const epoch = leg.epoch;
-      try {
-        // The leg reads into a buffer of its own, never into the caller's: a leg that times out
-        // is abandoned but may still answer later, and must not write into `into` after the
-        // caller has it back (from another leg) and reused it.
-        const data = await this.timed(leg, leg.device.read(offset, length));
-        leg.reads++;
-        for (const r of refused) {
-          this.fail(r.leg, r.epoch, `read refused by this leg alone (${describe(r.error)})`);
-        }
-        if (into === undefined) return data;
-        const view = into.subarray(0, length);
-        view.set(data);
-        return view;
-      } catch (error) {
-        if (isRequestError(error)) {
-          refused.push({ leg, epoch, error });
-          lastError = error;
-          continue;
-        }
-        lastError = error;
-        this.fail(leg, epoch, `read failed: ${describe(error)}`);
-      }
-    }
-    if (refused.length > 0 && this.inSyncCount() > 0) throw refused[0]!.error;
-    throw this.noLegs("read", lastError);
+    return readFromLegs(this, this.#readPolicy, offset, length, into);
   }
 
   write(offset: number, data: Uint8Array, fua: boolean): Promise<void> {
@@ -634,22 +353,12 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
     return writeToLegs(this, offset, length, "zero", (d) => d.zero(offset, length, options));
   }
 
-  async extents(offset: number, length: number): Promise<Extent[]> {
-    const leg = this.#pickReadLeg();
-    if (leg === undefined) throw this.noLegs("extents", undefined);
-    const epoch = leg.epoch;
-    try {
-      return await this.timed(leg, leg.device.extents(offset, length));
-    } catch (error) {
-      if (!isRequestError(error)) this.fail(leg, epoch, `extents failed: ${describe(error)}`);
-      // Allocation state is advisory: report plain data rather than fail the client.
-      return [{ length, hole: false, zero: false }];
-    }
+  extents(offset: number, length: number): Promise<Extent[]> {
+    return extentsFromLeg(this, this.#readPolicy, offset, length);
   }
 
-  async cache(offset: number, length: number): Promise<void> {
-    const leg = this.#pickReadLeg();
-    if (leg !== undefined) await leg.device.cache(offset, length).catch(() => {});
+  cache(offset: number, length: number): Promise<void> {
+    return cacheOnLeg(this, this.#readPolicy, offset, length);
   }
 
   /**

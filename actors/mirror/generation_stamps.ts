@@ -131,5 +131,6 @@ export class GenerationStamps {
         outdated: this.outdated().filter((id) => id !== legId(leg.name)),
       }),
     );
+    leg.adopt = false;
   }
 }

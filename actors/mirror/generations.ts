@@ -9,7 +9,7 @@
  */
 import { createHash } from "node:crypto";
 import type { MediaGenerations, MediaState } from "../block/contract.ts";
-import { HISTORY_SLOTS, NO_GENERATION } from "../block/media.ts";
+import { HISTORY_SLOTS, MEDIA_FLAG_BLANK, NO_GENERATION } from "../block/media.ts";
 
 /** Media flag: this media holds the storage's data (its age is stamped); else it is new. */
 export const FLAG_MEMBER = 1;
@@ -99,6 +99,11 @@ export function decide(ref: MediaGenerations, leg: MediaGenerations): Decision {
     why: `unrelated data: the leg's generations (${leg.current}) share no history with the ` +
       `serving legs' (${ref.current}); mark it dirty to resync it in full`,
   };
+}
+
+/** Has the media's data never been written since it was formatted (it reads as zeros)? */
+export function isBlank(state: MediaState | undefined): boolean {
+  return state !== undefined && (state.flags & MEDIA_FLAG_BLANK) !== 0;
 }
 
 /** Is the media a member of storage `storageId` (its age stamped)? */

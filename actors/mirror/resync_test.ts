@@ -149,3 +149,51 @@ Deno.test("suspend tracks misses, resume resyncs them; clean of a leg that misse
     await f.close();
   }
 });
+
+Deno.test("a resync actor that crashes is restarted by its supervisor and resumes", async () => {
+  const f = await mirrorFixture(2, opts);
+  try {
+    await until("initial sync", () => f.mirror.inSync() === 2);
+    f.faulty[1]!.mode = "error";
+    for (let c = 0; c < 4; c++) await f.mirror.device.write(c * CHUNK, fill(c + 1), false);
+    f.faulty[1]!.mode = "healthy";
+    // A bug (not a leg's trouble) in the copy: the first write of the resync throws.
+    const write = f.faulty[1]!.write.bind(f.faulty[1]!);
+    let crashes = 1;
+    f.faulty[1]!.write = (offset, data, fua) => {
+      if (crashes-- > 0) throw new TypeError("a bug in the copy");
+      return write(offset, data, fua);
+    };
+    f.mirror.legReachable("leg1");
+    await until("leg1 back after a restart", () => f.mirror.inSync() === 2);
+    assert.ok(f.logger.has("actor crashed"));
+    for (let c = 0; c < 4; c++) {
+      assert.deepEqual(await f.legs[1]!.read(c * CHUNK, 4096), fill(c + 1));
+    }
+  } finally {
+    await f.close();
+  }
+});
+
+Deno.test("a resync actor that keeps crashing is given up and its leg stays out", async () => {
+  const f = await mirrorFixture(2, opts);
+  try {
+    await until("initial sync", () => f.mirror.inSync() === 2);
+    f.faulty[1]!.mode = "error";
+    await f.mirror.device.write(0, fill(9), false);
+    f.faulty[1]!.mode = "healthy";
+    f.faulty[1]!.write = () => {
+      throw new TypeError("a bug that never goes away");
+    };
+    f.mirror.legReachable("leg1");
+    await until(
+      "the supervisor gives up",
+      () => /crashed too often/.test(f.mirror.legs()[1]!.reason ?? ""),
+      15_000,
+    );
+    assert.equal(f.mirror.legs()[1]!.state, "out");
+    assert.deepEqual(await f.mirror.device.read(0, 4096), fill(9));
+  } finally {
+    await f.close();
+  }
+});

@@ -10,7 +10,7 @@ import { newGenerationId, newStorageId, NO_GENERATION } from "../block/media.ts"
 import { ChunkBits } from "./chunk_bits.ts";
 import type { MirrorCore } from "./core.ts";
 import { describe } from "./errors.ts";
-import { decide, isInconsistent, isMember, legId } from "./generations.ts";
+import { decide, isBlank, isInconsistent, isMember, legId } from "./generations.ts";
 import { decideVerdict, loadBits, unfit } from "./judge.ts";
 import type { Leg } from "./leg.ts";
 import type { Verdict } from "./leg_machine.ts";
@@ -107,11 +107,20 @@ export async function startMirror(core: MirrorCore): Promise<void> {
     return;
   }
   if (reference.length === 0) {
-    // A new storage: nothing is a member yet; the first reachable leg's data is the truth.
     const first = withMedia[0];
     if (first === undefined) throw new StartRefused("no leg of the mirror is reachable");
-    reference = [first];
-    first.adopt = true;
+    if (unreachable.size === 0 && core.legs.every((l) => isBlank(l.known))) {
+      // A new storage on blank media (DRBD's "new current UUID, clear bitmap"): every leg reads
+      // as zeros, so they are identical already; nothing is copied.
+      reference = [...core.legs];
+      core.logger.log("info", "new storage on blank legs: in sync without a copy", {
+        legs: core.legs.length,
+      });
+    } else {
+      // A new storage: nothing is a member yet; the first reachable leg's data is the truth.
+      reference = [first];
+    }
+    for (const l of reference) l.adopt = true;
   }
   checkUnreachable(core, reference, unreachable);
   const refGens = reference[0]!.known?.generations;

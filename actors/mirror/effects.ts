@@ -1,0 +1,110 @@
+/**
+ * What a leg's move sets off (leg_machine.ts names them): judging it, starting or stopping its
+ * resync, stamping or forgetting its media. Each runs after the move under the leg's new epoch
+ * and reports back through the core's dispatch, which drops the report if the leg moved on.
+ */
+import { NO_GENERATION } from "../block/media.ts";
+import type { MirrorCore } from "./core.ts";
+import { describe } from "./errors.ts";
+import { targetFlags } from "./generations.ts";
+import { decideVerdict, readFacts } from "./judge.ts";
+import type { Leg } from "./leg.ts";
+import type { Effect } from "./leg_machine.ts";
+
+/** Runs `effect` of a move `leg` just made. */
+export function runEffect(core: MirrorCore, effect: Effect, leg: Leg): void {
+  const epoch = leg.epoch;
+  switch (effect) {
+    case "rotate":
+      core.gen.mustRotate = true;
+      if (core.persist) void core.gen.ensureRotated().catch(() => {});
+      return;
+    case "stop-resync":
+      core.resyncs.stop(leg.name);
+      return;
+    case "judge":
+      void judge(core, leg, epoch);
+      return;
+    case "start-resync":
+      void startResync(core, leg, epoch);
+      return;
+    case "stamp":
+      void stamp(core, leg, epoch);
+      return;
+    case "forget-media":
+      void forgetMedia(core, leg, epoch);
+      return;
+    case "close":
+      void leg.device.close().catch(() => {});
+      return;
+    case "settle-bitmap":
+      if (core.bitmap.recompute() && core.persist) void core.bitmap.store().catch(() => {});
+      return;
+  }
+}
+
+/** Reads what the leg holds, then decides and applies the verdict in one turn. */
+export async function judge(core: MirrorCore, leg: Leg, epoch: number): Promise<void> {
+  const facts = await readFacts(core, leg);
+  if (leg.epoch !== epoch || core.closed) return;
+  if (facts.kind === "media") leg.known = facts.state;
+  core.dispatch(leg, { t: "judged", verdict: decideVerdict(core, leg, facts) }, epoch);
+}
+
+/** Marks the leg's media a resync target (its need durable first), then starts its actor. */
+async function startResync(core: MirrorCore, leg: Leg, epoch: number): Promise<void> {
+  try {
+    if (core.persist && leg.media !== undefined) {
+      await core.bitmap.store();
+      if (leg.epoch !== epoch) return;
+      await markTarget(core, leg);
+      if (leg.epoch !== epoch) return;
+    }
+    core.resyncs.start(leg.name, epoch);
+  } catch (error) {
+    core.fail(leg, epoch, `its resync could not start: ${describe(error)}`);
+  }
+}
+
+/**
+ * Before any chunk is copied, the target's media says it is a resync target: it is flagged
+ * inconsistent, so it is never taken for a reference. A full resync target is stamped a member
+ * at the generation the bitmap tracks from, every bit set: after a crash of either side it is
+ * judged "bitmap" and resumes where its bits say, instead of starting over.
+ */
+async function markTarget(core: MirrorCore, leg: Leg): Promise<void> {
+  let generations;
+  if (leg.adopt) {
+    if (core.gen.current === undefined || core.gen.current.bitmap === NO_GENERATION) {
+      core.gen.mustRotate = true;
+      await core.gen.ensureRotated();
+    }
+    generations = { current: core.gen.current!.bitmap, bitmap: NO_GENERATION, history: [] };
+  }
+  leg.known = await core.timed(
+    leg,
+    leg.media!.updateMedia({
+      ...(core.gen.storageId === undefined ? {} : { storageId: core.gen.storageId }),
+      ...(generations === undefined ? {} : { generations }),
+      flags: targetFlags(core.chunkSize),
+    }),
+  );
+}
+
+/** Stamps the leg's media a member at the current generations. */
+export async function stamp(core: MirrorCore, leg: Leg, epoch: number): Promise<void> {
+  try {
+    await core.gen.stamp(leg);
+  } catch (error) {
+    core.fail(leg, epoch, `metadata update failed: ${describe(error)}`);
+  }
+}
+
+/** Its data is no longer trusted: clear its member flag, then judge it (a full resync). */
+async function forgetMedia(core: MirrorCore, leg: Leg, epoch: number): Promise<void> {
+  if (leg.media !== undefined) {
+    const known = await leg.media.updateMedia({ flags: 0 }).catch(() => undefined);
+    if (known !== undefined) leg.known = known;
+  }
+  if (leg.epoch === epoch && !core.closed) void judge(core, leg, epoch);
+}
