@@ -11,7 +11,7 @@ import type { BlockErrorCode, BlockInfo } from "../block/contract.ts";
 import type { Header } from "../../transport/types.ts";
 
 /** Bumped on any incompatible change to these messages; checked in the link handshake. */
-export const NODE_PROTOCOL_VERSION = 2;
+export const NODE_PROTOCOL_VERSION = 3;
 
 /**
  * Block operations, then media operations (MediaDevice): `media` reads the media state and
