@@ -468,7 +468,11 @@ export class FramedLink implements Link {
       this.#terminate("error", `peer silent for ${Math.round(silent)} ms`);
       return false;
     }
-    if (silent >= this.#keepAliveMs) this.#writer.enqueue({ t: "ping" });
+    // A receiver holding frames back reads no pongs, so it pings every tick: the peer still
+    // hears that this end is alive, only busy.
+    if (silent >= this.#keepAliveMs || this.#held !== undefined) {
+      this.#writer.enqueue({ t: "ping" });
+    }
     return true;
   }
 
