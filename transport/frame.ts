@@ -85,7 +85,9 @@ export function decodeHeaderAt(bytes: Uint8Array, start: number, end: number): H
     bounds.end = end;
     value = unpackr.unpack(bytes, bounds);
   } catch (error) {
-    throw new FrameError(`undecodable frame header: ${(error as Error).message}`);
+    // msgpackr may quote what it decoded: the peer's bytes stay out of logs beyond a glimpse.
+    const why = String((error as Error).message).slice(0, 120);
+    throw new FrameError(`undecodable frame header: ${why}`);
   }
   if (
     typeof value !== "object" || value === null || Array.isArray(value) ||
