@@ -10,6 +10,7 @@ import { NODE_PROTOCOL_VERSION } from "../actors/node/protocol.ts";
 import { RemoteNode } from "../actors/node/proxy.ts";
 import { tcpTransport } from "../transport/tcp.ts";
 import { RawPeer } from "../transport/testing/raw_peer.ts";
+import { planNode } from "../cli/node.ts";
 import { type DstProcess, spawnDst } from "./support/dst_process.ts";
 
 const SECRET = "limits-secret";
@@ -83,6 +84,7 @@ Deno.test("dst node: 500 strangers stuck in their handshake do not keep a real p
   const { node, url } = await startNode();
   const strangers: RawPeer[] = [];
   try {
+    const before = await rssBytes(node.pid);
     for (let i = 0; i < 500; i++) {
       const peer = new RawPeer(await tcpTransport.connect(url));
       strangers.push(peer);
@@ -92,6 +94,9 @@ Deno.test("dst node: 500 strangers stuck in their handshake do not keep a real p
       }
     }
     await verifyProxy(url, "real", 1);
+    // Each stranger used to cost about 400 KiB of buffers (200 MiB for these 500).
+    const growth = (await rssBytes(node.pid)) - before;
+    assert.ok(growth < 64 * MiB, `500 strangers grew the node by ${(growth / MiB).toFixed(1)} MiB`);
   } finally {
     for (const peer of strangers) peer.close();
   }
@@ -142,4 +147,37 @@ Deno.test("dst node: a proxy that never reads its replies holds no memory and is
   }
   const { stderr } = await node.stop();
   assert.match(stderr, /link closed .*peer stopped reading: \d+ bytes unsent for \d+ ms/);
+});
+
+Deno.test("dst node: limit flags are read, and a bad one is named with what it takes", () => {
+  const base = ["--listen", "tcp://127.0.0.1:0", "--data", "memory:", "--size", "4M"];
+  assert.deepEqual(planNode(base).limits, {});
+  assert.deepEqual(
+    planNode([
+      ...base,
+      "--max-links",
+      "3",
+      "--max-pending-handshakes",
+      "9",
+      "--max-in-flight",
+      "16",
+      "--max-link-bytes",
+      "8M",
+      "--stall-timeout-ms",
+      "2500",
+    ]).limits,
+    {
+      maxLinks: 3,
+      maxPendingHandshakes: 9,
+      maxInFlight: 16,
+      maxLinkBytes: 8 * MiB,
+      writeStallMs: 2500,
+    },
+  );
+  assert.throws(
+    () => planNode([...base, "--max-links", "0"]),
+    /--max-links must be a whole number from 1 to 100000, got "0"/,
+  );
+  assert.throws(() => planNode([...base, "--max-link-bytes", "lots"]), /--max-link-bytes/);
+  assert.throws(() => planNode([...base, "--stall-timeout-ms", "1.5"]), /--stall-timeout-ms/);
 });
