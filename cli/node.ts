@@ -16,12 +16,13 @@ import { consoleLogger, type Logger } from "../util/log.ts";
 import { type Command, UsageError } from "./command.ts";
 import { parseFlags } from "./flags.ts";
 import { parseSize } from "./export.ts";
+import { LIMIT_FLAGS, LIMITS_HELP, type NodeLimits, parseLimits } from "./node_limits.ts";
 import { readSecret } from "./secret.ts";
 import { untilStopSignal } from "./signals.ts";
 
 const help = `Usage: dst node --listen URL --data (PATH | memory:) [--size SIZE] [--id NAME]
                 [--storage-id ID] [--read-only] [--secret-file PATH]
-                [--cert PEM --key PEM] [--ca PEM] [--status HOST:PORT]
+                [--cert PEM --key PEM] [--ca PEM] [--status HOST:PORT] [LIMITS]
 
 Serves one storage node to remote node proxies and prints the URL it listens on (with the real
 port when 0 was given) once ready.
@@ -46,6 +47,9 @@ Options:
                       the URL; loopback is safest)
   -h, --help          show this help
 
+Limits (what peers can make the node hold; a refusal is logged once per burst):
+${LIMITS_HELP}
+
 SIGTERM or SIGINT stops the node gracefully.
 
 Example:
@@ -64,6 +68,7 @@ export interface NodePlan {
   readonly tls: { readonly cert?: string; readonly key?: string; readonly ca?: string };
   /** HOST:PORT of the status endpoint, if any. */
   readonly status: string | undefined;
+  readonly limits: NodeLimits;
 }
 
 /** Turns the command line into a plan; every mistake is a UsageError (exit code 2). */
@@ -80,6 +85,7 @@ export function planNode(args: string[]): NodePlan {
     key: { type: "string" },
     ca: { type: "string" },
     status: { type: "string" },
+    ...LIMIT_FLAGS,
     help: { type: "boolean", short: "h" },
   });
   if (values.listen === undefined) throw new UsageError("--listen URL is required");
@@ -122,6 +128,7 @@ export function planNode(args: string[]): NodePlan {
       ...(values.ca === undefined ? {} : { ca: values.ca }),
     },
     status: values.status,
+    limits: parseLimits(values),
   };
 }
 
@@ -223,6 +230,7 @@ async function run(args: string[]): Promise<number> {
       const server = await serveNode(plan.listen, device, {
         node,
         logger: log,
+        ...plan.limits,
         ...(storageId === undefined ? {} : { storageId }),
         ...(secret === undefined ? {} : { secret }),
         ...(tls === undefined ? {} : { tls }),

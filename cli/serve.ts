@@ -15,11 +15,13 @@ import { loadTopology, type Topology } from "../storage/topology.ts";
 import { consoleLogger, type Logger } from "../util/log.ts";
 import { type Command, UsageError } from "./command.ts";
 import { parseFlags } from "./flags.ts";
+import { LIMIT_FLAGS, LIMITS_HELP, type NodeLimits, parseLimits } from "./node_limits.ts";
 import { readSecret } from "./secret.ts";
 import { untilStopSignal } from "./signals.ts";
 
 const help =
   `Usage: dst serve --config FILE [--status HOST:PORT [--status-token-file PATH]] [--id NAME]
+                 [LIMITS]
 
 Assembles the storage described by a topology file, exports it over NBD (the file's
 "export.listen"), serves it as a dst node when the file has "node.listen", and prints where
@@ -34,6 +36,9 @@ Options:
                       first start); else DST_STATUS_TOKEN, else a fresh one printed at start
   --id NAME           this process's node identity (default: the storage's name)
   -h, --help          show this help
+
+Limits of the dst node listener ("node.listen"), as for dst node:
+${LIMITS_HELP}
 
 Example topology (a mirror of a local file and a remote node):
   { "storage": "main",
@@ -56,7 +61,15 @@ export interface Running {
 /** Starts everything a topology asks for; used by `dst serve` and the embedded default. */
 export async function startStorage(
   topology: Topology,
-  options: { baseDir: string; status?: string; statusTokenFile?: string; id?: string; log: Logger },
+  options: {
+    baseDir: string;
+    status?: string;
+    statusTokenFile?: string;
+    id?: string;
+    log: Logger;
+    /** Bounds of the node listener (default: the node server's). */
+    nodeLimits?: NodeLimits;
+  },
 ): Promise<Running> {
   const log = options.log;
   const secretFile = topology.secretFile === undefined
@@ -99,6 +112,7 @@ export async function startStorage(
       const server = await serveNode(topology.node.listen, device, {
         node: id,
         logger: log,
+        ...options.nodeLimits,
         ...(secret === undefined ? {} : { secret }),
       });
       stops.push(() => server.close());
@@ -137,9 +151,11 @@ async function run(args: string[]): Promise<number> {
     status: { type: "string" },
     "status-token-file": { type: "string" },
     id: { type: "string" },
+    ...LIMIT_FLAGS,
     help: { type: "boolean", short: "h" },
   });
   if (values.config === undefined) throw new UsageError("--config FILE is required");
+  const nodeLimits = parseLimits(values);
   const topology = await loadTopology(values.config);
   if (topology.export === undefined && topology.node === undefined) {
     throw new UsageError(`${values.config} has neither "export" nor "node": nothing to serve`);
@@ -150,6 +166,7 @@ async function run(args: string[]): Promise<number> {
     const running = await startStorage(topology, {
       baseDir: dirname(resolve(values.config)),
       log,
+      nodeLimits,
       ...(values.status === undefined ? {} : { status: values.status }),
       ...(values["status-token-file"] === undefined
         ? {}

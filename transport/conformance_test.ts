@@ -12,9 +12,11 @@ import { SeededRandom } from "../util/random.ts";
 import type { DialOptions, Server } from "./dial.ts";
 import { dial, serve, transportFor } from "./dial.ts";
 import { encodeFrame, FrameReader, writePrefix } from "./frame.ts";
+import { LINK_PROTOCOL_VERSION } from "./handshake.ts";
 import { LinkRefused } from "./link.ts";
 import { MemoryNetwork, MemoryTransport } from "./memory.ts";
 import { makeTestCerts } from "./testing/certs.ts";
+import { RawPeer } from "./testing/raw_peer.ts";
 import type { Duplex, Frame, Hello, Link } from "./types.ts";
 import { z } from "zod";
 
@@ -145,12 +147,10 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 
 /** Speaks the client half of the handshake by hand; returns a reader positioned after it. */
 async function rawHandshake(duplex: Duplex, version = 1): Promise<FrameReader> {
-  const hello = { t: "hello", version, node: "raw", info: {}, nonce: new Uint8Array(16) };
-  await duplex.write(encodeFrame({ ...hello, auth: false }));
-  const reader = new FrameReader(duplex);
-  const frame = await reader.next();
-  assert.equal(frame?.header.t, "hello");
-  return reader;
+  const peer = new RawPeer(duplex);
+  const hello = await peer.handshake({ version, node: "raw" });
+  assert.deepEqual(hello, serverHello);
+  return peer.reader;
 }
 
 /** Waits until the server's logger holds an entry whose reason matches. */
@@ -440,7 +440,9 @@ const cases: Case[] = [
     async run(bench) {
       await bench.start(echo);
       const duplex = await bench.raw();
-      await duplex.write(encodeFrame({ t: "hello", version: 1, node: 42 }));
+      await duplex.write(
+        encodeFrame({ t: "hello", link: LINK_PROTOCOL_VERSION, version: 1, node: 42 }),
+      );
       await loggedReason(bench.logger, /invalid hello from peer/);
       await stillServing(bench);
     },

@@ -85,7 +85,9 @@ export function decodeHeaderAt(bytes: Uint8Array, start: number, end: number): H
     bounds.end = end;
     value = unpackr.unpack(bytes, bounds);
   } catch (error) {
-    throw new FrameError(`undecodable frame header: ${(error as Error).message}`);
+    // msgpackr may quote what it decoded: the peer's bytes stay out of logs beyond a glimpse.
+    const why = String((error as Error).message).slice(0, 120);
+    throw new FrameError(`undecodable frame header: ${why}`);
   }
   if (
     typeof value !== "object" || value === null || Array.isArray(value) ||
@@ -104,6 +106,8 @@ export interface ByteSource {
 export interface FrameReaderOptions {
   /** Largest payload accepted; a longer one is a FrameError. */
   readonly maxPayloadBytes?: number;
+  /** Largest header accepted (default and most {@link MAX_HEADER_BYTES}). */
+  readonly maxHeaderBytes?: number;
   /** Size of the read chunks. At least one header plus prefix. */
   readonly chunkBytes?: number;
 }
@@ -165,8 +169,9 @@ const SPARE_LARGE_BYTES = 32 * 1024 * 1024;
  */
 export class FrameReader {
   readonly #source: ByteSource;
-  readonly #maxPayload: number;
-  readonly #chunkBytes: number;
+  #maxPayload = 0;
+  #maxHeader = 0;
+  #chunkBytes = 0;
   #chunk: Chunk;
   #start = 0;
   #end = 0;
@@ -178,12 +183,38 @@ export class FrameReader {
 
   constructor(source: ByteSource, options: FrameReaderOptions = {}) {
     this.#source = source;
+    this.#limit(options);
+    this.#chunk = new Chunk(new Uint8Array(this.#chunkBytes));
+  }
+
+  #limit(options: FrameReaderOptions): void {
     this.#maxPayload = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
+    this.#maxHeader = Math.min(options.maxHeaderBytes ?? MAX_HEADER_BYTES, MAX_HEADER_BYTES);
     this.#chunkBytes = Math.max(
       options.chunkBytes ?? DEFAULT_CHUNK_BYTES,
-      PREFIX_BYTES + MAX_HEADER_BYTES,
+      PREFIX_BYTES + this.#maxHeader,
     );
-    this.#chunk = new Chunk(new Uint8Array(this.#chunkBytes));
+  }
+
+  /**
+   * Changes the limits, moving what is buffered and unread into a chunk of the new size. A link
+   * reads its handshake with small limits (a stranger gets a few KiB of memory, not a full read
+   * chunk) and sets the full ones once the peer is trusted.
+   */
+  setLimits(options: FrameReaderOptions): void {
+    this.#limit(options);
+    const old = this.#chunk;
+    const unread = this.#end - this.#start;
+    if (unread > this.#chunkBytes) {
+      throw new FrameError(`${unread} unread bytes do not fit a ${this.#chunkBytes} byte chunk`);
+    }
+    old.current = false;
+    const fresh = new Chunk(new Uint8Array(this.#chunkBytes));
+    fresh.bytes.set(old.bytes.subarray(this.#start, this.#end));
+    this.#chunk = fresh;
+    this.#start = 0;
+    this.#end = unread;
+    this.#spareChunks = [];
   }
 
   /** Bytes received but not yet returned as frames. */
@@ -268,9 +299,9 @@ export class FrameReader {
 
   #check(headerBytes: number, payloadBytes: number): void {
     if (headerBytes === 0) throw new FrameError("frame with an empty header");
-    if (headerBytes > MAX_HEADER_BYTES) {
+    if (headerBytes > this.#maxHeader) {
       throw new FrameError(
-        `frame header of ${headerBytes} bytes is over the ${MAX_HEADER_BYTES} byte limit`,
+        `frame header of ${headerBytes} bytes is over the ${this.#maxHeader} byte limit`,
       );
     }
     if (payloadBytes > this.#maxPayload) {

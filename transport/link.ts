@@ -1,40 +1,59 @@
 /**
- * The framed, handshaken link over any Duplex: hello exchange with version check and an optional
- * shared-secret challenge–response, keepalive, header validation with zod at the boundary, and
- * write batching through a reused staging buffer. Written once so every medium behaves the same.
+ * The framed, handshaken link over any Duplex: the handshake (`handshake.ts`), keepalive, a stall
+ * check on the write side, header validation with zod at the boundary, receive flow control and
+ * batched writes (`frame_writer.ts`). Written once so every medium behaves the same.
  */
 
-import { createHmac, timingSafeEqual } from "node:crypto";
 import { z } from "zod";
 import type { Clock, Timer } from "../util/clock.ts";
 import { systemClock } from "../util/clock.ts";
 import type { Logger } from "../util/log.ts";
 import { silentLogger } from "../util/log.ts";
+import { DEFAULT_MAX_PAYLOAD_BYTES, FrameError, FrameReader, ReceivedFrame } from "./frame.ts";
+import { FrameWriter, LinkSendError, STAGING_BYTES } from "./frame_writer.ts";
 import {
-  DEFAULT_MAX_PAYLOAD_BYTES,
-  encodeHeader,
-  FrameError,
-  FrameReader,
-  PREFIX_BYTES,
-  ReceivedFrame,
-  writePrefix,
-} from "./frame.ts";
+  type HandshakeChannel,
+  LinkRefused,
+  MAX_HANDSHAKE_HEADER_BYTES,
+  type Role,
+  runHandshake,
+} from "./handshake.ts";
 import type { Duplex, Frame, Header, Hello, Link, LinkClosed } from "./types.ts";
 
-/** How a link is opened. Only `hello` is required. */
+export { LinkRefused, LinkSendError };
+export type { Role };
+
+/** How a link is opened. */
 export interface LinkOptions {
   /** What this end says about itself. */
   readonly hello: Hello;
+  /** The dialing end initiates, the accepting end responds (dial and serve set it). */
+  readonly role: Role;
   /** When set, both ends must prove they hold it; a peer without it is refused. */
   readonly secret?: string | Uint8Array;
+  /**
+   * Responder only: asked once the initiator has proven itself, before this end proves itself;
+   * a string refuses the link with that reason.
+   */
+  readonly admit?: (peer: Hello) => string | undefined;
   readonly clock?: Clock;
   readonly logger?: Logger;
+  /**
+   * Told why a handshake failed, instead of the log (a server folds a flood of refusals into a
+   * line per burst).
+   */
+  readonly onRefused?: (remote: string, reason: string) => void;
   /** The whole handshake must finish within this. Default 5000. */
   readonly handshakeTimeoutMs?: number;
   /** Ping when nothing arrived for this long; 0 turns keepalive off. Default 1000. */
   readonly keepAliveMs?: number;
   /** Close the link when nothing arrived for this long. Default 5000. */
   readonly deadAfterMs?: number;
+  /**
+   * Close the link when queued bytes did not move for this long (the peer stopped reading).
+   * Default 30000 while keepalive is on, else off; 0 turns it off.
+   */
+  readonly writeStallMs?: number;
   /** Largest payload sent or accepted. Default 64 MiB. */
   readonly maxPayloadBytes?: number;
   /** Bound on bytes queued and not yet handed to the medium. Default 128 MiB. */
@@ -45,37 +64,12 @@ export interface LinkOptions {
   readonly chunkBytes?: number;
 }
 
-/** The handshake failed: version mismatch, wrong or missing secret, deadline, bad hello. */
-export class LinkRefused extends Error {
-  override readonly name = "LinkRefused";
-}
-
-/** A send on a link that is closed or whose queue is full. */
-export class LinkSendError extends Error {
-  override readonly name = "LinkSendError";
-}
-
-const EMPTY = new Uint8Array(0);
-/** Payloads up to this size are copied into the staging buffer; larger ones are written as is. */
-const INLINE_PAYLOAD_BYTES = 64 * 1024;
-const STAGING_BYTES = 256 * 1024;
-const NONCE_BYTES = 16;
-const AUTH_LABEL = new TextEncoder().encode("dst link auth v1");
 /** How long a local close waits for queued frames and the goodbye to go out. */
 const CLOSE_FLUSH_MS = 2000;
+/** Staging buffer while the handshake runs: a stranger gets a few KiB, not a full buffer. */
+const HANDSHAKE_STAGING_BYTES = 2 * 1024;
 
-const bytes = z.instanceof(Uint8Array);
 const reason = z.string().max(4096);
-const helloVersionSchema = z.object({ t: z.literal("hello"), version: z.number().int() });
-const helloSchema = z.object({
-  t: z.literal("hello"),
-  version: z.number().int(),
-  node: z.string().min(1).max(1024),
-  info: z.record(z.string(), z.unknown()),
-  nonce: bytes.refine((b) => b.length === NONCE_BYTES, "nonce must be 16 bytes"),
-  auth: z.boolean(),
-});
-const authSchema = z.object({ t: z.literal("auth"), proof: bytes });
 const refuseSchema = z.object({ t: z.literal("refuse"), reason });
 const byeSchema = z.object({ t: z.literal("bye"), reason });
 const pingSchema = z.object({ t: z.enum(["ping", "pong"]) });
@@ -94,24 +88,14 @@ function describe(error: z.ZodError): string {
   return error.issues.map((i) => `${i.path.join(".") || "header"}: ${i.message}`).join("; ");
 }
 
-function proofOf(secret: string | Uint8Array, nonce: Uint8Array, node: string): Uint8Array {
-  return createHmac("sha256", secret).update(AUTH_LABEL).update(nonce).update(node).digest();
-}
-
 /**
  * Opens a link over `duplex`: runs the handshake and resolves once both ends agreed, or rejects
  * with {@link LinkRefused} (the duplex is closed then).
  */
-export async function openLink(duplex: Duplex, options: LinkOptions): Promise<Link> {
+export async function openLink(duplex: Duplex, options: LinkOptions): Promise<FramedLink> {
   const link = new FramedLink(duplex, options);
   await link.handshake();
   return link;
-}
-
-interface Batch {
-  staging: Uint8Array;
-  segments: Uint8Array[];
-  bytes: number;
 }
 
 /** The Link implementation; {@link openLink} returns it once the handshake is done. */
@@ -123,31 +107,24 @@ export class FramedLink implements Link {
   readonly #clock: Clock;
   readonly #logger: Logger;
   readonly #reader: FrameReader;
+  readonly #writer: FrameWriter;
   readonly #maxPayload: number;
-  readonly #maxQueued: number;
   readonly #keepAliveMs: number;
   readonly #deadAfterMs: number;
+  readonly #writeStallMs: number;
 
-  #handler: ((frame: Frame) => void) | undefined;
+  #handler: ((frame: Frame) => unknown) | undefined;
   #inbox: Frame[] = [];
-  #handlerSet: (() => void) | undefined;
+  /** Set while the receiver holds back further frames (its handler returned a promise). */
+  #held: Promise<void> | undefined;
+  #wakeReader: (() => void) | undefined;
+  /** Why the handshake was cut short from this end (a server making room), if it was. */
+  #abortReason: string | undefined;
   #lastReceived: number;
   #receivedSeen = 0;
+  #lastWritten: number;
+  #writtenSeen = 0;
   #keepAlive: Timer | undefined;
-
-  // Write side: frames are staged into `#staging` while the previous batch is being written
-  // from the other staging buffer; a batch is a list of segments written in order.
-  #staging: Uint8Array = new Uint8Array(STAGING_BYTES);
-  #spare: Uint8Array | undefined = new Uint8Array(STAGING_BYTES);
-  #stagedAt = 0;
-  #segmentStart = 0;
-  #segments: Uint8Array[] = [];
-  #pendingBytes = 0;
-  #queuedBytes = 0;
-  #writing = false;
-  #flushQueued = false;
-  #drainWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
-  #writeDone: Promise<void> = Promise.resolve();
   #readDone: Promise<void> = Promise.resolve();
 
   #closing: LinkClosed | undefined;
@@ -161,14 +138,26 @@ export class FramedLink implements Link {
     this.#clock = options.clock ?? systemClock;
     this.#logger = options.logger ?? silentLogger;
     this.#maxPayload = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
-    this.#maxQueued = options.maxQueuedBytes ?? 128 * 1024 * 1024;
     this.#keepAliveMs = options.keepAliveMs ?? 1000;
     this.#deadAfterMs = options.deadAfterMs ?? 5000;
-    this.#lastReceived = this.#clock.now();
-    const readerOptions = options.chunkBytes === undefined
-      ? { maxPayloadBytes: this.#maxPayload }
-      : { maxPayloadBytes: this.#maxPayload, chunkBytes: options.chunkBytes };
-    this.#reader = new FrameReader(duplex, readerOptions);
+    this.#writeStallMs = options.writeStallMs ?? (this.#keepAliveMs > 0 ? 30_000 : 0);
+    this.#lastReceived = this.#lastWritten = this.#clock.now();
+    // Small limits until the peer has proven itself; handshake frames carry no payload.
+    this.#reader = new FrameReader(duplex, {
+      maxPayloadBytes: 0,
+      maxHeaderBytes: MAX_HANDSHAKE_HEADER_BYTES,
+      chunkBytes: 0,
+    });
+    this.#writer = new FrameWriter(duplex, {
+      maxPayloadBytes: this.#maxPayload,
+      maxQueuedBytes: options.maxQueuedBytes ?? 128 * 1024 * 1024,
+      stagingBytes: HANDSHAKE_STAGING_BYTES,
+      onError: (error) => {
+        if (this.#closing === undefined) {
+          this.#terminate("remote", `connection lost: ${error.message}`);
+        }
+      },
+    });
     this.closed = new Promise((resolve) => (this.#resolveClosed = resolve));
   }
 
@@ -183,7 +172,7 @@ export class FramedLink implements Link {
 
   /** Bytes queued and not yet handed to the medium. */
   get queuedBytes(): number {
-    return this.#queuedBytes;
+    return this.#writer.queuedBytes;
   }
 
   /** The medium's address of the peer, for logs. */
@@ -191,36 +180,27 @@ export class FramedLink implements Link {
     return this.#duplex.remote;
   }
 
-  send(header: Header, payload: Uint8Array = EMPTY): void {
+  send(header: Header, payload?: Uint8Array): void {
     if (this.#closing !== undefined) {
       throw new LinkSendError(`link to ${this.#name()} is closed: ${this.#closing.reason}`);
     }
     if (CONTROL_TYPES.has(header.t)) {
       throw new LinkSendError(`header type "${header.t}" is reserved for the link itself`);
     }
-    this.#enqueue(header, payload);
+    this.#writer.enqueue(header, payload);
   }
 
   drain(): Promise<void> {
-    if (this.#queuedBytes === 0) return Promise.resolve();
-    if (this.#closing !== undefined) {
-      return Promise.reject(
-        new LinkSendError(`link to ${this.#name()} closed: ${this.#closing.reason}`),
-      );
-    }
-    return new Promise((resolve, reject) => this.#drainWaiters.push({ resolve, reject }));
+    if (this.#writer.queuedBytes === 0) return Promise.resolve();
+    if (this.#closing !== undefined) return Promise.reject(this.#closedError());
+    return this.#writer.drain(() => this.#closedError());
   }
 
-  receive(handler: (frame: Frame) => void): void {
+  receive(handler: (frame: Frame) => unknown): void {
     if (this.#handler !== undefined) throw new Error("receive() was already called on this link");
     this.#handler = handler;
-    const early = this.#inbox;
-    this.#inbox = [];
-    for (const frame of early) {
-      if (this.#closing !== undefined) return;
-      this.#deliver(frame);
-    }
-    this.#handlerSet?.();
+    this.#deliverInbox();
+    this.#wakeReader?.();
   }
 
   recycle(frame: Frame): void {
@@ -231,7 +211,7 @@ export class FramedLink implements Link {
     this.#terminate("local", reason);
   }
 
-  /** Runs the hello exchange (and the secret proof); rejects with LinkRefused. */
+  /** Runs the handshake; rejects with LinkRefused. */
   async handshake(): Promise<void> {
     const timeoutMs = this.#options.handshakeTimeoutMs ?? 5000;
     let timedOut = false;
@@ -240,16 +220,24 @@ export class FramedLink implements Link {
       this.#duplex.close();
     }, timeoutMs);
     try {
-      await this.#exchange();
+      this.#peer = await runHandshake(this.#channel(), {
+        role: this.#options.role,
+        hello: this.local,
+        secret: this.#options.secret,
+        admit: this.#options.admit,
+      });
+      if (this.#abortReason !== undefined) throw new LinkRefused(this.#abortReason);
     } catch (error) {
-      const why = timedOut
-        ? `handshake timed out after ${timeoutMs} ms`
-        : error instanceof LinkRefused
-        ? error.message
-        : `handshake failed: ${(error as Error).message}`;
-      this.#logger.log("warn", "link refused", { remote: this.#duplex.remote, reason: why });
+      const why = this.#abortReason ??
+        (timedOut
+          ? `handshake timed out after ${timeoutMs} ms`
+          : error instanceof LinkRefused
+          ? error.message
+          : `handshake failed: ${(error as Error).message}`);
+      if (this.#options.onRefused !== undefined) this.#options.onRefused(this.remote, why);
+      else this.#logger.log("warn", "link refused", { remote: this.remote, reason: why });
       this.#closing = { by: "error", reason: why };
-      await this.#writeDone.catch(() => {});
+      await this.#writer.done.catch(() => {});
       this.#duplex.close();
       await this.#duplex.finished;
       this.#resolveClosed(this.#closing);
@@ -257,82 +245,85 @@ export class FramedLink implements Link {
     } finally {
       deadline.cancel();
     }
-    this.#lastReceived = this.#clock.now();
+    // The peer is trusted now: full-size buffers and limits.
+    this.#reader.setLimits({
+      maxPayloadBytes: this.#maxPayload,
+      ...(this.#options.chunkBytes === undefined ? {} : { chunkBytes: this.#options.chunkBytes }),
+    });
+    this.#writer.stagingBytes = STAGING_BYTES;
+    this.#lastReceived = this.#lastWritten = this.#clock.now();
     this.#receivedSeen = this.#reader.received;
     this.#readDone = this.#readLoop();
-    this.#armKeepAlive();
+    this.#armTimer();
   }
 
-  async #exchange(): Promise<void> {
-    const secret = this.#options.secret;
-    const nonce = crypto.getRandomValues(new Uint8Array(NONCE_BYTES));
-    const { version, node, info } = this.local;
-    this.#enqueue({ t: "hello", version, node, info, nonce, auth: secret !== undefined });
-
-    const first = await this.#nextHandshakeFrame();
-    const versioned = helloVersionSchema.safeParse(first.header);
-    if (!versioned.success) {
-      throw new LinkRefused(`invalid hello from peer: ${describe(versioned.error)}`);
-    }
-    if (versioned.data.version !== version) {
-      await this.#refuse(`peer speaks protocol ${versioned.data.version}, we speak ${version}`);
-    }
-    const hello = helloSchema.safeParse(first.header);
-    if (!hello.success) await this.#refuse(`invalid hello from peer: ${describe(hello.error)}`);
-    const peer = hello.data!;
-    if (secret === undefined) {
-      if (peer.auth) await this.#refuse("peer requires a shared secret and this end has none");
-    } else {
-      if (!peer.auth) await this.#refuse("peer has no shared secret and this end requires one");
-      // Our proof covers the peer's fresh nonce and our identity, so it cannot be replayed.
-      this.#enqueue({ t: "auth", proof: proofOf(secret, peer.nonce, node) });
-      const answer = await this.#nextHandshakeFrame();
-      const auth = authSchema.safeParse(answer.header);
-      if (!auth.success) await this.#refuse(`invalid auth from peer: ${describe(auth.error)}`);
-      const expected = proofOf(secret, nonce, peer.node);
-      const proof = auth.data!.proof;
-      if (proof.length !== expected.length || !timingSafeEqual(proof, expected)) {
-        await this.#refuse("peer failed the shared-secret proof (wrong secret)");
-      }
-    }
-    this.#peer = { version: peer.version, node: peer.node, info: peer.info };
+  /**
+   * Ends a handshake still running: tells the peer why, then closes the stream (within a second
+   * even when the peer reads nothing). {@link handshake} rejects with this reason.
+   */
+  abortHandshake(reason: string): void {
+    if (this.#peer !== undefined || this.#closing !== undefined || this.#abortReason) return;
+    this.#abortReason = reason;
+    try {
+      this.#writer.enqueue({ t: "refuse", reason });
+    } catch { /* the queue is full: the stream just ends */ }
+    const timer = this.#clock.setTimeout(() => this.#duplex.close(), 1000);
+    void this.#writer.drain(() => new LinkRefused(reason)).catch(() => {}).finally(() => {
+      timer.cancel();
+      this.#duplex.close();
+    });
   }
 
-  /** The next frame during the handshake; a `refuse` from the peer ends it with its reason. */
-  async #nextHandshakeFrame(): Promise<Frame> {
-    const frame = await this.#reader.next();
-    if (frame === null) throw new LinkRefused("peer closed the stream during the handshake");
-    if (frame.header.t === "refuse") {
-      const refused = refuseSchema.safeParse(frame.header);
-      throw new LinkRefused(
-        `peer refused the link: ${refused.success ? refused.data.reason : "no reason given"}`,
-      );
-    }
-    return frame;
-  }
-
-  /** Tells the peer why, lets the words go out, and fails the handshake. */
-  async #refuse(why: string): Promise<never> {
-    this.#enqueue({ t: "refuse", reason: why });
-    await this.drain().catch(() => {});
-    throw new LinkRefused(why);
+  #channel(): HandshakeChannel {
+    return {
+      send: (header) => this.#writer.enqueue(header),
+      next: async () => {
+        const frame = await this.#reader.next();
+        if (frame === null) throw new LinkRefused("peer closed the stream during the handshake");
+        if (frame.header.t === "refuse") {
+          const refused = refuseSchema.safeParse(frame.header);
+          throw new LinkRefused(
+            `peer refused the link: ${refused.success ? refused.data.reason : "no reason given"}`,
+          );
+        }
+        return frame.header;
+      },
+      refuse: async (why) => {
+        // Tells the peer why, lets the words go out, and fails the handshake.
+        this.#writer.enqueue({ t: "refuse", reason: why.slice(0, 4096) });
+        await this.#writer.drain(() => new LinkRefused(why)).catch(() => {});
+        throw new LinkRefused(why);
+      },
+    };
   }
 
   #name(): string {
     return this.#peer?.node ?? this.#duplex.remote;
   }
 
+  #closedError(): LinkSendError {
+    return new LinkSendError(`link to ${this.#name()} closed: ${this.#closing?.reason}`);
+  }
+
   // ---- receiving ----
+
+  /** Resolves when `wait` does or when the link starts closing, whichever is first. */
+  #waitFor(wait: Promise<void>): Promise<void> {
+    return Promise.race([wait, new Promise<void>((resolve) => (this.#wakeReader = resolve))])
+      .finally(() => (this.#wakeReader = undefined));
+  }
 
   async #readLoop(): Promise<void> {
     try {
       for (;;) {
-        if (this.#handler === undefined && this.#inbox.length > 0) {
-          // Nobody listens yet: stop reading so early frames stay bounded.
-          await new Promise<void>((resolve) => (this.#handlerSet = resolve));
-          this.#handlerSet = undefined;
-          if (this.#closing !== undefined) return;
+        // Frames wait while the receiver holds them back or has not called receive() yet:
+        // nothing more is read then, so what a peer can make this end buffer stays bounded.
+        while (this.#closing === undefined && (this.#held !== undefined || this.#inbox.length)) {
+          if (this.#held !== undefined) await this.#waitFor(this.#held);
+          else if (this.#handler === undefined) await this.#waitFor(new Promise(() => {}));
+          else this.#deliverInbox();
         }
+        if (this.#closing !== undefined) return;
         const first = await this.#reader.next();
         if (this.#closing !== undefined) return;
         if (first === null) {
@@ -341,7 +332,7 @@ export class FramedLink implements Link {
         }
         this.#onFrame(first);
         // Handle every frame already buffered in this turn, so replies batch into one write.
-        while (this.#closing === undefined) {
+        while (this.#closing === undefined && this.#held === undefined && this.#handler) {
           const next = this.#reader.poll();
           if (next === undefined) break;
           this.#onFrame(next);
@@ -374,16 +365,39 @@ export class FramedLink implements Link {
       }
       frame = frame.withHeader(parsed.data);
     }
-    if (this.#handler === undefined) this.#inbox.push(frame);
-    else this.#deliver(frame);
+    if (this.#handler === undefined || this.#held !== undefined || this.#inbox.length > 0) {
+      this.#inbox.push(frame);
+    } else {
+      this.#deliver(frame);
+    }
+  }
+
+  /** Delivers waiting frames in order until none is left or the receiver holds back. */
+  #deliverInbox(): void {
+    while (this.#inbox.length > 0 && this.#held === undefined && this.#closing === undefined) {
+      this.#deliver(this.#inbox.shift()!);
+    }
   }
 
   #deliver(frame: Frame): void {
+    let result: unknown;
     try {
-      this.#handler!(frame);
+      result = this.#handler!(frame);
     } catch (error) {
       this.#terminate("error", `receive handler threw: ${(error as Error).message}`);
+      return;
     }
+    if (!(result instanceof Promise)) return;
+    const held: Promise<void> = result.then(
+      () => {
+        if (this.#held === held) this.#held = undefined;
+      },
+      (error: Error) => {
+        if (this.#held === held) this.#held = undefined;
+        this.#terminate("error", `receive handler failed: ${error.message}`);
+      },
+    );
+    this.#held = held;
   }
 
   #onControl(header: Header): void {
@@ -391,7 +405,7 @@ export class FramedLink implements Link {
       case "ping":
       case "pong": {
         if (!pingSchema.safeParse(header).success) break;
-        if (header.t === "ping") this.#enqueue({ t: "pong" });
+        if (header.t === "ping") this.#writer.enqueue({ t: "pong" });
         return;
       }
       case "bye": {
@@ -410,130 +424,56 @@ export class FramedLink implements Link {
     this.#terminate("error", `invalid control frame "${header.t}" from peer`);
   }
 
-  // ---- keepalive ----
+  // ---- keepalive and the write stall check ----
 
-  #armKeepAlive(): void {
-    if (this.#keepAliveMs <= 0 || this.#closing !== undefined) return;
-    const tick = Math.max(1, Math.min(this.#keepAliveMs, this.#deadAfterMs) / 2);
+  #armTimer(): void {
+    if (this.#closing !== undefined) return;
+    const periods = [this.#writeStallMs];
+    if (this.#keepAliveMs > 0) periods.push(this.#keepAliveMs, this.#deadAfterMs);
+    const enabled = periods.filter((ms) => ms > 0);
+    if (enabled.length === 0) return;
+    const tick = Math.max(1, Math.min(...enabled) / 2);
     this.#keepAlive = this.#clock.setTimeout(() => {
       this.#keepAlive = undefined;
       if (this.#closing !== undefined) return;
-      const now = this.#clock.now();
-      if (this.#reader.received !== this.#receivedSeen) {
-        // Bytes arrived since the last tick (the reader counts them; no clock read per read).
-        this.#receivedSeen = this.#reader.received;
-        this.#lastReceived = now;
-      }
-      const silent = now - this.#lastReceived;
-      if (silent >= this.#deadAfterMs) {
-        this.#terminate("error", `peer silent for ${Math.round(silent)} ms`);
-        return;
-      }
-      if (silent >= this.#keepAliveMs) this.#enqueue({ t: "ping" });
-      this.#armKeepAlive();
+      if (this.#onTick()) this.#armTimer();
     }, tick);
   }
 
-  // ---- sending ----
-
-  #enqueue(header: Header, payload: Uint8Array = EMPTY): void {
-    if (payload.length > this.#maxPayload) {
-      throw new LinkSendError(
-        `payload of ${payload.length} bytes is over the link's ${this.#maxPayload} byte limit`,
+  /** One timer tick; false once the link was closed for silence or a stalled peer. */
+  #onTick(): boolean {
+    const now = this.#clock.now();
+    // Counters moved since the last tick (no clock read per read or write). While the receiver
+    // holds frames back this end reads nothing on purpose: that is not the peer's silence.
+    if (this.#reader.received !== this.#receivedSeen || this.#held !== undefined) {
+      this.#receivedSeen = this.#reader.received;
+      this.#lastReceived = now;
+    }
+    if (this.#writer.queuedBytes === 0 || this.#writer.progress !== this.#writtenSeen) {
+      this.#writtenSeen = this.#writer.progress;
+      this.#lastWritten = now;
+    }
+    const stalled = now - this.#lastWritten;
+    if (this.#writeStallMs > 0 && stalled >= this.#writeStallMs) {
+      this.#terminate(
+        "error",
+        `peer stopped reading: ${this.#writer.queuedBytes} bytes unsent for ` +
+          `${Math.round(stalled)} ms`,
       );
+      return false;
     }
-    const head = encodeHeader(header);
-    const size = PREFIX_BYTES + head.length + payload.length;
-    if (this.#queuedBytes > 0 && this.#queuedBytes + size > this.#maxQueued) {
-      throw new LinkSendError(
-        `send queue full (${this.#queuedBytes} bytes queued, limit ${this.#maxQueued}): ` +
-          "await link.drain() before sending more",
-      );
+    if (this.#keepAliveMs <= 0) return true;
+    const silent = now - this.#lastReceived;
+    if (silent >= this.#deadAfterMs) {
+      this.#terminate("error", `peer silent for ${Math.round(silent)} ms`);
+      return false;
     }
-    const inline = payload.length <= INLINE_PAYLOAD_BYTES;
-    const staged = PREFIX_BYTES + head.length + (inline ? payload.length : 0);
-    if (this.#stagedAt + staged > this.#staging.length) {
-      // The staging buffer is full: keep what is staged as a segment and start a fresh one.
-      this.#cutSegment();
-      this.#staging = new Uint8Array(Math.max(STAGING_BYTES, staged));
-      this.#stagedAt = this.#segmentStart = 0;
+    // A receiver holding frames back reads no pongs, so it pings every tick: the peer still
+    // hears that this end is alive, only busy.
+    if (silent >= this.#keepAliveMs || this.#held !== undefined) {
+      this.#writer.enqueue({ t: "ping" });
     }
-    const at = this.#stagedAt;
-    writePrefix(this.#staging, at, head.length, payload.length);
-    this.#staging.set(head, at + PREFIX_BYTES);
-    if (inline && payload.length > 0) this.#staging.set(payload, at + PREFIX_BYTES + head.length);
-    this.#stagedAt = at + staged;
-    if (!inline) {
-      this.#cutSegment();
-      this.#segments.push(payload);
-    }
-    this.#pendingBytes += size;
-    this.#queuedBytes += size;
-    if (!this.#writing && !this.#flushQueued) {
-      this.#flushQueued = true;
-      queueMicrotask(() => this.#startWriting());
-    }
-  }
-
-  #cutSegment(): void {
-    if (this.#stagedAt > this.#segmentStart) {
-      this.#segments.push(this.#staging.subarray(this.#segmentStart, this.#stagedAt));
-    }
-    this.#segmentStart = this.#stagedAt;
-  }
-
-  #takeBatch(): Batch | undefined {
-    this.#cutSegment();
-    if (this.#segments.length === 0) return undefined;
-    const batch = { staging: this.#staging, segments: this.#segments, bytes: this.#pendingBytes };
-    this.#segments = [];
-    this.#pendingBytes = 0;
-    // Stage new frames in the other buffer while this batch is written.
-    this.#staging = this.#spare ?? new Uint8Array(STAGING_BYTES);
-    this.#spare = undefined;
-    this.#stagedAt = this.#segmentStart = 0;
-    return batch;
-  }
-
-  #startWriting(): void {
-    this.#flushQueued = false;
-    if (this.#writing) return;
-    this.#writing = true;
-    this.#writeDone = this.#writeLoop();
-  }
-
-  async #writeLoop(): Promise<void> {
-    try {
-      for (;;) {
-        const batch = this.#takeBatch();
-        if (batch === undefined) break;
-        if (this.#duplex.writev !== undefined) {
-          await this.#duplex.writev(batch.segments);
-        } else {
-          for (const segment of batch.segments) await this.#duplex.write(segment);
-        }
-        this.#queuedBytes -= batch.bytes;
-        if (batch.staging.length === STAGING_BYTES) this.#spare = batch.staging;
-      }
-    } catch (error) {
-      this.#writing = false;
-      if (this.#closing === undefined) {
-        this.#terminate("remote", `connection lost: ${(error as Error).message}`);
-      }
-      this.#failDrainWaiters();
-      return;
-    }
-    this.#writing = false;
-    const waiters = this.#drainWaiters;
-    this.#drainWaiters = [];
-    for (const waiter of waiters) waiter.resolve();
-  }
-
-  #failDrainWaiters(): void {
-    const waiters = this.#drainWaiters;
-    this.#drainWaiters = [];
-    const error = new LinkSendError(`link to ${this.#name()} closed: ${this.#closing?.reason}`);
-    for (const waiter of waiters) waiter.reject(error);
+    return true;
   }
 
   // ---- closing ----
@@ -549,7 +489,7 @@ export class FramedLink implements Link {
       by,
       reason,
     });
-    this.#handlerSet?.();
+    this.#wakeReader?.();
     void this.#shutDown(info);
   }
 
@@ -557,22 +497,19 @@ export class FramedLink implements Link {
     if (info.by === "local") {
       // Say goodbye after what is already queued, within a bound.
       try {
-        this.#enqueue({ t: "bye", reason: info.reason });
+        this.#writer.enqueue({ t: "bye", reason: info.reason });
       } catch { /* queue full: the peer sees the stream end instead */ }
       let timer: Timer | undefined;
       const bounded = new Promise<void>((resolve) => {
         timer = this.#clock.setTimeout(resolve, CLOSE_FLUSH_MS);
       });
-      const flushed = new Promise<void>((resolve) => {
-        if (this.#queuedBytes === 0) resolve();
-        else this.#drainWaiters.push({ resolve, reject: () => resolve() });
-      });
+      const flushed = this.#writer.drain(() => this.#closedError()).catch(() => {});
       await Promise.race([flushed, bounded]);
       timer?.cancel();
     }
     this.#duplex.close();
-    await Promise.all([this.#readDone, this.#writeDone.catch(() => {}), this.#duplex.finished]);
-    this.#failDrainWaiters();
+    await Promise.all([this.#readDone, this.#writer.done.catch(() => {}), this.#duplex.finished]);
+    this.#writer.fail(this.#closedError());
     this.#resolveClosed(info);
   }
 }

@@ -11,9 +11,10 @@ export type {
   Transport,
 } from "./types.ts";
 export { CONTROL_TYPES, FramedLink, LinkRefused, LinkSendError, openLink } from "./link.ts";
-export type { LinkOptions } from "./link.ts";
+export type { LinkOptions, Role } from "./link.ts";
+export { LINK_PROTOCOL_VERSION } from "./handshake.ts";
 export { dial, serve, transportFor } from "./dial.ts";
-export type { DialOptions, Server } from "./dial.ts";
+export type { DialOptions, ServeOptions, Server } from "./dial.ts";
 export {
   decodeHeader,
   DEFAULT_MAX_PAYLOAD_BYTES,

@@ -87,8 +87,13 @@ export interface Link {
   send(header: Header, payload?: Uint8Array): void;
   /** Resolves when queued bytes have been handed to the medium. */
   drain(): Promise<void>;
-  /** Starts delivering frames; frames that arrived before are delivered first, in order. */
-  receive(handler: (frame: Frame) => void): void;
+  /**
+   * Starts delivering frames; frames that arrived before are delivered first, in order. A handler
+   * that returns a promise (any other return value is ignored) holds back further frames until it settles (the link reads nothing
+   * more from the peer meanwhile): that is how a receiver pushes back on a peer that sends faster
+   * than it can serve. A rejected promise closes the link.
+   */
+  receive(handler: (frame: Frame) => unknown): void;
   /**
    * Optional for receivers: gives a delivered frame back once nothing will read its payload or
    * header again (and no pending send still writes from its payload: wait for {@link Link.drain}

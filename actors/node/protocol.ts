@@ -12,7 +12,7 @@ import { OUTDATED_SLOTS } from "../block/media.ts";
 import type { Header } from "../../transport/types.ts";
 
 /** Bumped on any incompatible change to these messages; checked in the link handshake. */
-export const NODE_PROTOCOL_VERSION = 2;
+export const NODE_PROTOCOL_VERSION = 3;
 
 /**
  * Block operations, then media operations (MediaDevice): `media` reads the media state and

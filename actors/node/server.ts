@@ -3,18 +3,26 @@
  * pipelines requests; replies go back in completion order. Writes (and trims, zeros) to
  * overlapping ranges are applied in arrival order across all links, so a write retried on a new
  * link can never be overtaken by a stale copy still running from the link that died.
+ *
+ * What a peer can make it hold is bounded: links and pending handshakes (by the transport's
+ * server), and per link the requests in flight and the bytes held for it (request payloads being
+ * served plus replies not yet written to the socket). A link at its bound is not read further
+ * until replies drain, so a proxy that stops reading is pushed back, then dropped after the
+ * write stall timeout; nothing is buffered for it.
  */
 import {
   type BlockDevice,
   BlockError,
   type BlockInfo,
+  DIGEST_BYTES,
   type MediaDevice,
 } from "../block/contract.ts";
 import { RangeLock } from "../block/range_lock.ts";
 import { type Logger, silentLogger } from "../../util/log.ts";
 import type { Clock } from "../../util/clock.ts";
 import { type DialOptions, serve, type Server } from "../../transport/dial.ts";
-import type { Header, Link } from "../../transport/types.ts";
+import type { FramedLink } from "../../transport/link.ts";
+import type { Frame, Header } from "../../transport/types.ts";
 import { CHECKSUMS, frameChecksum, negotiateChecksum } from "./checksum.ts";
 import { mediaOf } from "../block/media.ts";
 import {
@@ -49,10 +57,44 @@ export interface NodeServerOptions {
   readonly clock?: Clock;
   /** Checksums offered, in order of preference (default: all this build knows). */
   readonly checksums?: readonly string[];
-  /** Requests in flight per link before the link is refused more (default 1024). */
+  /** Requests in flight per link; more wait unread (default 256). */
   readonly maxInFlight?: number;
+  /**
+   * Bytes one link may make this node hold: payloads of requests being served plus replies not
+   * yet written to the socket. Past it the link is not read until they drain (default 32 MiB;
+   * one request larger than this is served alone).
+   */
+  readonly maxLinkBytes?: number;
+  /** Proxy links held at once; a proven proxy beyond it is refused (default 64). */
+  readonly maxLinks?: number;
+  /** Connections still in their handshake; beyond it the oldest is dropped (default 64). */
+  readonly maxPendingHandshakes?: number;
+  /** A link whose replies did not move for this long is dropped (default 30000). */
+  readonly writeStallMs?: number;
   readonly keepAliveMs?: number;
   readonly deadAfterMs?: number;
+}
+
+/** Defaults of the bounds above, for help texts. */
+export const NODE_LIMITS = {
+  maxInFlight: 256,
+  maxLinkBytes: 32 * 1024 * 1024,
+  maxLinks: 64,
+  maxPendingHandshakes: 64,
+  writeStallMs: 30_000,
+} as const;
+
+/** What a request makes the node hold: the payload it carries and the reply it will get. */
+function costOf(rq: Request, payload: Uint8Array): number {
+  const overhead = 4096; // headers, closures, bookkeeping: never free
+  switch (rq.op) {
+    case "read":
+      return overhead + rq.len;
+    case "digest":
+      return overhead + Math.ceil(rq.len / (rq.ch ?? 1024 * 1024)) * DIGEST_BYTES;
+    default:
+      return overhead + payload.length;
+  }
 }
 
 export interface NodeServerStats {
@@ -64,6 +106,8 @@ export interface NodeServerStats {
 
 export interface NodeServer {
   readonly url: string;
+  /** Connections still in their handshake (strangers, until they prove themselves). */
+  readonly pending: number;
   readonly stats: Readonly<NodeServerStats>;
   close(): Promise<void>;
 }
@@ -89,7 +133,8 @@ export async function serveNode(
 ): Promise<NodeServer> {
   const logger = options.logger ?? silentLogger;
   const offered = options.checksums ?? CHECKSUMS;
-  const maxInFlight = options.maxInFlight ?? 1024;
+  const maxInFlight = options.maxInFlight ?? NODE_LIMITS.maxInFlight;
+  const maxLinkBytes = options.maxLinkBytes ?? NODE_LIMITS.maxLinkBytes;
   const writes = new RangeLock();
   const media = options.media ?? mediaOf(device);
   const needMedia = (op: string) => {
@@ -102,7 +147,7 @@ export async function serveNode(
     encodeJson({ ...state, storageId: state.storageId ?? null });
   const stats: NodeServerStats = { requests: 0, checksumErrors: 0, links: 0 };
 
-  const onLink = (link: Link): void => {
+  const onLink = (link: FramedLink): void => {
     const peer = proxyHelloSchema.safeParse(link.peer.info);
     if (!peer.success) {
       logger.log("warn", "refused a link from a peer that is not a dst proxy", {
@@ -128,7 +173,11 @@ export async function serveNode(
         };
         header = { ...header, ck: frameChecksum(algorithm, bound, payload) };
       }
-      link.send(header, payload);
+      try {
+        link.send(header, payload);
+      } catch (error) {
+        link.close(`cannot queue a reply: ${(error as Error).message}`);
+      }
     };
 
     const handle = async (rq: Request, payload: Uint8Array): Promise<void> => {
@@ -149,12 +198,48 @@ export async function serveNode(
       }
     };
 
-    // Handlers are defined first: receive() may deliver frames that are already waiting.
+    // What this link holds: requests being served and the bytes charged for them; replies
+    // queued on the link count until the link has written them to the socket.
     let inFlight = 0;
+    let heldBytes = 0;
+    let wake: (() => void) | undefined;
+    const fits = (cost: number): boolean =>
+      inFlight < maxInFlight &&
+      (heldBytes + link.queuedBytes + cost <= maxLinkBytes ||
+        (inFlight === 0 && link.queuedBytes === 0));
+    /** Waits (the link reads nothing meanwhile) until `cost` fits; false if the link closed. */
+    const room = async (cost: number): Promise<boolean> => {
+      while (!fits(cost)) {
+        if (link.isClosed) return false;
+        const waits: Promise<unknown>[] = [
+          new Promise<void>((resolve) => (wake = resolve)),
+          link.closed,
+        ];
+        if (link.queuedBytes > 0) waits.push(link.drain().catch(() => {}));
+        await Promise.race(waits);
+      }
+      return !link.isClosed;
+    };
+    const start = (rq: Request, frame: Frame, cost: number): void => {
+      inFlight++;
+      heldBytes += cost;
+      stats.requests++;
+      // Once handled, the device no longer needs the payload: the link may reuse its memory.
+      void handle(rq, frame.payload).finally(() => {
+        inFlight--;
+        heldBytes -= cost;
+        link.recycle(frame);
+        const woken = wake;
+        wake = undefined;
+        woken?.();
+      });
+    };
+
+    // Handlers are defined first: receive() may deliver frames that are already waiting.
     link.receive((frame) => {
       if (frame.header.t !== "rq") {
         link.close(`unexpected message "${frame.header.t}" from a proxy`);
-        return;
+        return undefined;
       }
       const rq = frame.header as Request;
       if (algorithm !== undefined) {
@@ -168,18 +253,17 @@ export async function serveNode(
             peer: link.peer.node,
           });
           link.close("checksum mismatch: the link corrupts data");
-          return;
+          return undefined;
         }
       }
-      if (++inFlight > maxInFlight) {
-        link.close(`more than ${maxInFlight} requests in flight`);
-        return;
+      const cost = costOf(rq, frame.payload);
+      if (fits(cost)) {
+        start(rq, frame, cost);
+        return undefined;
       }
-      stats.requests++;
-      // Once handled, the device no longer needs the payload: the link may reuse its memory.
-      void handle(rq, frame.payload).finally(() => {
-        inFlight--;
-        link.recycle(frame);
+      // Over the bound: hold this frame, and the link stops reading, until there is room.
+      return room(cost).then((open) => {
+        if (open) start(rq, frame, cost);
       });
     });
   };
@@ -263,6 +347,9 @@ export async function serveNode(
     },
     headerSchema: nodeHeaderSchema,
     logger,
+    maxLinks: options.maxLinks ?? NODE_LIMITS.maxLinks,
+    maxPendingHandshakes: options.maxPendingHandshakes ?? NODE_LIMITS.maxPendingHandshakes,
+    writeStallMs: options.writeStallMs ?? NODE_LIMITS.writeStallMs,
     ...(options.secret === undefined ? {} : { secret: options.secret }),
     ...(options.tls === undefined ? {} : { tls: options.tls }),
     ...(options.transports === undefined ? {} : { transports: options.transports }),
@@ -273,6 +360,9 @@ export async function serveNode(
 
   return {
     url: server.url,
+    get pending() {
+      return server.pending;
+    },
     stats,
     close: () => server.close("node server shutting down"),
   };
