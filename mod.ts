@@ -19,9 +19,9 @@
  * ```
  * @module
  */
-export * from "./actors/mod.ts";
+export * from "./actors/runtime/mod.ts";
 export * from "./actors/block/mod.ts";
-export { LinearMapping } from "./actors/mapping/linear.ts";
+export { LinearMapping } from "./actors/linear/linear.ts";
 export {
   type LegStatus,
   type Mirror,

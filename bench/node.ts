@@ -15,7 +15,7 @@ import { guard } from "../actors/block/guard.ts";
 import { MemoryBlockDevice } from "../actors/block/memory.ts";
 import { RemoteNode } from "../actors/node/proxy.ts";
 import { serveNode } from "../actors/node/server.ts";
-import { makeTestCerts, type TestCerts } from "../transport/testing/certs.ts";
+import { makeTestCerts, type TestCerts } from "../tests/support/certs.ts";
 
 const args = new Map(
   Deno.args.filter((a) => a.startsWith("--")).map((a) => {

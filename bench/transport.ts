@@ -17,7 +17,7 @@ import { dial, serve } from "../transport/dial.ts";
 import type { DialOptions, Server } from "../transport/dial.ts";
 import { MemoryNetwork, MemoryTransport } from "../transport/memory.ts";
 import type { QuicTlsOptions } from "../transport/quic.ts";
-import { makeTestCerts } from "../transport/testing/certs.ts";
+import { makeTestCerts } from "../tests/support/certs.ts";
 import type { Frame, Link } from "../transport/types.ts";
 
 const KIB4 = 4096;

@@ -4,7 +4,7 @@
  * use it as a child, and shows its status over HTTP. SIGTERM or SIGINT stops it gracefully.
  */
 import { dirname, resolve } from "node:path";
-import { ActorSystem } from "../actors/system.ts";
+import { ActorSystem } from "../actors/runtime/system.ts";
 import { serveNode } from "../actors/node/server.ts";
 import { clientUri } from "../nbd/address.ts";
 import { NbdServer } from "../nbd/server.ts";

@@ -6,7 +6,7 @@
  * that succeeded makes its sequence the only acceptable one. Each round is a new NBD connection,
  * so a restarted export is met by the next round attaching anew.
  */
-import { checkBlock, fillBlock } from "../actors/block/testdata.ts";
+import { checkBlock, fillBlock } from "./block_stamps.ts";
 
 export const BLOCK = 4096;
 const WRITER = 7;

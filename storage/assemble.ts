@@ -9,7 +9,7 @@ import type { BlockDevice } from "../actors/block/contract.ts";
 import { FileBlockDevice } from "../actors/block/file.ts";
 import { guard } from "../actors/block/guard.ts";
 import { MemoryBlockDevice } from "../actors/block/memory.ts";
-import { LinearMapping } from "../actors/mapping/linear.ts";
+import { LinearMapping } from "../actors/linear/linear.ts";
 import {
   type ActionDone,
   type LegStatus,
@@ -20,7 +20,7 @@ import {
 import { RemoteNode, type RemoteState } from "../actors/node/proxy.ts";
 import { mediaOf } from "../actors/block/media.ts";
 import type { MediaDevice } from "../actors/block/contract.ts";
-import type { ActorSystem } from "../actors/system.ts";
+import type { ActorSystem } from "../actors/runtime/system.ts";
 import type { DialOptions } from "../transport/dial.ts";
 import { type Logger, silentLogger } from "../util/log.ts";
 import {

@@ -10,12 +10,12 @@
 import assert from "node:assert/strict";
 import { MemoryBlockDevice } from "../actors/block/memory.ts";
 import { guard } from "../actors/block/guard.ts";
-import { checkBlock, fillBlock } from "../actors/block/testdata.ts";
+import { checkBlock, fillBlock } from "../drill/block_stamps.ts";
 import { NODE_PROTOCOL_VERSION } from "../actors/node/protocol.ts";
 import { RemoteNode } from "../actors/node/proxy.ts";
 import { serveNode } from "../actors/node/server.ts";
 import { tcpTransport } from "../transport/tcp.ts";
-import { RawPeer } from "../transport/testing/raw_peer.ts";
+import { RawPeer } from "./support/raw_peer.ts";
 import type { Header } from "../transport/types.ts";
 import { MemoryLogger } from "../util/log.ts";
 import { type FuzzCase, NodeFuzzer } from "./support/fuzz_node.ts";

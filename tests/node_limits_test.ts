@@ -5,11 +5,11 @@
  * reads the replies neither grows the node's memory nor keeps its link past the stall timeout.
  */
 import assert from "node:assert/strict";
-import { checkBlock, fillBlock } from "../actors/block/testdata.ts";
+import { checkBlock, fillBlock } from "../drill/block_stamps.ts";
 import { NODE_PROTOCOL_VERSION } from "../actors/node/protocol.ts";
 import { RemoteNode } from "../actors/node/proxy.ts";
 import { tcpTransport } from "../transport/tcp.ts";
-import { RawPeer } from "../transport/testing/raw_peer.ts";
+import { RawPeer } from "./support/raw_peer.ts";
 import { planNode } from "../cli/node.ts";
 import { type DstProcess, spawnDst } from "./support/dst_process.ts";
 

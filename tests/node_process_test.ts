@@ -6,9 +6,9 @@
  */
 import assert from "node:assert/strict";
 import { BlockError } from "../actors/block/contract.ts";
-import { checkBlock, fillBlock } from "../actors/block/testdata.ts";
+import { checkBlock, fillBlock } from "../drill/block_stamps.ts";
 import { RemoteNode, type RemoteNodeOptions } from "../actors/node/proxy.ts";
-import { makeTestCerts } from "../transport/testing/certs.ts";
+import { makeTestCerts } from "./support/certs.ts";
 
 const mainTs = new URL("../main.ts", import.meta.url).pathname;
 const MiB = 1024 * 1024;

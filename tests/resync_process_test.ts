@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { checkBlock, fillBlock } from "../actors/block/testdata.ts";
+import { checkBlock, fillBlock } from "../drill/block_stamps.ts";
 import { skipWithout } from "./support/nbd_harness.ts";
 import { openExport } from "./support/nbd_raw_client.ts";
 import { type DstProcess, spawnDst } from "./support/dst_process.ts";

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { MemoryBlockDevice } from "../actors/block/memory.ts";
 import { statusApp, type StatusSource } from "../status/app.ts";
-import { statusFixture } from "../status/_fixture.ts";
+import { statusFixture } from "./support/status_fixture.ts";
 import { CountingBlockDevice } from "../status/io.ts";
 import type { StatusJson, TreeJson } from "../status/tree.ts";
 import { skipWithout } from "./support/nbd_harness.ts";

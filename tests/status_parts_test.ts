@@ -8,7 +8,7 @@ import { BlockError } from "../actors/block/contract.ts";
 import { MemoryBlockDevice } from "../actors/block/memory.ts";
 import { treeUrl } from "../cli/status.ts";
 import { statusSnapshot } from "../status/app.ts";
-import { statusFixture } from "../status/_fixture.ts";
+import { statusFixture } from "./support/status_fixture.ts";
 import { CountingBlockDevice, LATENCY_BUCKETS } from "../status/io.ts";
 import { progressBar, statusText } from "../status/text.ts";
 import { bearerMatches, loadStatusToken } from "../status/token.ts";

@@ -4,7 +4,7 @@
  * of storages across processes, bad topology files, and `dst start`, the README's main command.
  */
 import assert from "node:assert/strict";
-import { checkBlock, fillBlock } from "../actors/block/testdata.ts";
+import { checkBlock, fillBlock } from "../drill/block_stamps.ts";
 import { mustRun, randomBytes, skipWithout } from "./support/nbd_harness.ts";
 import { type DstProcess, runDst, spawnDst } from "./support/dst_process.ts";
 

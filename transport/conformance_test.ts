@@ -15,8 +15,8 @@ import { encodeFrame, FrameReader, writePrefix } from "./frame.ts";
 import { LINK_PROTOCOL_VERSION } from "./handshake.ts";
 import { LinkRefused } from "./link.ts";
 import { MemoryNetwork, MemoryTransport } from "./memory.ts";
-import { makeTestCerts } from "./testing/certs.ts";
-import { RawPeer } from "./testing/raw_peer.ts";
+import { makeTestCerts } from "../tests/support/certs.ts";
+import { RawPeer } from "../tests/support/raw_peer.ts";
 import type { Duplex, Frame, Hello, Link } from "./types.ts";
 import { z } from "zod";
 

@@ -10,7 +10,7 @@ import { dial, serve, type Server } from "./dial.ts";
 import { tcpTransport } from "./tcp.ts";
 import { LINK_PROTOCOL_VERSION, NONCE_BYTES } from "./handshake.ts";
 import { LinkRefused } from "./link.ts";
-import { RawPeer } from "./testing/raw_peer.ts";
+import { RawPeer } from "../tests/support/raw_peer.ts";
 import type { Header, Link } from "./types.ts";
 import { encodeFrame, FrameReader } from "./frame.ts";
 

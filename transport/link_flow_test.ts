@@ -9,7 +9,7 @@ import { MemoryLogger } from "../util/log.ts";
 import { dial, serve } from "./dial.ts";
 import type { FramedLink } from "./link.ts";
 import { tcpTransport } from "./tcp.ts";
-import { RawPeer } from "./testing/raw_peer.ts";
+import { RawPeer } from "../tests/support/raw_peer.ts";
 import type { Frame } from "./types.ts";
 
 const hello = (node: string) => ({ version: 1, node, info: {} });

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { MemoryLogger } from "../util/log.ts";
 import { dial, serve, type ServeOptions, type Server } from "./dial.ts";
 import { tcpTransport } from "./tcp.ts";
-import { RawPeer } from "./testing/raw_peer.ts";
+import { RawPeer } from "../tests/support/raw_peer.ts";
 import type { Link } from "./types.ts";
 
 const SECRET = "s3cret";

@@ -5,9 +5,9 @@
  * the same way. Block data rides in the top-level `data` field, which the remote bridge carries
  * as the frame payload, never through msgpack.
  */
-import { AskTimeoutError, DeadActorError } from "../errors.ts";
-import type { ActorRef } from "../ref.ts";
-import type { ActorSystem } from "../system.ts";
+import { AskTimeoutError, DeadActorError } from "../runtime/errors.ts";
+import type { ActorRef } from "../runtime/ref.ts";
+import type { ActorSystem } from "../runtime/system.ts";
 import {
   type BlockDevice,
   BlockError,

@@ -1,8 +1,8 @@
 /** A block device hosted as an actor and reached through BlockClient passes the same suite. */
 import assert from "node:assert/strict";
-import { ActorSystem } from "../system.ts";
+import { ActorSystem } from "../runtime/system.ts";
 import { BlockClient, spawnBlockActor } from "./actor.ts";
-import { runBlockConformance } from "./conformance.ts";
+import { runBlockConformance } from "../../tests/support/block_conformance.ts";
 import { BlockError } from "./contract.ts";
 import { MemoryBlockDevice } from "./memory.ts";
 

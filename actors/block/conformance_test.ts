@@ -3,7 +3,7 @@
  * modes), the guard over each, and the guard over a device that can do nothing but read, write
  * and flush — which proves the guard's emulations meet the same contract.
  */
-import { runBlockConformance } from "./conformance.ts";
+import { runBlockConformance } from "../../tests/support/block_conformance.ts";
 import { type BlockDevice, BlockError, type BlockInfo, type Extent } from "./contract.ts";
 import { FileBlockDevice } from "./file.ts";
 import { guard } from "./guard.ts";

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { FileBlockDevice } from "./file.ts";
-import { checkBlock } from "./testdata.ts";
+import { checkBlock } from "../../drill/block_stamps.ts";
 
 const MiB = 1024 * 1024;
 const KILL_AFTER_ACKS = 300;
@@ -22,7 +22,13 @@ for (const io of ["sync", "threaded"] as const) {
       await created.close();
 
       child = new Deno.Command(Deno.execPath(), {
-        args: ["run", "-A", new URL("./crash_writer.ts", import.meta.url).pathname, path, io],
+        args: [
+          "run",
+          "-A",
+          new URL("../../tests/support/crash_writer.ts", import.meta.url).pathname,
+          path,
+          io,
+        ],
         stdout: "piped",
         stderr: "inherit",
       }).spawn();

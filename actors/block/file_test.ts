@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { BlockError } from "./contract.ts";
 import { FileBlockDevice } from "./file.ts";
 import { MediaError } from "./media.ts";
-import { checkBlock, fillBlock } from "./testdata.ts";
+import { checkBlock, fillBlock } from "../../drill/block_stamps.ts";
 
 const MiB = 1024 * 1024;
 

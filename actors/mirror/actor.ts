@@ -5,13 +5,13 @@
  * are the resync actors, one supervisor each, restarted with backoff when they crash. A broken
  * invariant crashes the mirror: it stops serving, stamps nothing more, and says why.
  */
-import type { Behavior, Down } from "../behavior.ts";
+import type { Behavior, Down } from "../runtime/behavior.ts";
 import { BlockClient, type BlockMessage, failure, serve } from "../block/actor.ts";
 import type { BlockDevice, BlockInfo, MediaGenerations } from "../block/contract.ts";
 import { guard } from "../block/guard.ts";
-import type { ActorRef, AnyRef } from "../ref.ts";
-import { supervisor } from "../supervisor.ts";
-import type { ActorSystem } from "../system.ts";
+import type { ActorRef, AnyRef } from "../runtime/ref.ts";
+import { supervisor } from "../runtime/supervisor.ts";
+import type { ActorSystem } from "../runtime/system.ts";
 import { type Clock, systemClock, type Timer } from "../../util/clock.ts";
 import { coarseSystemClock } from "../../util/coarse_clock.ts";
 import type { Logger } from "../../util/log.ts";

@@ -5,7 +5,7 @@
  * do; new media holds a bitmap for any chunk size, and every page is stored.
  */
 import assert from "node:assert/strict";
-import { ActorSystem } from "../system.ts";
+import { ActorSystem } from "../runtime/system.ts";
 import { FileBlockDevice } from "../block/file.ts";
 import { spawnMirror } from "./actor.ts";
 import { StartRefused } from "./start.ts";

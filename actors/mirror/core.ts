@@ -18,7 +18,7 @@ import {
 import { newGenerationId, NO_GENERATION } from "../block/media.ts";
 import type { Clock } from "../../util/clock.ts";
 import type { Logger } from "../../util/log.ts";
-import { combineInfo } from "../mapping/info.ts";
+import { combineInfo } from "../block/info.ts";
 import { ChunkBits } from "./chunk_bits.ts";
 import { noLegsError } from "./errors.ts";
 import { GenerationStamps } from "./generation_stamps.ts";

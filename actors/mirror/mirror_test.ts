@@ -4,7 +4,7 @@ import { BlockError } from "../block/contract.ts";
 import { MemoryBlockDevice } from "../block/memory.ts";
 import { fill, mirrorFixture, states } from "../../tests/support/mirror_fixture.ts";
 import { FaultyDevice } from "../../tests/support/faulty_device.ts";
-import { ActorSystem } from "../system.ts";
+import { ActorSystem } from "../runtime/system.ts";
 import { mirrorBehavior, type MirrorMessage, spawnMirror } from "./actor.ts";
 import { BlockClient } from "../block/actor.ts";
 import { ChunkBits } from "./chunk_bits.ts";

@@ -4,7 +4,7 @@
  * leave a stale leg in sync without the leg epochs.
  */
 import assert from "node:assert/strict";
-import { ActorSystem } from "../system.ts";
+import { ActorSystem } from "../runtime/system.ts";
 import { BlockError, type MediaDevice } from "../block/contract.ts";
 import { MemoryBlockDevice } from "../block/memory.ts";
 import { ManualClock } from "../../util/clock.ts";

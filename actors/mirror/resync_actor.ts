@@ -6,8 +6,8 @@
  * failures as messages. It never changes a leg: the mirror decides what each report means, and
  * drops reports of an epoch the leg has left.
  */
-import type { Behavior } from "../behavior.ts";
-import type { ActorRef } from "../ref.ts";
+import type { Behavior } from "../runtime/behavior.ts";
+import type { ActorRef } from "../runtime/ref.ts";
 import { BlockError } from "../block/contract.ts";
 import type { Clock } from "../../util/clock.ts";
 import type { ChunkBits } from "./chunk_bits.ts";

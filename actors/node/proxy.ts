@@ -16,7 +16,7 @@ import {
   type MediaState,
   type ZeroOptions,
 } from "../block/contract.ts";
-import { backoffDelay, type BackoffOptions } from "../backoff.ts";
+import { backoffDelay, type BackoffOptions } from "../runtime/backoff.ts";
 import type { Clock, Timer } from "../../util/clock.ts";
 import { coarseSystemClock } from "../../util/coarse_clock.ts";
 import { type Logger, silentLogger } from "../../util/log.ts";

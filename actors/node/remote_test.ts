@@ -4,12 +4,12 @@
  * secrets, media of another storage.
  */
 import assert from "node:assert/strict";
-import { runBlockConformance } from "../block/conformance.ts";
+import { runBlockConformance } from "../../tests/support/block_conformance.ts";
 import { BlockError } from "../block/contract.ts";
 import { MemoryBlockDevice } from "../block/memory.ts";
-import { checkBlock, fillBlock } from "../block/testdata.ts";
+import { checkBlock, fillBlock } from "../../drill/block_stamps.ts";
 import { MemoryNetwork, MemoryTransport } from "../../transport/memory.ts";
-import { makeTestCerts, type TestCerts } from "../../transport/testing/certs.ts";
+import { makeTestCerts, type TestCerts } from "../../tests/support/certs.ts";
 import { tcpTransport } from "../../transport/tcp.ts";
 import { unixTransport } from "../../transport/unix.ts";
 import { QuicTransport } from "../../transport/quic.ts";

@@ -3,7 +3,7 @@
  * mirror's unit tests drive. Each leg's media fails and hangs with its block device, as a node's
  * would.
  */
-import { ActorSystem } from "../../actors/system.ts";
+import { ActorSystem } from "../../actors/runtime/system.ts";
 import type { MediaDevice } from "../../actors/block/contract.ts";
 import { MemoryBlockDevice } from "../../actors/block/memory.ts";
 import { type Mirror, type MirrorActorOptions, spawnMirror } from "../../actors/mirror/mod.ts";

@@ -3,9 +3,9 @@
  * called on spawn and on every restart), the context it gets, spawn options, exit reasons and
  * down signals.
  */
-import type { Clock } from "../util/clock.ts";
-import type { Logger } from "../util/log.ts";
-import type { Random } from "../util/random.ts";
+import type { Clock } from "../../util/clock.ts";
+import type { Logger } from "../../util/log.ts";
+import type { Random } from "../../util/random.ts";
 import type { ActorRef, AnyRef } from "./ref.ts";
 import type { ActorSystem } from "./system.ts";
 

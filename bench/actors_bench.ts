@@ -3,8 +3,8 @@
  * in, reply out, promise resolved) on one system. Run: deno bench -A actors/system_bench.ts
  */
 import { setImmediate } from "node:timers";
-import type { ActorRef } from "./ref.ts";
-import { ActorSystem } from "./system.ts";
+import type { ActorRef } from "../actors/runtime/ref.ts";
+import { ActorSystem } from "../actors/runtime/system.ts";
 
 type Ping = { n: number; replyTo: ActorRef<number> };
 

@@ -3,11 +3,11 @@
  * FUA, several in flight, printing "ack <offset> <seq>" only once each write is acknowledged.
  * The parent kills it with SIGKILL mid-stream and checks every printed block survived.
  *
- * Usage: deno run -A actors/block/crash_writer.ts <path> <sync|threaded>
+ * Usage: deno run -A tests/support/crash_writer.ts <path> <sync|threaded>
  */
-import { FileBlockDevice } from "./file.ts";
-import type { IoMode } from "./raw_file.ts";
-import { fillBlock } from "./testdata.ts";
+import { FileBlockDevice } from "../../actors/block/file.ts";
+import type { IoMode } from "../../actors/block/raw_file.ts";
+import { fillBlock } from "../../drill/block_stamps.ts";
 
 const BLOCK = 4096;
 const DEPTH = 8;

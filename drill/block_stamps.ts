@@ -1,5 +1,5 @@
 /**
- * Self-describing test data: every 512-byte unit written by a test carries its own absolute
+ * Self-describing data (drills, tests): every 512-byte unit written carries its own absolute
  * offset, the writer's id and a sequence number, and the rest of the unit is a pattern derived
  * from those three. A read that comes back from the wrong place, from a stale write, or mixed
  * from two writers is therefore obvious, whatever layer moved the bytes.

@@ -4,8 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { setImmediate } from "node:timers";
-import { ManualClock } from "../util/clock.ts";
-import { SeededRandom } from "../util/random.ts";
+import { ManualClock } from "../../util/clock.ts";
+import { SeededRandom } from "../../util/random.ts";
 import type { Actor, Down } from "./behavior.ts";
 import { ActorSystem } from "./system.ts";
 import {

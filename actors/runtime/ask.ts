@@ -5,7 +5,7 @@
  * left armed when the table empties (the next ask usually follows at once); it stops by itself
  * at its due time, or at {@link AskTable.close}.
  */
-import type { Clock, Timer } from "../util/clock.ts";
+import type { Clock, Timer } from "../../util/clock.ts";
 import type { AnyRef } from "./ref.ts";
 
 interface Pending {

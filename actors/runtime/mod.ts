@@ -6,7 +6,6 @@
  * - {@link ActorRef}: plain data `{node, path, incarnation}`, msgpack-safe and location-transparent.
  * - {@link Behavior}: a factory of fresh actor state, called on spawn and on every restart.
  * - {@link supervisor}: OTP-style supervision with restart intensity and jittered backoff.
- * - {@link connectNode}: routes refs of a peer node over a transport `Link`.
  *
  * @example
  * ```ts
@@ -37,7 +36,7 @@
  * @module
  */
 export { ActorSystem } from "./system.ts";
-export type { Route, SystemOptions, SystemStats } from "./system.ts";
+export type { SystemOptions, SystemStats } from "./system.ts";
 export type {
   Actor,
   ActorContext,
@@ -68,5 +67,3 @@ export type {
 } from "./supervisor.ts";
 export type { BackoffOptions } from "./backoff.ts";
 export { backoffDelay, RestartWindow } from "./backoff.ts";
-export { ACTOR_FRAME_TYPES, connectNode, RemoteNode } from "./remote.ts";
-export type { RemoteOptions } from "./remote.ts";

@@ -1,12 +1,13 @@
 /**
- * The actor system of one process (one node): spawns actors, routes `tell` and `ask` to local
- * mailboxes or, through routes registered by remote.ts, to other nodes, and sets up watches.
+ * The actor system of one process (one node): spawns actors, routes `tell` and `ask` to their
+ * mailboxes, and sets up watches. Refs carry their node's id: a ref of another node is
+ * unreachable here (processes talk through the block protocol, actors/node/).
  * Clock, randomness and the event-loop yield are injected so tests can drive time by hand.
  */
 import { setImmediate } from "node:timers";
-import { type Clock, systemClock } from "../util/clock.ts";
-import { type Logger, silentLogger } from "../util/log.ts";
-import { type Random, systemRandom } from "../util/random.ts";
+import { type Clock, systemClock } from "../../util/clock.ts";
+import { type Logger, silentLogger } from "../../util/log.ts";
+import { type Random, systemRandom } from "../../util/random.ts";
 import type { Behavior, Down, SpawnOptions, TellResult } from "./behavior.ts";
 import { AskTable } from "./ask.ts";
 import { Cell } from "./cell.ts";
@@ -15,16 +16,6 @@ import type { ActorRef, AnyRef } from "./ref.ts";
 
 /** The path of every reply-to ref made by `ask`; the ask's id is the ref's incarnation. */
 export const ASK_PATH = "$ask";
-
-/** How messages reach actors on another node; remote.ts implements it over a link. */
-export interface Route {
-  /** Sends at most once. `replyTo` is set when the message is an ask, for fast failure. */
-  send(ref: AnyRef, message: unknown, replyTo: AnyRef | undefined): TellResult;
-  /** Watches a remote actor; returns the undo. */
-  watch(ref: AnyRef, onDown: (down: Down) => void): () => void;
-  /** Asks a remote actor to stop normally. */
-  stop(ref: AnyRef): TellResult;
-}
 
 export interface SystemOptions {
   /** This node's id, unique among connected systems. Default "local". */
@@ -86,7 +77,6 @@ export class ActorSystem {
   readonly #cells = new Map<string, Cell<unknown>>();
   /** Top-level actors in spawn order, for an orderly shutdown. */
   readonly #topLevel = new Map<string, Cell<unknown>>();
-  readonly #routes = new Map<string, Route>();
   readonly #asks: AskTable;
   #askSeq: number;
   #incarnationSeq: number;
@@ -164,15 +154,11 @@ export class ActorSystem {
    * connected. Never throws and never blocks.
    */
   tell<M>(ref: ActorRef<M>, message: M): TellResult {
-    return this.#send(ref, message, undefined);
+    return this.#send(ref, message);
   }
 
-  #send(ref: AnyRef, message: unknown, replyTo: AnyRef | undefined): TellResult {
-    if (ref.node !== this.node) {
-      const route = this.#routes.get(ref.node);
-      if (route === undefined) return "unreachable";
-      return route.send(ref, message, replyTo);
-    }
+  #send(ref: AnyRef, message: unknown): TellResult {
+    if (ref.node !== this.node) return "unreachable";
     if (ref.path === ASK_PATH) return this.#reply(ref.incarnation, message);
     const cell = this.#cells.get(ref.path);
     if (cell === undefined || cell.self.incarnation !== ref.incarnation) {
@@ -208,7 +194,7 @@ export class ActorSystem {
       this.#asks.add(id, ref, deadlineMs, resolve, reject);
       let result: TellResult;
       try {
-        result = this.#send(ref, build(replyTo), replyTo);
+        result = this.#send(ref, build(replyTo));
       } catch (error) {
         this.#asks.reject(id, () => error as Error);
         return;
@@ -217,20 +203,9 @@ export class ActorSystem {
     });
   }
 
-  /** @internal A remote node refused an ask's message: fail the ask now instead of at its deadline. */
-  refuseAsk(replyTo: AnyRef, result: TellResult): void {
-    if (replyTo.node !== this.node || replyTo.path !== ASK_PATH) return;
-    this.#asks.reject(replyTo.incarnation, (target) => refusal(result, target));
-  }
-
-  /** @internal The link to `node` closed: its actors' asks fail now instead of at the deadline. */
-  failAsksTo(node: string): void {
-    this.#asks.rejectWhere((t) => t.node === node, (t) => new NoConnectionError(t));
-  }
-
   /** Asks the actor to stop normally, ahead of its queued messages. */
   stop(ref: AnyRef): TellResult {
-    if (ref.node !== this.node) return this.#routes.get(ref.node)?.stop(ref) ?? "unreachable";
+    if (ref.node !== this.node) return "unreachable";
     const cell = this.#cells.get(ref.path);
     if (cell === undefined || cell.self.incarnation !== ref.incarnation) return "dead";
     cell.stop();
@@ -243,11 +218,7 @@ export class ActorSystem {
    * `onDown` never runs synchronously inside this call.
    */
   watch(ref: AnyRef, onDown: (down: Down) => void): () => void {
-    if (ref.node !== this.node) {
-      const route = this.#routes.get(ref.node);
-      if (route !== undefined) return route.watch(ref, onDown);
-      return this.#downSoon(ref, "noconnection", onDown);
-    }
+    if (ref.node !== this.node) return this.#downSoon(ref, "noconnection", onDown);
     const cell = this.#cells.get(ref.path);
     if (cell === undefined || cell.self.incarnation !== ref.incarnation) {
       return this.#downSoon(ref, "noproc", onDown);
@@ -264,20 +235,6 @@ export class ActorSystem {
   /** Resolves when the actor has stopped for good (immediately if it is not running). */
   terminated(ref: AnyRef): Promise<Down> {
     return new Promise((resolve) => this.watch(ref, resolve));
-  }
-
-  /** @internal Registers how to reach `node` (remote.ts); returns the undo. */
-  addRoute(node: string, route: Route): () => void {
-    if (node === this.node) throw new Error(`cannot route to this node itself ("${node}")`);
-    this.#routes.set(node, route);
-    return () => {
-      if (this.#routes.get(node) === route) this.#routes.delete(node);
-    };
-  }
-
-  /** Nodes this system currently has a route to. */
-  get connectedNodes(): string[] {
-    return [...this.#routes.keys()];
   }
 
   /** Number of actors running (all levels). */

@@ -4,9 +4,9 @@
  * handshake as initiator, so hostile frames can also come from an authenticated peer.
  */
 
-import { encodeFrame, FrameReader } from "../frame.ts";
-import { type HandshakeChannel, LinkRefused, runHandshake } from "../handshake.ts";
-import type { Duplex, Header, Hello } from "../types.ts";
+import { encodeFrame, FrameReader } from "../../transport/frame.ts";
+import { type HandshakeChannel, LinkRefused, runHandshake } from "../../transport/handshake.ts";
+import type { Duplex, Header, Hello } from "../../transport/types.ts";
 
 export interface RawHandshake {
   readonly version: number;

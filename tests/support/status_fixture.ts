@@ -3,13 +3,13 @@
  * resyncing remote leg and a suspended file leg; the control records its calls and changes the
  * legs' states, so the routes can be checked against what the control saw.
  */
-import type { NodeState, TreeNode } from "../storage/assemble.ts";
+import type { NodeState, TreeNode } from "../../storage/assemble.ts";
 import {
   ControlError,
   type ControlResult,
   type LegSpec,
   type StorageControl,
-} from "../storage/control.ts";
+} from "../../storage/control.ts";
 
 export interface FixtureCall {
   readonly action: string;

@@ -5,9 +5,9 @@
  *
  * Run: deno bench -A actors/block/file_bench.ts
  */
-import type { BlockDevice } from "./contract.ts";
-import { FileBlockDevice } from "./file.ts";
-import { MemoryBlockDevice } from "./memory.ts";
+import type { BlockDevice } from "../actors/block/contract.ts";
+import { FileBlockDevice } from "../actors/block/file.ts";
+import { MemoryBlockDevice } from "../actors/block/memory.ts";
 
 const MiB = 1024 * 1024;
 const SIZE = 256 * MiB;

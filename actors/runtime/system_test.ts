@@ -2,8 +2,8 @@
 import assert from "node:assert/strict";
 import { setImmediate } from "node:timers";
 import { pack, unpack } from "msgpackr";
-import { ManualClock } from "../util/clock.ts";
-import { SeededRandom } from "../util/random.ts";
+import { ManualClock } from "../../util/clock.ts";
+import { SeededRandom } from "../../util/random.ts";
 import type { Down } from "./behavior.ts";
 import { AskTimeoutError, DeadActorError, OverloadedError } from "./errors.ts";
 import type { ActorRef } from "./ref.ts";

@@ -4,9 +4,9 @@
  * message at a time (or up to `concurrency` async ones), system messages first, and yields to the
  * event loop after `throughput` messages.
  */
-import type { Clock } from "../util/clock.ts";
-import type { Logger } from "../util/log.ts";
-import type { Random } from "../util/random.ts";
+import type { Clock } from "../../util/clock.ts";
+import type { Logger } from "../../util/log.ts";
+import type { Random } from "../../util/random.ts";
 import type {
   Actor,
   ActorContext,

@@ -1,6 +1,6 @@
 /** Tests of the ask table: deadlines on the injected clock, one timer for many asks, cleanup. */
 import assert from "node:assert/strict";
-import { ManualClock } from "../util/clock.ts";
+import { ManualClock } from "../../util/clock.ts";
 import { AskTable } from "./ask.ts";
 
 const target = { node: "n", path: "p", incarnation: 1 };

@@ -4,7 +4,7 @@
  * types (permanent, transient, temporary), and fails upward once restarts exceed the intensity.
  * A restarted child keeps its ref; messages sent meanwhile wait in its bounded mailbox.
  */
-import type { Timer } from "../util/clock.ts";
+import type { Timer } from "../../util/clock.ts";
 import type { Actor, Behavior, ExitReason, SpawnOptions } from "./behavior.ts";
 import { backoffDelay, type BackoffOptions, RestartWindow } from "./backoff.ts";
 import { type Cell, supervise, type Supervising, within } from "./cell.ts";

@@ -2,7 +2,7 @@
  * How a mapping's sizes and capabilities follow from its children's: a mapping can promise only
  * what every child can do, and must respect the coarsest block size among them.
  */
-import type { BlockInfo } from "../block/contract.ts";
+import type { BlockInfo } from "./contract.ts";
 
 /** Combines children's infos; `size` is left to the mapping (sum, minimum, ...). */
 export function combineInfo(children: readonly BlockInfo[]): Omit<BlockInfo, "size"> {

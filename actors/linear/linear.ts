@@ -4,7 +4,7 @@
  * directly in the caller's buffer (no copy).
  */
 import { type BlockDevice, BlockError, type BlockInfo, type Extent } from "../block/contract.ts";
-import { combineInfo } from "./info.ts";
+import { combineInfo } from "../block/info.ts";
 
 /** One piece of a request, as seen by the child that serves it. */
 interface Piece {

@@ -3,7 +3,7 @@
  * restart intensity (at most `intensity` restarts within `periodMs`) past which a supervisor
  * gives up and fails upward. Pure functions of the injected clock and random source.
  */
-import type { Random } from "../util/random.ts";
+import type { Random } from "../../util/random.ts";
 
 export interface BackoffOptions {
   /** Delay before the first restart in a period. Default 10 ms. */

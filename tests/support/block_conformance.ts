@@ -2,11 +2,16 @@
  * The block conformance suite: one list of cases every block actor must pass — memory, file,
  * guard-wrapped, and later remote proxies and mappings. Call {@link runBlockConformance} with a
  * name and a factory that makes a fresh device; each case gets its own device. Data is
- * self-describing (testdata.ts), so a misrouted, stale or mixed read names itself.
+ * self-describing (drill/block_stamps.ts), so a misrouted, stale or mixed read names itself.
  */
 import assert from "node:assert/strict";
-import { type BlockDevice, BlockError, type BlockErrorCode, type Extent } from "./contract.ts";
-import { checkBlock, fillBlock, isZero } from "./testdata.ts";
+import {
+  type BlockDevice,
+  BlockError,
+  type BlockErrorCode,
+  type Extent,
+} from "../../actors/block/contract.ts";
+import { checkBlock, fillBlock, isZero } from "../../drill/block_stamps.ts";
 
 /** A device made for one case, with what the case may need beyond the device itself. */
 export interface DeviceUnderTest {

@@ -2,14 +2,14 @@
  * Mappings meet the same block contract as nodes: the conformance suite runs against linear,
  * mirror, linear-of-mirrors and mirror-of-linears, each composed of block actors reached by ref.
  */
-import { ActorSystem } from "../system.ts";
-import { BlockClient, spawnBlockActor } from "../block/actor.ts";
-import { runBlockConformance } from "../block/conformance.ts";
-import type { BlockDevice } from "../block/contract.ts";
-import { guard } from "../block/guard.ts";
-import { MemoryBlockDevice } from "../block/memory.ts";
-import { LinearMapping } from "./linear.ts";
-import { spawnMirror } from "../mirror/mod.ts";
+import { ActorSystem } from "../actors/runtime/system.ts";
+import { BlockClient, spawnBlockActor } from "../actors/block/actor.ts";
+import { runBlockConformance } from "./support/block_conformance.ts";
+import type { BlockDevice } from "../actors/block/contract.ts";
+import { guard } from "../actors/block/guard.ts";
+import { MemoryBlockDevice } from "../actors/block/memory.ts";
+import { LinearMapping } from "../actors/linear/linear.ts";
+import { spawnMirror } from "../actors/mirror/mod.ts";
 
 const MiB = 1024 * 1024;
 
