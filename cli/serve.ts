@@ -21,7 +21,7 @@ import { untilStopSignal } from "./signals.ts";
 
 const help =
   `Usage: dst serve --config FILE [--status HOST:PORT [--status-token-file PATH]] [--id NAME]
-                 [LIMITS]
+                 [--force] [LIMITS]
 
 Assembles the storage described by a topology file, exports it over NBD (the file's
 "export.listen"), serves it as a dst node when the file has "node.listen", and prints where
@@ -35,6 +35,10 @@ Options:
                       where the bearer token for control actions is kept (made there on the
                       first start); else DST_STATUS_TOKEN, else a fresh one printed at start
   --id NAME           this process's node identity (default: the storage's name)
+  --force             start a mirror even when a leg that cannot be reached was not recorded
+                      as outdated by the legs that can: writes only that leg holds (if it was
+                      the last to serve) are then not served; when it returns it is judged,
+                      and refused as split brain if it was written apart (nothing overwritten)
   -h, --help          show this help
 
 Limits of the dst node listener ("node.listen"), as for dst node:
@@ -69,6 +73,8 @@ export async function startStorage(
     log: Logger;
     /** Bounds of the node listener (default: the node server's). */
     nodeLimits?: NodeLimits;
+    /** Start mirrors without unreachable legs not known to be outdated (see --force). */
+    force?: boolean;
   },
 ): Promise<Running> {
   const log = options.log;
@@ -84,6 +90,7 @@ export async function startStorage(
     baseDir: options.baseDir,
     logger: log,
     ...(secret === undefined ? {} : { secret }),
+    ...(options.force ? { force: true } : {}),
   });
   const stops: (() => Promise<void>)[] = [];
   const stop = async () => {
@@ -151,6 +158,7 @@ async function run(args: string[]): Promise<number> {
     status: { type: "string" },
     "status-token-file": { type: "string" },
     id: { type: "string" },
+    force: { type: "boolean" },
     ...LIMIT_FLAGS,
     help: { type: "boolean", short: "h" },
   });
@@ -167,6 +175,7 @@ async function run(args: string[]): Promise<number> {
       baseDir: dirname(resolve(values.config)),
       log,
       nodeLimits,
+      ...(values.force ? { force: true } : {}),
       ...(values.status === undefined ? {} : { status: values.status }),
       ...(values["status-token-file"] === undefined
         ? {}

@@ -13,6 +13,7 @@
  *   dst_leg_requests_total{storage,mirror,leg,op} / dst_leg_errors_total{storage,mirror,leg}
  *   dst_leg_resynced_bytes_total / dst_leg_copied_bytes_total{storage,mirror,leg}
  *   dst_node_events_total{storage,node,event}     named counters a node reports
+ *   dst_verify_mismatched_bytes / dst_verify_unresolved_bytes{storage,node}  the last verify
  *   dst_io_requests_total / dst_io_bytes_total / dst_io_errors_total{storage,op}
  *   dst_io_latency_seconds{storage,op} (histogram) and dst_io_in_flight{storage}
  */
@@ -72,6 +73,16 @@ export function metricsText(status: StatusJson): string {
   const resyncedF = family("dst_leg_resynced_bytes_total", "counter", "Bytes resyncs settled.");
   const copiedF = family("dst_leg_copied_bytes_total", "counter", "Bytes resyncs moved.");
   const eventsF = family("dst_node_events_total", "counter", "Named event counts of a node.");
+  const verifyF = family(
+    "dst_verify_mismatched_bytes",
+    "gauge",
+    "Bytes where the legs differed at the mirror's last verify.",
+  );
+  const unresolvedF = family(
+    "dst_verify_unresolved_bytes",
+    "gauge",
+    "Bytes the last verify left unrepaired (no majority, no leg named to trust).",
+  );
 
   const visit = (node: TreeJson) => {
     const id = { storage, node: node.name };
@@ -108,6 +119,10 @@ export function metricsText(status: StatusJson): string {
       if (leg.errors !== undefined) legErrF.add(legId, leg.errors);
       if (leg.resyncedBytes !== undefined) resyncedF.add(legId, leg.resyncedBytes);
       if (leg.copiedBytes !== undefined) copiedF.add(legId, leg.copiedBytes);
+    }
+    if (f.verify !== undefined) {
+      verifyF.add(id, f.verify.mismatchedBytes);
+      unresolvedF.add(id, f.verify.unresolvedBytes);
     }
     for (const [event, count] of Object.entries(f.counters ?? {})) {
       eventsF.add({ ...id, event }, count);

@@ -129,6 +129,8 @@ export interface NodeFacts {
   readonly peer?: string;
   readonly reason?: string;
   readonly legs?: readonly LegFacts[];
+  /** What the mirror's last verify found: bytes differing, and those left unrepaired. */
+  readonly verify?: { readonly mismatchedBytes: number; readonly unresolvedBytes: number };
   /** Other named counts (from `detail.counters`), e.g. writes that set bitmap bits. */
   readonly counters?: Record<string, number>;
   /** Any other numbers the node reported at the top of its detail (links, reads, ...). */
@@ -152,6 +154,7 @@ const KNOWN = new Set([
   "reason",
   "legs",
   "counters",
+  "verify",
 ]);
 
 const isRecord = (v: unknown): v is Record<string, unknown> =>
@@ -228,6 +231,13 @@ export function nodeFacts(node: Pick<TreeJson, "size" | "detail">): NodeFacts {
       if (typeof l.reason === "string") leg.reason = l.reason;
       return leg as unknown as LegFacts;
     });
+  }
+  if (isRecord(d.verify)) {
+    const mismatched = num(d.verify.mismatchedBytes);
+    const unresolved = num(d.verify.unresolvedBytes);
+    if (mismatched !== undefined && unresolved !== undefined) {
+      facts.verify = { mismatchedBytes: mismatched, unresolvedBytes: unresolved };
+    }
   }
   if (isRecord(d.counters)) {
     const counters: Record<string, number> = {};

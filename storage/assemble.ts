@@ -17,7 +17,8 @@ import {
   type MirrorAction,
   spawnMirror,
 } from "../actors/mirror/mod.ts";
-import { RemoteNode, type RemoteState } from "../actors/node/proxy.ts";
+import { RemoteNode, type RemoteNodeOptions, type RemoteState } from "../actors/node/proxy.ts";
+import { combineInfo } from "../actors/block/info.ts";
 import { mediaOf } from "../actors/block/media.ts";
 import type { MediaDevice } from "../actors/block/contract.ts";
 import type { ActorSystem } from "../actors/runtime/system.ts";
@@ -116,6 +117,37 @@ export async function assemble(topology: Topology, options: AssembleOptions): Pr
     return client;
   };
 
+  const remoteOptions = (
+    name: string,
+    spec: NodeSpec & { kind: "remote" },
+    parent: NodeSpec | undefined,
+  ): RemoteNodeOptions => ({
+    node: options.node,
+    logger,
+    connectTimeoutMs: spec.connectTimeoutMs ?? options.connectTimeoutMs ?? 10_000,
+    // A mirror leg whose link drops fails at once, so the mirror runs degraded instead of
+    // stalling client I/O; the bitmap and resync bring it back.
+    ...(parent?.kind === "mirror" ? { holdMs: 0 } : {}),
+    onState: (state: RemoteState) => linkHooks.get(name)?.(state),
+    ...(options.secret === undefined ? {} : { secret: options.secret }),
+    ...(options.tls === undefined ? {} : { tls: options.tls }),
+    ...(spec.storageId === undefined ? {} : { expectStorageId: spec.storageId }),
+  });
+  const remoteBuilt = (name: string, spec: NodeSpec & { kind: "remote" }, remote: RemoteNode) => {
+    opened.push(remote);
+    return {
+      device: remote,
+      tree: node(name, spec, remote.info().size, [], () => ({
+        state: remote.state === "connected"
+          ? "in-sync" as const
+          : remote.state === "connecting"
+          ? "connecting" as const
+          : "down" as const,
+        detail: { ...remote.stats, checksum: remote.checksum ?? "none", peer: remote.peer },
+      }), spec.url),
+    };
+  };
+
   const leaf = async (
     name: string,
     spec: NodeSpec,
@@ -153,38 +185,17 @@ export async function assemble(topology: Topology, options: AssembleOptions): Pr
         };
       }
       case "remote": {
-        const remote = await RemoteNode.connect(spec.url, {
-          node: options.node,
-          logger,
-          connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
-          // A mirror leg whose link drops fails at once, so the mirror runs degraded instead
-          // of stalling client I/O; the bitmap and resync bring it back.
-          ...(parent?.kind === "mirror" ? { holdMs: 0 } : {}),
-          onState: (state: RemoteState) => linkHooks.get(name)?.(state),
-          ...(options.secret === undefined ? {} : { secret: options.secret }),
-          ...(options.tls === undefined ? {} : { tls: options.tls }),
-          ...(spec.storageId === undefined ? {} : { expectStorageId: spec.storageId }),
-        }).catch((error) => {
-          throw new TopologyError([`nodes.${name}.url: ${(error as Error).message}`]);
-        });
-        opened.push(remote);
+        const remote = await RemoteNode.connect(spec.url, remoteOptions(name, spec, parent))
+          .catch((error) => {
+            throw new TopologyError([`nodes.${name}.url: ${(error as Error).message}`]);
+          });
         logger.log("info", "remote node joined", {
           node: name,
           url: spec.url,
           size: remote.info().size,
           checksum: remote.checksum ?? "none",
         });
-        return {
-          device: remote,
-          tree: node(name, spec, remote.info().size, [], () => ({
-            state: remote.state === "connected"
-              ? "in-sync"
-              : remote.state === "connecting"
-              ? "connecting"
-              : "down",
-            detail: { ...remote.stats, checksum: remote.checksum ?? "none", peer: remote.peer },
-          }), spec.url),
-        };
+        return remoteBuilt(name, spec, remote);
       }
       default:
         throw new Error(`${name}: ${spec.kind} is not a leaf`);
@@ -202,10 +213,53 @@ export async function assemble(topology: Topology, options: AssembleOptions): Pr
         ...(media === undefined ? {} : { media }),
       };
     }
-    const children: Built[] = [];
-    for (const child of childrenOf(spec).names) children.push(await build(child, spec));
-    const devices = children.map((c) => c.device);
-    const trees = children.map((c) => c.tree);
+    const names = childrenOf(spec).names;
+    const children: (Built | undefined)[] = [];
+    /** Remote legs of a mirror that cannot be reached now: the mirror decides (start.ts). */
+    const unreachable = new Map<number, TopologyError>();
+    for (const [i, child] of names.entries()) {
+      try {
+        children.push(await build(child, spec));
+      } catch (error) {
+        const childSpec = topology.nodes[child]!;
+        if (spec.kind !== "mirror" || childSpec.kind !== "remote" || !isUnreachable(error)) {
+          throw error;
+        }
+        logger.log("warn", "mirror leg cannot be reached: the mirror judges starting without it", {
+          node: child,
+          url: childSpec.url,
+          error: (error as Error).message,
+        });
+        children.push(undefined);
+        unreachable.set(i, error as TopologyError);
+      }
+    }
+    if (unreachable.size === names.length) throw [...unreachable.values()][0]!;
+    if (unreachable.size > 0) {
+      // Each stands in for a node that must offer what the reachable legs offer.
+      const reached = children.filter((c): c is Built => c !== undefined).map((c) =>
+        c.device.info()
+      );
+      const expect = { ...combineInfo(reached), size: Math.min(...reached.map((i) => i.size)) };
+      for (const i of unreachable.keys()) {
+        const child = names[i]!;
+        const childSpec = topology.nodes[child] as NodeSpec & { kind: "remote" };
+        const remote = RemoteNode.offline(
+          childSpec.url,
+          expect,
+          remoteOptions(child, childSpec, spec),
+        );
+        const built = remoteBuilt(child, childSpec, remote);
+        children[i] = {
+          device: await asActor(child, built.device),
+          tree: built.tree,
+          media: remote,
+        };
+      }
+    }
+    const built = children as Built[];
+    const devices = built.map((c) => c.device);
+    const trees = built.map((c) => c.tree);
     if (spec.kind === "linear") {
       const linear = new LinearMapping(devices);
       const state = () => ({
@@ -220,14 +274,14 @@ export async function assemble(topology: Topology, options: AssembleOptions): Pr
     }
     const problem = legSizeProblem(
       name,
-      spec.legs.map((leg, i) => [leg, children[i]!.device.info().size] as const),
+      spec.legs.map((leg, i) => [leg, built[i]!.device.info().size] as const),
     );
     if (problem !== undefined) throw new TopologyError([problem]);
     const mirror = await spawnMirror(options.system, devices, {
       name: `storage.${name}`,
       names: spec.legs,
       logger,
-      media: children.map((c) => c.media),
+      media: built.map((c) => c.media),
       ...(options.force === undefined ? {} : { force: options.force }),
       ...(spec.legTimeoutMs === undefined ? {} : { legTimeoutMs: spec.legTimeoutMs }),
       ...(spec.readPolicy === undefined ? {} : { readPolicy: spec.readPolicy }),
@@ -286,6 +340,11 @@ export async function assemble(topology: Topology, options: AssembleOptions): Pr
     await Promise.allSettled(opened.map((d) => d.close()));
     throw error;
   }
+}
+
+/** A remote leaf that failed to connect (not one that was refused for what it is). */
+function isUnreachable(error: unknown): boolean {
+  return error instanceof TopologyError && /cannot reach node/.test(error.message);
 }
 
 function node(

@@ -45,6 +45,8 @@ const remoteNode = z.strictObject({
   url: url(["tcp", "unix", "quic"]),
   /** Refuse the node unless its media belongs to this storage. */
   storageId: z.string().min(1).optional(),
+  /** How long assembly waits for the node before going on without it (default 10 s). */
+  connectTimeoutMs: z.number().int().min(100).max(600_000).optional(),
 });
 const linearNode = z.strictObject({
   kind: z.literal("linear"),

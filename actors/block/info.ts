@@ -22,3 +22,27 @@ export function combineInfo(children: readonly BlockInfo[]): Omit<BlockInfo, "si
     canMultiConn: all((c) => c.canMultiConn),
   };
 }
+
+/**
+ * Why a device with `actual` cannot stand in for one that promised `needed` (smaller, a
+ * capability missing, block sizes that do not cover), or undefined when it can.
+ */
+export function shortfall(actual: BlockInfo, needed: BlockInfo): string | undefined {
+  if (actual.size < needed.size) return `it holds ${actual.size} bytes; ${needed.size} are needed`;
+  const lacks = (
+    [
+      ["canFlush", "flush"],
+      ["canFua", "FUA"],
+      ["canTrim", "trim"],
+      ["canZero", "zero"],
+      ["canFastZero", "fast zero"],
+    ] as const
+  ).filter(([key]) => needed[key] && !actual[key]).map(([, what]) => what);
+  if (lacks.length > 0) return `it lacks ${lacks.join(", ")}, which was already promised`;
+  if (actual.readOnly && !needed.readOnly) return "it is read-only";
+  if (actual.maxBlock < needed.maxBlock || actual.minBlock > needed.minBlock) {
+    return `its block sizes (${actual.minBlock}..${actual.maxBlock}) do not cover ` +
+      `${needed.minBlock}..${needed.maxBlock}`;
+  }
+  return undefined;
+}

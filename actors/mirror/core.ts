@@ -370,15 +370,21 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
     if (this.closed) return;
     this.closed = true;
     for (const l of this.legs) this.resyncs.stop(l.name);
-    if (!broken && this.persist && this.legs.every((l) => l.state === "in-sync")) {
-      const flushed = await Promise.allSettled(
-        this.legs.map((l) => this.timed(l, l.device.flush())),
+    if (!broken && this.persist) {
+      // The writes in flight end first (each bounded by the leg deadline): then every write the
+      // in-sync legs took is flushed and they are stamped as stopped cleanly.
+      await this.lock(0, this.size, () => Promise.resolve());
+      const inSync = this.legs.filter((l) => l.state === "in-sync");
+      const results = await Promise.allSettled(
+        inSync.map((l) => this.timed(l, l.device.flush())),
       );
-      if (flushed.every((r) => r.status === "fulfilled")) {
-        await this.gen.settleAtClose();
-        if (this.gen.settled()) this.bitmap.retire(this.bitmap.idleSince(Infinity), Infinity);
-        await this.bitmap.store().catch(() => {});
+      const flushed = inSync.filter((_, i) => results[i]!.status === "fulfilled");
+      const allInSync = flushed.length === this.legs.length;
+      await this.gen.stampAtClose(flushed, allInSync);
+      if (allInSync && this.gen.settled()) {
+        this.bitmap.retire(this.bitmap.idleSince(Infinity), Infinity);
       }
+      await this.bitmap.store().catch(() => {});
     }
     await Promise.allSettled(this.legs.map((l) => l.device.close()));
   }

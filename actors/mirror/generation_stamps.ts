@@ -9,7 +9,7 @@
 import { BlockError, type MediaGenerations } from "../block/contract.ts";
 import { newGenerationId, NO_GENERATION } from "../block/media.ts";
 import { describe } from "./errors.ts";
-import { legId, memberFlags, rotate, settle } from "./generations.ts";
+import { FLAG_CLEAN_STOP, legId, memberFlags, rotate, settle } from "./generations.ts";
 import type { Leg } from "./leg.ts";
 
 /** What the generations need of the mirror: its legs, and how to talk to (and fail) one. */
@@ -85,16 +85,16 @@ export class GenerationStamps {
     }
   }
 
-  /** A clean stop with every leg in sync: settles the generations on every leg with media. */
-  async settleAtClose(): Promise<void> {
+  /**
+   * A clean stop: the in-sync legs `flushed` hold every write they took. With every leg in
+   * sync the generations settle too. Each is stamped as stopped cleanly (see FLAG_CLEAN_STOP).
+   */
+  async stampAtClose(flushed: readonly Leg[], allInSync: boolean): Promise<void> {
     for (let p = this.pending; p !== undefined; p = this.pending) await p.catch(() => {});
-    if (this.current !== undefined && this.current.bitmap !== NO_GENERATION) {
-      this.current = settle(this.current);
-      const stamped = await Promise.allSettled(
-        this.#host.legs().filter((l) => l.media !== undefined).map((l) => this.stamp(l)),
-      );
-      if (stamped.some((r) => r.status === "rejected")) this.current = undefined;
-    }
+    if (this.current === undefined) return;
+    if (allInSync && this.current.bitmap !== NO_GENERATION) this.current = settle(this.current);
+    const stamped = await Promise.allSettled(flushed.map((l) => this.stamp(l, true)));
+    if (stamped.some((r) => r.status === "rejected") && allInSync) this.current = undefined;
   }
 
   /** Writes the storage id, member flag, generations and outdated legs on every in-sync leg. */
@@ -119,15 +119,18 @@ export class GenerationStamps {
     );
   }
 
-  /** Stamps `leg`'s media as a member at the current generations. */
-  async stamp(leg: Leg): Promise<void> {
+  /**
+   * Stamps `leg`'s media as a member at the current generations (`cleanStop`: the mirror is
+   * stopping cleanly, every write this leg took flushed).
+   */
+  async stamp(leg: Leg, cleanStop = false): Promise<void> {
     if (leg.media === undefined || this.current === undefined) return;
     leg.known = await this.#host.timed(
       leg,
       leg.media.updateMedia({
         ...(this.storageId === undefined ? {} : { storageId: this.storageId }),
         generations: this.current,
-        flags: memberFlags(this.#chunkSize),
+        flags: memberFlags(this.#chunkSize) | (cleanStop ? FLAG_CLEAN_STOP : 0),
         outdated: this.outdated().filter((id) => id !== legId(leg.name)),
       }),
     );

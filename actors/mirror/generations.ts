@@ -19,6 +19,12 @@ export const FLAG_MEMBER = 1;
  * resync from a consistent leg finishes (DRBD's "Inconsistent" disk state).
  */
 export const FLAG_INCONSISTENT = 2;
+/**
+ * Media flag: the mirror stopped cleanly while this leg was in sync (every write it took was
+ * acknowledged and flushed: no write was cut short). Legs that agree on a generation and all
+ * carry it hold the same data; cleared by the next start's stamp, before any write.
+ */
+export const FLAG_CLEAN_STOP = 4;
 /** Media flag bits 8..15: log2 of the chunk size the stored bitmap is kept in. */
 export const FLAG_CHUNK_SHIFT = 8;
 
@@ -29,6 +35,11 @@ export function memberFlags(chunkSize: number): number {
 /** Flags of a member that is the target of a resync. */
 export function targetFlags(chunkSize: number): number {
   return memberFlags(chunkSize) | FLAG_INCONSISTENT;
+}
+
+/** Did the mirror stop cleanly while this leg was in sync? */
+export function stoppedCleanly(state: MediaState | undefined): boolean {
+  return state !== undefined && (state.flags & FLAG_CLEAN_STOP) !== 0;
 }
 
 /** Is the media a resync target whose resync has not finished? */

@@ -5,6 +5,7 @@
  * it is then (nothing can change between the decision and the transition).
  */
 import type { BlockInfo, MediaState } from "../block/contract.ts";
+import { shortfall } from "../block/info.ts";
 import type { Logger } from "../../util/log.ts";
 import { ChunkBits, rechunk } from "./chunk_bits.ts";
 import { describe } from "./errors.ts";
@@ -48,24 +49,8 @@ export function unfit(
   chunks: number,
   known: MediaState | undefined,
 ): string | undefined {
-  if (leg.size < info.size) return `it holds ${leg.size} bytes; the mirror needs ${info.size}`;
-  const lacks = (
-    [
-      ["canFlush", "flush"],
-      ["canFua", "FUA"],
-      ["canTrim", "trim"],
-      ["canZero", "zero"],
-      ["canFastZero", "fast zero"],
-    ] as const
-  ).filter(([key]) => info[key] && !leg[key]).map(([, what]) => what);
-  if (lacks.length > 0) {
-    return `it lacks ${lacks.join(", ")}, which the mirror already promised its clients`;
-  }
-  if (leg.readOnly && !info.readOnly) return "it is read-only";
-  if (leg.maxBlock < info.maxBlock || leg.minBlock > info.minBlock) {
-    return `its block sizes (${leg.minBlock}..${leg.maxBlock}) do not cover the mirror's ` +
-      `(${info.minBlock}..${info.maxBlock})`;
-  }
+  const short = shortfall(leg, info);
+  if (short !== undefined) return short;
   const needed = bitmapBytesFor(chunks);
   if (known !== undefined && known.bitmapBytes < needed) {
     return `its media keeps ${known.bitmapBytes} bytes of write-intent bitmap and this mirror ` +

@@ -10,7 +10,7 @@ import { newGenerationId, newStorageId, NO_GENERATION } from "../block/media.ts"
 import { ChunkBits } from "./chunk_bits.ts";
 import type { MirrorCore } from "./core.ts";
 import { describe } from "./errors.ts";
-import { decide, isBlank, isInconsistent, isMember, legId } from "./generations.ts";
+import { decide, isBlank, isInconsistent, isMember, legId, stoppedCleanly } from "./generations.ts";
 import { decideVerdict, loadBits, unfit } from "./judge.ts";
 import type { Leg } from "./leg.ts";
 import type { Verdict } from "./leg_machine.ts";
@@ -146,9 +146,11 @@ export async function startMirror(core: MirrorCore): Promise<void> {
     core.bitmap.setAll(need);
   }
   judged(core, reference[0]!, { kind: "reference" });
-  // Legs agreeing on the generation may still differ where writes were cut short.
+  // Legs agreeing on the generation may still differ where writes were cut short, unless the
+  // mirror stopped cleanly with each of them in sync.
+  const agree = union.isEmpty() || reference.every((l) => stoppedCleanly(l.known));
   for (const l of reference.slice(1)) {
-    if (union.isEmpty()) judged(core, l, { kind: "reference" });
+    if (agree) judged(core, l, { kind: "reference" });
     else judged(core, l, { kind: "resync", need: union.copy(), adopt: false });
   }
   for (const l of others(reference)) {

@@ -6,6 +6,7 @@
  * jittered backoff and sends what was outstanding again, oldest first, before anything newer.
  * A request that gets no answer within its deadline fails with ETIMEDOUT ("maybe applied").
  */
+import { shortfall } from "../block/info.ts";
 import {
   type BlockDevice,
   BlockError,
@@ -121,7 +122,8 @@ export class RemoteNode implements BlockDevice, MediaDevice {
   readonly #timeoutMs: number;
   readonly #pending = new Map<number, Pending>();
   #info: BlockInfo;
-  #hello: NodeHello;
+  /** Undefined while a node started offline has never been reached. */
+  #hello: NodeHello | undefined;
   #link: Link | undefined;
   #algorithm: ChecksumName | undefined;
   #state: RemoteState = "connected";
@@ -130,16 +132,35 @@ export class RemoteNode implements BlockDevice, MediaDevice {
   #retryTimer: Timer | undefined;
   #holdTimer: Timer | undefined;
 
-  private constructor(url: string, link: Link, hello: NodeHello, options: RemoteNodeOptions) {
+  private constructor(
+    url: string,
+    first: { link: Link; hello: NodeHello } | { expect: BlockInfo },
+    options: RemoteNodeOptions,
+  ) {
     this.url = url;
     this.#options = options;
     this.#clock = options.clock ?? coarseSystemClock;
     this.#random = options.random ?? systemRandom;
     this.#logger = options.logger ?? silentLogger;
     this.#timeoutMs = options.requestTimeoutMs ?? 30_000;
-    this.#hello = hello;
-    this.#info = infoFromHello(hello);
-    this.#attach(link);
+    if ("link" in first) {
+      this.#hello = first.hello;
+      this.#info = infoFromHello(first.hello);
+      this.#attach(first.link);
+    } else {
+      this.#info = first.expect;
+      this.#state = "connecting";
+      this.#scheduleReconnect();
+    }
+  }
+
+  /**
+   * A node that cannot be reached now, standing in for one that must offer at least `expect`
+   * (a mirror leg that is down when its mirror starts): it keeps dialling in the background,
+   * and takes the node once it answers, if the node covers `expect`.
+   */
+  static offline(url: string, expect: BlockInfo, options: RemoteNodeOptions): RemoteNode {
+    return new RemoteNode(url, { expect }, options);
   }
 
   /** Connects (retrying with backoff up to the connect timeout) and learns the node's size. */
@@ -151,7 +172,11 @@ export class RemoteNode implements BlockDevice, MediaDevice {
       try {
         const link = await dial(url, RemoteNode.#dialOptions(options));
         try {
-          return new RemoteNode(url, link, checkNode(link, options.expectStorageId), options);
+          return new RemoteNode(
+            url,
+            { link, hello: checkNode(link, options.expectStorageId) },
+            options,
+          );
         } catch (error) {
           link.close("refused");
           throw error;
@@ -202,7 +227,7 @@ export class RemoteNode implements BlockDevice, MediaDevice {
 
   /** The storage id the node announced. */
   get storageId(): string | undefined {
-    return this.#hello.storageId;
+    return this.#hello?.storageId;
   }
 
   /** The node's identity, from the handshake. */
@@ -393,7 +418,7 @@ export class RemoteNode implements BlockDevice, MediaDevice {
     this.#link = link;
     this.#algorithm = negotiateChecksum(
       this.#options.checksums ?? CHECKSUMS,
-      this.#hello.checksums,
+      this.#hello!.checksums,
     );
     link.receive((frame) => this.#onFrame(link, frame));
     void link.closed.then((closed) => {
@@ -462,7 +487,11 @@ export class RemoteNode implements BlockDevice, MediaDevice {
       // mirror adopts the leg, and what the media holds is the mirror's to judge (by age and
       // generations) once the link is back.
       hello = checkNode(link, this.#options.expectStorageId);
-      if (hello.size !== this.#hello.size) {
+      if (this.#hello === undefined) {
+        // First contact with a node started offline: it must offer what was promised for it.
+        const short = shortfall(infoFromHello(hello), this.#info);
+        if (short !== undefined) throw new BlockError("EIO", `it cannot stand in: ${short}`);
+      } else if (hello.size !== this.#hello.size) {
         throw new BlockError("EIO", `node size changed from ${this.#hello.size} to ${hello.size}`);
       }
     } catch (error) {
