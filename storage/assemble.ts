@@ -142,7 +142,7 @@ export async function assemble(topology: Topology, options: AssembleOptions): Pr
           connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
           // A mirror leg whose link drops fails at once, so the mirror runs degraded instead
           // of stalling client I/O; the bitmap and resync bring it back.
-          ...(parent?.kind === "mirror" ? { holdMs: 0 } : {}),
+          ...(parent?.kind === "mirror" ? { ioTimeoutMs: 0 } : {}),
           onState: (state: RemoteState) => linkHooks.get(name)?.(state),
           ...(options.secret === undefined ? {} : { secret: options.secret }),
           ...(options.tls === undefined ? {} : { tls: options.tls }),
