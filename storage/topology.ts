@@ -6,6 +6,7 @@
  * a bad file starts nothing.
  */
 import { z } from "zod";
+import { parseDuration } from "../util/duration.ts";
 import { formatSize, parseSize } from "../util/size.ts";
 
 const name = z.string().regex(
@@ -21,6 +22,16 @@ const size = z.union([z.number(), z.string()]).transform((value, ctx) => {
   }
   try {
     return parseSize(value);
+  } catch (error) {
+    ctx.addIssue({ code: "custom", message: (error as Error).message });
+    return z.NEVER;
+  }
+});
+
+/** "500ms", "5s", "2m", as milliseconds. */
+const duration = z.string().transform((value, ctx) => {
+  try {
+    return parseDuration(value);
   } catch (error) {
     ctx.addIssue({ code: "custom", message: (error as Error).message });
     return z.NEVER;
@@ -45,6 +56,12 @@ const remoteNode = z.strictObject({
   url: url(["tcp", "unix", "quic"]),
   /** Refuse the node unless its media belongs to this storage. */
   storageId: z.string().min(1).optional(),
+  /**
+   * How long a request may wait for the node while its link is down before it fails with EIO
+   * (milliseconds once parsed). Mirror legs default to failing at once; others to the request's
+   * deadline (30 s) or `dst serve --io-timeout`.
+   */
+  ioTimeout: duration.optional(),
 });
 const linearNode = z.strictObject({
   kind: z.literal("linear"),
