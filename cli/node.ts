@@ -17,11 +17,14 @@ import { type Command, UsageError } from "./command.ts";
 import { parseFlags } from "./flags.ts";
 import { parseSize } from "./export.ts";
 import { readSecret } from "./secret.ts";
-import { untilStopSignal } from "./signals.ts";
+import { SHUTDOWN_HELP, shutdownTimeout, untilStopSignal } from "./signals.ts";
+import { preflight, requireSizeForNew, statusListenUrl } from "./preflight.ts";
+import { osError, withOsContext } from "../util/os_error.ts";
 
 const help = `Usage: dst node --listen URL --data (PATH | memory:) [--size SIZE] [--id NAME]
                 [--storage-id ID] [--read-only] [--secret-file PATH]
                 [--cert PEM --key PEM] [--ca PEM] [--status HOST:PORT]
+                [--shutdown-timeout DURATION]
 
 Serves one storage node to remote node proxies and prints the URL it listens on (with the real
 port when 0 was given) once ready.
@@ -44,9 +47,10 @@ Options:
   --ca PEM            quic: CA certificates to trust (PEM file)
   --status HOST:PORT  serve this node's status page, JSON and /metrics there (printed after
                       the URL; loopback is safest)
+${SHUTDOWN_HELP}
   -h, --help          show this help
 
-SIGTERM or SIGINT stops the node gracefully.
+SIGTERM or SIGINT stops the node gracefully; a second signal stops it at once.
 
 Example:
   DST_SECRET=s3cret dst node --listen tcp://127.0.0.1:7000 --data /var/lib/dst/a.img --size 1G`;
@@ -64,6 +68,8 @@ export interface NodePlan {
   readonly tls: { readonly cert?: string; readonly key?: string; readonly ca?: string };
   /** HOST:PORT of the status endpoint, if any. */
   readonly status: string | undefined;
+  /** How long a graceful stop may take. */
+  readonly shutdownMs: number;
 }
 
 /** Turns the command line into a plan; every mistake is a UsageError (exit code 2). */
@@ -80,6 +86,7 @@ export function planNode(args: string[]): NodePlan {
     key: { type: "string" },
     ca: { type: "string" },
     status: { type: "string" },
+    "shutdown-timeout": { type: "string" },
     help: { type: "boolean", short: "h" },
   });
   if (values.listen === undefined) throw new UsageError("--listen URL is required");
@@ -122,6 +129,7 @@ export function planNode(args: string[]): NodePlan {
       ...(values.ca === undefined ? {} : { ca: values.ca }),
     },
     status: values.status,
+    shutdownMs: shutdownTimeout(values["shutdown-timeout"]),
   };
 }
 
@@ -151,17 +159,14 @@ export function isLocalOnly(url: string): boolean {
 }
 
 async function readPem(path: string, flag: string): Promise<string> {
-  try {
-    return await Deno.readTextFile(path);
-  } catch (error) {
-    throw new UsageError(`${flag} ${path}: ${(error as Error).message}`);
-  }
+  return await withOsContext(`read ${flag}`, path, () => Deno.readTextFile(path));
 }
 
 /** The node's device behind the guard, and the storage id it announces. */
 async function openDevice(
   plan: NodePlan,
   log: Logger,
+  onCreated: (path: string) => void,
 ): Promise<{ device: BlockDevice; storageId: string | undefined }> {
   if (plan.data.kind === "memory") {
     const device = new MemoryBlockDevice({ size: plan.size!, readOnly: plan.readOnly });
@@ -173,11 +178,14 @@ async function openDevice(
     if (plan.size === undefined) {
       throw new UsageError(`${path} does not exist: give --size SIZE to create it`);
     }
-    const created = await FileBlockDevice.create({
-      path,
-      size: plan.size,
-      ...(plan.storageId === undefined ? {} : { storageId: plan.storageId }),
-    });
+    const size = plan.size;
+    const created = await withOsContext("create", path, () =>
+      FileBlockDevice.create({
+        path,
+        size,
+        ...(plan.storageId === undefined ? {} : { storageId: plan.storageId }),
+      }));
+    onCreated(path);
     log.log("info", "created media", { path, size: plan.size, storageId: created.meta.storageId });
     if (!plan.readOnly) return { device: guard(created), storageId: created.meta.storageId };
     await created.close();
@@ -188,7 +196,8 @@ async function openDevice(
     ...(plan.size === undefined ? {} : { expectSize: plan.size }),
     ...(plan.storageId === undefined ? {} : { expectStorageId: plan.storageId }),
   }).catch((error: Error) => {
-    throw new Error(`cannot open ${path}: ${error.message}`);
+    const wrapped = osError("open", path, error);
+    throw wrapped === error ? new Error(`cannot open ${path}: ${error.message}`) : wrapped;
   });
   return { device: guard(opened), storageId: opened.meta.storageId };
 }
@@ -213,9 +222,25 @@ async function run(args: string[]): Promise<number> {
   };
 
   // Signals are caught before the ready line, so a script may stop us as soon as it reads it.
-  const stop = untilStopSignal();
+  const stop = untilStopSignal({ log, deadlineMs: plan.shutdownMs });
+  let created: string | undefined;
+  let ready = false;
   try {
-    const { device: media, storageId } = await openDevice(plan, log);
+    // Everything that can fail is checked before the media is made or opened.
+    if (plan.data.kind === "file") await requireSizeForNew(plan.data.path, plan.size);
+    await preflight(
+      [
+        { url: plan.listen, from: "--listen" },
+        ...(plan.status === undefined
+          ? []
+          : [{ url: statusListenUrl(plan.status), from: "--status" }]),
+      ],
+      plan.data.kind === "file" ? [{ path: plan.data.path, from: "--data", size: plan.size }] : [],
+    );
+    const { device: media, storageId } = await stop.step(
+      "opening the media",
+      () => openDevice(plan, log, (path) => created = path),
+    );
     // Counts what proxies ask of this node, for the status endpoint's /metrics.
     const device = new CountingBlockDevice(media);
     try {
@@ -226,17 +251,11 @@ async function run(args: string[]): Promise<number> {
         ...(storageId === undefined ? {} : { storageId }),
         ...(secret === undefined ? {} : { secret }),
         ...(tls === undefined ? {} : { tls }),
+      }).catch((error) => {
+        throw osError("listen on", plan.listen, error);
       });
       try {
         const info = device.info();
-        log.log("info", "serving", {
-          node,
-          data: plan.data.kind === "memory" ? "memory:" : plan.data.path,
-          size: info.size,
-          readOnly: info.readOnly,
-          storageId: storageId ?? null,
-        });
-        console.log(server.url);
         const status = plan.status === undefined ? undefined : await startStatusEndpoint({
           name: node,
           tree: leafTree({
@@ -258,20 +277,34 @@ async function run(args: string[]): Promise<number> {
           listen: plan.status,
         });
         try {
+          log.log("info", "serving", {
+            node,
+            data: plan.data.kind === "memory" ? "memory:" : plan.data.path,
+            size: info.size,
+            readOnly: info.readOnly,
+            storageId: storageId ?? null,
+          });
+          console.log(server.url);
           for (const line of status?.lines ?? []) console.log(line);
+          ready = true;
           const signal = await stop.signal;
           log.log("info", "shutting down", { signal, links: server.stats.links });
         } finally {
-          await status?.shutdown();
+          await stop.step("closing the status endpoint", async () => await status?.shutdown());
         }
       } finally {
-        await server.close();
+        await stop.step(
+          () => `closing the node server (${server.stats.links} links)`,
+          () => server.close(),
+        );
       }
     } finally {
-      await device.flush().catch(() => {});
-      await device.close();
+      await stop.step("flushing the media", () => device.flush().catch(() => {}));
+      await stop.step("closing the media", () => device.close());
     }
   } finally {
+    // Media made for a node that never served is not left behind.
+    if (!ready && created !== undefined) await Deno.remove(created).catch(() => {});
     stop.dispose();
   }
   return 0;
