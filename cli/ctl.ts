@@ -6,6 +6,7 @@
  */
 import { parseArgs } from "node:util";
 import { CONTROL_ACTIONS, type ControlAction, type LegSpec } from "../storage/control.ts";
+import { osReason } from "../util/os_error.ts";
 import { type Command, UsageError } from "./command.ts";
 
 const help = `Usage: dst ctl [--url URL] [--token-file PATH] ACTION ARGS...
@@ -121,7 +122,7 @@ async function loadToken(file: string | undefined): Promise<string | undefined> 
     try {
       return (await Deno.readTextFile(file)).trim();
     } catch (error) {
-      throw new Error(`cannot read the token file ${file}: ${(error as Error).message}`);
+      throw new Error(`cannot read the token file ${file}: ${osReason(error as Error)}`);
     }
   }
   const env = Deno.env.get("DST_STATUS_TOKEN");

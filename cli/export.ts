@@ -7,7 +7,7 @@ import type { BlockDevice } from "../actors/block/contract.ts";
 import { FileBlockDevice } from "../actors/block/file.ts";
 import { guard } from "../actors/block/guard.ts";
 import { MemoryBlockDevice } from "../actors/block/memory.ts";
-import { consoleLogger } from "../util/log.ts";
+import { consoleLogger, type Logger } from "../util/log.ts";
 import { clientUri, type ListenAddress, parseListenUrl } from "../nbd/address.ts";
 import { NbdServer } from "../nbd/server.ts";
 import { RemoteNode } from "../actors/node/proxy.ts";
@@ -15,14 +15,18 @@ import { startStatusEndpoint, type StatusEndpoint } from "../status/endpoint.ts"
 import { CountingBlockDevice } from "../status/io.ts";
 import { leafTree, remoteLeafState } from "../status/leaf.ts";
 import { readSecret } from "./secret.ts";
-import { untilStopSignal } from "./signals.ts";
+import { SHUTDOWN_HELP, shutdownTimeout, type StopSignal, untilStopSignal } from "./signals.ts";
+import { type PlannedListen, preflight, requireSizeForNew, statusListenUrl } from "./preflight.ts";
+import { parseDuration } from "../util/duration.ts";
+import { osError, withOsContext } from "../util/os_error.ts";
 import { type Command, UsageError } from "./command.ts";
 import { parseFlags } from "./flags.ts";
 import { parseSize as parseBytes } from "../util/size.ts";
 
 const help = `Usage: dst export --listen URL [--listen URL...] [--name NAME] [--read-only]
-                  (--memory SIZE | --file PATH [--size SIZE] | --remote NODE-URL)
-                  [--status HOST:PORT]
+                  (--memory SIZE | --file PATH [--size SIZE] |
+                   --remote NODE-URL [--io-timeout DURATION])
+                  [--status HOST:PORT] [--shutdown-timeout DURATION]
 
 Serves a block device over NBD and prints the URI clients connect to, one per listen address:
   nbd://HOST:PORT/NAME  or  nbd+unix:///NAME?socket=PATH
@@ -39,12 +43,16 @@ Options:
                    learned from the node
   --secret-file PATH  with --remote: the cluster secret (or set DST_SECRET)
   --ca PEM         with --remote quic://: CA certificates to trust
+  --io-timeout DURATION
+                   with --remote: how long a request may wait for a lost node (link down,
+                   reconnecting) before it fails with EIO (e.g. 5s; default 30s)
   --read-only      refuse writes (clients see a read-only export)
   --status HOST:PORT  serve the export's status page, JSON and /metrics there (printed after
                    the URIs; loopback is safest)
+${SHUTDOWN_HELP}
   -h, --help       show this help
 
-SIGTERM or SIGINT stops the server gracefully.
+SIGTERM or SIGINT stops the server gracefully; a second signal stops it at once.
 
 Example:
   dst export --listen tcp://127.0.0.1:10809 --memory 1G
@@ -74,7 +82,11 @@ interface ExportPlan {
       readonly url: string;
       readonly secretFile: string | undefined;
       readonly ca: string | undefined;
+      /** How long a request may wait for a lost node before EIO; undefined: its deadline. */
+      readonly ioTimeoutMs: number | undefined;
     };
+  /** How long a graceful stop may take. */
+  readonly shutdownMs: number;
 }
 
 /** Turns the command line into a plan; every mistake is a UsageError (exit code 2). */
@@ -90,6 +102,8 @@ export function planExport(args: string[]): ExportPlan {
     ca: { type: "string" },
     "read-only": { type: "boolean" },
     status: { type: "string" },
+    "io-timeout": { type: "string" },
+    "shutdown-timeout": { type: "string" },
     help: { type: "boolean", short: "h" },
   });
   const urls = values.listen ?? [];
@@ -113,6 +127,15 @@ export function planExport(args: string[]): ExportPlan {
   ) {
     throw new UsageError("--secret-file and --ca go with --remote");
   }
+  if (values["io-timeout"] !== undefined && values.remote === undefined) {
+    throw new UsageError("--io-timeout goes with --remote (local devices do not wait for a link)");
+  }
+  let ioTimeoutMs: number | undefined;
+  try {
+    if (values["io-timeout"] !== undefined) ioTimeoutMs = parseDuration(values["io-timeout"]);
+  } catch (error) {
+    throw new UsageError(`--io-timeout ${(error as Error).message}`);
+  }
   const name = values.name ?? "dst";
   if (new TextEncoder().encode(name).length > 4096 || name.includes("\0")) {
     throw new UsageError("--name must be at most 4096 bytes and contain no NUL");
@@ -123,8 +146,15 @@ export function planExport(args: string[]): ExportPlan {
     name,
     readOnly: values["read-only"] ?? false,
     status: values.status,
+    shutdownMs: shutdownTimeout(values["shutdown-timeout"]),
     source: values.remote !== undefined
-      ? { kind: "remote", url: values.remote, secretFile: values["secret-file"], ca: values.ca }
+      ? {
+        kind: "remote",
+        url: values.remote,
+        secretFile: values["secret-file"],
+        ca: values.ca,
+        ioTimeoutMs,
+      }
       : values.file !== undefined
       ? {
         kind: "file",
@@ -138,21 +168,59 @@ export function planExport(args: string[]): ExportPlan {
 async function run(args: string[]): Promise<number> {
   const plan = planExport(args);
   const log = consoleLogger("info", "dst export");
+  // Caught from the start, so a stop during startup is bounded by the deadline too.
+  const stop = untilStopSignal({ log, deadlineMs: plan.shutdownMs });
+  try {
+    const source = plan.source;
+    if (source.kind === "file") await requireSizeForNew(source.path, source.size);
+    await preflight(
+      plannedListens(plan),
+      source.kind === "file" ? [{ path: source.path, from: "--file", size: source.size }] : [],
+    );
+    return await serve(plan, log, stop);
+  } finally {
+    stop.dispose();
+  }
+}
+
+/** Where the export will listen, for the preflight. */
+function plannedListens(plan: ExportPlan): PlannedListen[] {
+  return [
+    ...plan.urls.map((url) => ({ url, from: "--listen" })),
+    ...(plan.status === undefined ? [] : [{ url: statusListenUrl(plan.status), from: "--status" }]),
+  ];
+}
+
+async function serve(
+  plan: ExportPlan,
+  log: Logger,
+  stop: StopSignal,
+): Promise<number> {
   let remote: RemoteNode | undefined;
+  let created: string | undefined;
+  const opened = await stop.step(
+    plan.source.kind === "remote" ? `connecting to node ${plan.source.url}` : "opening the device",
+    () => openDevice(plan, (r) => remote = r, (path) => created = path),
+  );
   // Counts what NBD clients ask, for the status endpoint's /metrics.
-  const device = new CountingBlockDevice(await openDevice(plan, (r) => remote = r));
+  const device = new CountingBlockDevice(opened);
   const description = plan.source.kind === "file"
     ? `dst file export ${plan.source.path}`
     : plan.source.kind === "remote"
     ? `dst remote node ${plan.source.url}`
     : `dst memory export (${plan.source.size} bytes)`;
   const server = new NbdServer({ exports: [{ name: plan.name, device, description }], log });
-  const stopped = untilStopSignal();
   const uris: string[] = [];
+  /** Unix sockets this export bound, removed when it stops (never another process's). */
+  const sockets: string[] = [];
   let status: StatusEndpoint | undefined;
+  let ready = false;
   try {
     for (const url of plan.urls) {
-      const bound = await server.listen(url);
+      const bound = await server.listen(url).catch((error) => {
+        throw osError("listen on", url, error);
+      });
+      if (bound.address.transport === "unix") sockets.push(bound.address.path);
       uris.push(clientUri(bound.address, plan.name));
       console.log(uris.at(-1));
     }
@@ -175,17 +243,25 @@ async function run(args: string[]): Promise<number> {
       });
       for (const line of status.lines) console.log(line);
     }
-    const signal = await stopped.signal;
+    ready = true;
+    const signal = await stop.signal;
     log.log("info", "shutting down", { signal, connections: server.connections });
   } finally {
-    await status?.shutdown();
-    await server.close();
-    await device.flush().catch(() => {});
-    await device.close();
-    for (const address of plan.listen) {
-      if (address.transport === "unix") await Deno.remove(address.path).catch(() => {});
-    }
-    stopped.dispose();
+    await stop.step("closing the status endpoint", async () => await status?.shutdown());
+    await stop.step(
+      () => `closing the NBD server (${server.connections} open connection(s))`,
+      () => server.close(),
+    );
+    await stop.step(
+      remote === undefined
+        ? "flushing the device"
+        : `flushing node ${remote.url} (${remote.state})`,
+      () => device.flush().catch(() => {}),
+    );
+    await stop.step("closing the device", () => device.close());
+    for (const path of sockets) await Deno.remove(path).catch(() => {});
+    // Media made for an export that never served is not left behind.
+    if (!ready && created !== undefined) await Deno.remove(created).catch(() => {});
   }
   return 0;
 }
@@ -193,7 +269,8 @@ async function run(args: string[]): Promise<number> {
 /** The device behind the export: a sparse memory device, or file media behind the guard. */
 async function openDevice(
   plan: ExportPlan,
-  onRemote?: (remote: RemoteNode) => void,
+  onRemote: (remote: RemoteNode) => void,
+  onCreated: (path: string) => void,
 ): Promise<BlockDevice> {
   const source = plan.source;
   if (source.kind === "memory") {
@@ -201,14 +278,17 @@ async function openDevice(
   }
   if (source.kind === "remote") {
     const secret = await readSecret(source.secretFile);
-    const caCerts = source.ca === undefined ? undefined : [await Deno.readTextFile(source.ca)];
+    const caCerts = source.ca === undefined
+      ? undefined
+      : [await withOsContext("read --ca", source.ca, () => Deno.readTextFile(source.ca!))];
     const remote = await RemoteNode.connect(source.url, {
       node: `export@${Deno.hostname()}`,
       logger: consoleLogger("info", "dst export"),
+      ...(source.ioTimeoutMs === undefined ? {} : { ioTimeoutMs: source.ioTimeoutMs }),
       ...(secret === undefined ? {} : { secret }),
       ...(caCerts === undefined ? {} : { tls: { caCerts } }),
     });
-    onRemote?.(remote);
+    onRemote(remote);
     return guard(remote, { readOnly: plan.readOnly });
   }
   const exists = await Deno.lstat(source.path).then(() => true, () => false);
@@ -216,16 +296,22 @@ async function openDevice(
     if (source.size === undefined) {
       throw new UsageError(`${source.path} does not exist: give --size SIZE to create it`);
     }
-    const created = await FileBlockDevice.create({ path: source.path, size: source.size });
+    const created = await withOsContext(
+      "create",
+      source.path,
+      () => FileBlockDevice.create({ path: source.path, size: source.size! }),
+    );
+    onCreated(source.path);
     if (!plan.readOnly) return guard(created);
     await created.close();
   }
   return guard(
-    await FileBlockDevice.open({
-      path: source.path,
-      readOnly: plan.readOnly,
-      ...(source.size !== undefined ? { expectSize: source.size } : {}),
-    }),
+    await withOsContext("open", source.path, () =>
+      FileBlockDevice.open({
+        path: source.path,
+        readOnly: plan.readOnly,
+        ...(source.size !== undefined ? { expectSize: source.size } : {}),
+      })),
   );
 }
 

@@ -18,11 +18,14 @@ import { parseFlags } from "./flags.ts";
 import { parseSize } from "./export.ts";
 import { LIMIT_FLAGS, LIMITS_HELP, type NodeLimits, parseLimits } from "./node_limits.ts";
 import { readSecret } from "./secret.ts";
-import { untilStopSignal } from "./signals.ts";
+import { SHUTDOWN_HELP, shutdownTimeout, untilStopSignal } from "./signals.ts";
+import { preflight, requireSizeForNew, statusListenUrl } from "./preflight.ts";
+import { osError, withOsContext } from "../util/os_error.ts";
 
 const help = `Usage: dst node --listen URL --data (PATH | memory:) [--size SIZE] [--id NAME]
                 [--storage-id ID] [--read-only] [--secret-file PATH]
-                [--cert PEM --key PEM] [--ca PEM] [--status HOST:PORT] [LIMITS]
+                [--cert PEM --key PEM] [--ca PEM] [--status HOST:PORT]
+                [--shutdown-timeout DURATION] [LIMITS]
 
 Serves one storage node to remote node proxies and prints the URL it listens on (with the real
 port when 0 was given) once ready.
@@ -45,12 +48,13 @@ Options:
   --ca PEM            quic: CA certificates to trust (PEM file)
   --status HOST:PORT  serve this node's status page, JSON and /metrics there (printed after
                       the URL; loopback is safest)
+${SHUTDOWN_HELP}
   -h, --help          show this help
 
 Limits (what peers can make the node hold; a refusal is logged once per burst):
 ${LIMITS_HELP}
 
-SIGTERM or SIGINT stops the node gracefully.
+SIGTERM or SIGINT stops the node gracefully; a second signal stops it at once.
 
 Example:
   DST_SECRET=s3cret dst node --listen tcp://127.0.0.1:7000 --data /var/lib/dst/a.img --size 1G`;
@@ -69,6 +73,8 @@ export interface NodePlan {
   /** HOST:PORT of the status endpoint, if any. */
   readonly status: string | undefined;
   readonly limits: NodeLimits;
+  /** How long a graceful stop may take. */
+  readonly shutdownMs: number;
 }
 
 /** Turns the command line into a plan; every mistake is a UsageError (exit code 2). */
@@ -86,6 +92,7 @@ export function planNode(args: string[]): NodePlan {
     ca: { type: "string" },
     status: { type: "string" },
     ...LIMIT_FLAGS,
+    "shutdown-timeout": { type: "string" },
     help: { type: "boolean", short: "h" },
   });
   if (values.listen === undefined) throw new UsageError("--listen URL is required");
@@ -129,6 +136,7 @@ export function planNode(args: string[]): NodePlan {
     },
     status: values.status,
     limits: parseLimits(values),
+    shutdownMs: shutdownTimeout(values["shutdown-timeout"]),
   };
 }
 
@@ -158,17 +166,14 @@ export function isLocalOnly(url: string): boolean {
 }
 
 async function readPem(path: string, flag: string): Promise<string> {
-  try {
-    return await Deno.readTextFile(path);
-  } catch (error) {
-    throw new UsageError(`${flag} ${path}: ${(error as Error).message}`);
-  }
+  return await withOsContext(`read ${flag}`, path, () => Deno.readTextFile(path));
 }
 
 /** The node's device behind the guard, and the storage id it announces. */
 async function openDevice(
   plan: NodePlan,
   log: Logger,
+  onCreated: (path: string) => void,
 ): Promise<{ device: BlockDevice; storageId: string | undefined }> {
   if (plan.data.kind === "memory") {
     const device = new MemoryBlockDevice({ size: plan.size!, readOnly: plan.readOnly });
@@ -180,11 +185,14 @@ async function openDevice(
     if (plan.size === undefined) {
       throw new UsageError(`${path} does not exist: give --size SIZE to create it`);
     }
-    const created = await FileBlockDevice.create({
-      path,
-      size: plan.size,
-      ...(plan.storageId === undefined ? {} : { storageId: plan.storageId }),
-    });
+    const size = plan.size;
+    const created = await withOsContext("create", path, () =>
+      FileBlockDevice.create({
+        path,
+        size,
+        ...(plan.storageId === undefined ? {} : { storageId: plan.storageId }),
+      }));
+    onCreated(path);
     log.log("info", "created media", { path, size: plan.size, storageId: created.meta.storageId });
     if (!plan.readOnly) return { device: guard(created), storageId: created.meta.storageId };
     await created.close();
@@ -195,7 +203,8 @@ async function openDevice(
     ...(plan.size === undefined ? {} : { expectSize: plan.size }),
     ...(plan.storageId === undefined ? {} : { expectStorageId: plan.storageId }),
   }).catch((error: Error) => {
-    throw new Error(`cannot open ${path}: ${error.message}`);
+    const wrapped = osError("open", path, error);
+    throw wrapped === error ? new Error(`cannot open ${path}: ${error.message}`) : wrapped;
   });
   return { device: guard(opened), storageId: opened.meta.storageId };
 }
@@ -220,9 +229,25 @@ async function run(args: string[]): Promise<number> {
   };
 
   // Signals are caught before the ready line, so a script may stop us as soon as it reads it.
-  const stop = untilStopSignal();
+  const stop = untilStopSignal({ log, deadlineMs: plan.shutdownMs });
+  let created: string | undefined;
+  let ready = false;
   try {
-    const { device: media, storageId } = await openDevice(plan, log);
+    // Everything that can fail is checked before the media is made or opened.
+    if (plan.data.kind === "file") await requireSizeForNew(plan.data.path, plan.size);
+    await preflight(
+      [
+        { url: plan.listen, from: "--listen" },
+        ...(plan.status === undefined
+          ? []
+          : [{ url: statusListenUrl(plan.status), from: "--status" }]),
+      ],
+      plan.data.kind === "file" ? [{ path: plan.data.path, from: "--data", size: plan.size }] : [],
+    );
+    const { device: media, storageId } = await stop.step(
+      "opening the media",
+      () => openDevice(plan, log, (path) => created = path),
+    );
     // Counts what proxies ask of this node, for the status endpoint's /metrics.
     const device = new CountingBlockDevice(media);
     try {
@@ -234,17 +259,11 @@ async function run(args: string[]): Promise<number> {
         ...(storageId === undefined ? {} : { storageId }),
         ...(secret === undefined ? {} : { secret }),
         ...(tls === undefined ? {} : { tls }),
+      }).catch((error) => {
+        throw osError("listen on", plan.listen, error);
       });
       try {
         const info = device.info();
-        log.log("info", "serving", {
-          node,
-          data: plan.data.kind === "memory" ? "memory:" : plan.data.path,
-          size: info.size,
-          readOnly: info.readOnly,
-          storageId: storageId ?? null,
-        });
-        console.log(server.url);
         const status = plan.status === undefined ? undefined : await startStatusEndpoint({
           name: node,
           tree: leafTree({
@@ -266,20 +285,34 @@ async function run(args: string[]): Promise<number> {
           listen: plan.status,
         });
         try {
+          log.log("info", "serving", {
+            node,
+            data: plan.data.kind === "memory" ? "memory:" : plan.data.path,
+            size: info.size,
+            readOnly: info.readOnly,
+            storageId: storageId ?? null,
+          });
+          console.log(server.url);
           for (const line of status?.lines ?? []) console.log(line);
+          ready = true;
           const signal = await stop.signal;
           log.log("info", "shutting down", { signal, links: server.stats.links });
         } finally {
-          await status?.shutdown();
+          await stop.step("closing the status endpoint", async () => await status?.shutdown());
         }
       } finally {
-        await server.close();
+        await stop.step(
+          () => `closing the node server (${server.stats.links} links)`,
+          () => server.close(),
+        );
       }
     } finally {
-      await device.flush().catch(() => {});
-      await device.close();
+      await stop.step("flushing the media", () => device.flush().catch(() => {}));
+      await stop.step("closing the media", () => device.close());
     }
   } finally {
+    // Media made for a node that never served is not left behind.
+    if (!ready && created !== undefined) await Deno.remove(created).catch(() => {});
     stop.dispose();
   }
   return 0;

@@ -1,4 +1,5 @@
 /** The cluster secret, from a file named on the command line or the DST_SECRET variable. */
+import { osReason } from "../util/os_error.ts";
 import { UsageError } from "./command.ts";
 
 /** The secret from `path` (when given) or DST_SECRET; undefined when there is neither. */
@@ -14,7 +15,7 @@ export async function readSecret(
   try {
     text = await Deno.readTextFile(path);
   } catch (error) {
-    throw new UsageError(`${flag} ${path}: ${(error as Error).message}`);
+    throw new UsageError(`cannot read ${flag} ${path}: ${osReason(error as Error)}`);
   }
   // A trailing newline from `echo secret > file` is not part of the secret.
   const secret = text.replace(/\r?\n$/, "");

@@ -1,7 +1,9 @@
 /**
  * `dst serve --config FILE`: assembles the storage a topology file describes (remote sizes
  * discovered now), exports it over NBD, optionally serves it as a dst node so another storage can
- * use it as a child, and shows its status over HTTP. SIGTERM or SIGINT stops it gracefully.
+ * use it as a child, and shows its status over HTTP. Every listen address and media path is
+ * checked before anything is made; a start that fails later takes back what it made. SIGTERM or
+ * SIGINT stops it gracefully, within the shutdown deadline.
  */
 import { dirname, resolve } from "node:path";
 import { ActorSystem } from "../actors/runtime/system.ts";
@@ -11,17 +13,21 @@ import { NbdServer } from "../nbd/server.ts";
 import { startStatusEndpoint } from "../status/endpoint.ts";
 import { CountingBlockDevice } from "../status/io.ts";
 import { assemble, type Storage } from "../storage/assemble.ts";
+import { plannedMedia } from "../storage/leaves.ts";
 import { loadTopology, type Topology } from "../storage/topology.ts";
+import { parseDuration } from "../util/duration.ts";
 import { consoleLogger, type Logger } from "../util/log.ts";
+import { osError } from "../util/os_error.ts";
 import { type Command, UsageError } from "./command.ts";
 import { parseFlags } from "./flags.ts";
 import { LIMIT_FLAGS, LIMITS_HELP, type NodeLimits, parseLimits } from "./node_limits.ts";
+import { type PlannedListen, preflight, statusListenUrl } from "./preflight.ts";
 import { readSecret } from "./secret.ts";
-import { untilStopSignal } from "./signals.ts";
+import { SHUTDOWN_HELP, shutdownTimeout, type StopSignal, untilStopSignal } from "./signals.ts";
 
 const help =
   `Usage: dst serve --config FILE [--status HOST:PORT [--status-token-file PATH]] [--id NAME]
-                 [--force] [LIMITS]
+                 [--force] [--io-timeout DURATION] [--shutdown-timeout DURATION] [LIMITS]
 
 Assembles the storage described by a topology file, exports it over NBD (the file's
 "export.listen"), serves it as a dst node when the file has "node.listen", and prints where
@@ -39,6 +45,11 @@ Options:
                       as outdated by the legs that can: writes only that leg holds (if it was
                       the last to serve) are then not served; when it returns it is judged,
                       and refused as split brain if it was written apart (nothing overwritten)
+  --io-timeout DURATION
+                      how long a request to a remote leaf outside a mirror may wait for a
+                      lost node before it fails with EIO (a leaf's "ioTimeout" wins; mirror
+                      legs fail at once unless theirs says otherwise; default 30s)
+${SHUTDOWN_HELP}
   -h, --help          show this help
 
 Limits of the dst node listener ("node.listen"), as for dst node:
@@ -62,6 +73,15 @@ export interface Running {
   stop(): Promise<void>;
 }
 
+/** The addresses a topology (and a status endpoint) will listen on, for the preflight. */
+export function plannedListens(topology: Topology, status: string | undefined): PlannedListen[] {
+  return [
+    ...(topology.export?.listen ?? []).map((url, i) => ({ url, from: `export.listen[${i}]` })),
+    ...(topology.node === undefined ? [] : [{ url: topology.node.listen, from: "node.listen" }]),
+    ...(status === undefined ? [] : [{ url: statusListenUrl(status), from: "--status" }]),
+  ];
+}
+
 /** Starts everything a topology asks for; used by `dst serve` and the embedded default. */
 export async function startStorage(
   topology: Topology,
@@ -75,9 +95,19 @@ export async function startStorage(
     nodeLimits?: NodeLimits;
     /** Start mirrors without unreachable legs not known to be outdated (see --force). */
     force?: boolean;
+    /** Default I/O timeout of remote leaves outside a mirror. */
+    ioTimeoutMs?: number;
+    /** Names each part of the stop, so an abandoned shutdown says what it left. */
+    step?: StopSignal["step"];
   },
 ): Promise<Running> {
   const log = options.log;
+  const step = options.step ?? ((_what, work) => work());
+  // Listeners and media are checked before anything is made or started.
+  await preflight(
+    plannedListens(topology, options.status),
+    plannedMedia(topology, (path) => resolve(options.baseDir, path)),
+  );
   const secretFile = topology.secretFile === undefined
     ? undefined
     : resolve(options.baseDir, topology.secretFile);
@@ -89,15 +119,19 @@ export async function startStorage(
     node: id,
     baseDir: options.baseDir,
     logger: log,
+    ...(options.ioTimeoutMs === undefined ? {} : { ioTimeoutMs: options.ioTimeoutMs }),
     ...(secret === undefined ? {} : { secret }),
     ...(options.force ? { force: true } : {}),
-  });
-  const stops: (() => Promise<void>)[] = [];
-  const stop = async () => {
-    for (const s of stops.reverse()) await s().catch(() => {});
-    await storage.device.flush().catch(() => {});
-    await storage.close();
+  }).catch(async (error) => {
     await system.shutdown();
+    throw error;
+  });
+  const stops: [string, () => Promise<void>][] = [];
+  const stop = async () => {
+    for (const [what, s] of stops.reverse()) await step(what, () => s().catch(() => {}));
+    await step("flushing the storage", () => storage.device.flush().catch(() => {}));
+    await step("closing the storage", () => storage.close());
+    await step("stopping the actors", () => system.shutdown());
   };
   try {
     // Counts what clients of the NBD export and the dst node ask for, for status and /metrics.
@@ -109,9 +143,12 @@ export async function startStorage(
         exports: [{ name, device, description: `dst storage ${topology.storage}` }],
         log,
       });
-      stops.push(() => nbd.close());
+      stops.push(["closing the NBD server", () => nbd.close()]);
       for (const url of topology.export.listen) {
-        uris.push(clientUri((await nbd.listen(url)).address, name));
+        const bound = await nbd.listen(url).catch((error) => {
+          throw osError("listen on", url, error);
+        });
+        uris.push(clientUri(bound.address, name));
       }
     }
     let nodeUrl: string | undefined;
@@ -121,8 +158,10 @@ export async function startStorage(
         logger: log,
         ...options.nodeLimits,
         ...(secret === undefined ? {} : { secret }),
+      }).catch((error) => {
+        throw osError("listen on", topology.node!.listen, error);
       });
-      stops.push(() => server.close());
+      stops.push(["closing the node server", () => server.close()]);
       nodeUrl = server.url;
     }
     let status: { url: string; lines: readonly string[] } | undefined;
@@ -136,7 +175,7 @@ export async function startStorage(
         listen: options.status,
         ...(options.statusTokenFile === undefined ? {} : { tokenFile: options.statusTokenFile }),
       });
-      stops.push(() => http.shutdown());
+      stops.push(["closing the status endpoint", () => http.shutdown()]);
       status = http;
     }
     return {
@@ -148,6 +187,8 @@ export async function startStorage(
     };
   } catch (error) {
     await stop();
+    // Media the assembly made for a storage that never served is not left behind.
+    for (const path of storage.created) await Deno.remove(path).catch(() => {});
     throw error;
   }
 }
@@ -160,28 +201,40 @@ async function run(args: string[]): Promise<number> {
     id: { type: "string" },
     force: { type: "boolean" },
     ...LIMIT_FLAGS,
+    "io-timeout": { type: "string" },
+    "shutdown-timeout": { type: "string" },
     help: { type: "boolean", short: "h" },
   });
   if (values.config === undefined) throw new UsageError("--config FILE is required");
   const nodeLimits = parseLimits(values);
+  const deadlineMs = shutdownTimeout(values["shutdown-timeout"]);
+  let ioTimeoutMs: number | undefined;
+  try {
+    if (values["io-timeout"] !== undefined) ioTimeoutMs = parseDuration(values["io-timeout"]);
+  } catch (error) {
+    throw new UsageError(`--io-timeout ${(error as Error).message}`);
+  }
   const topology = await loadTopology(values.config);
   if (topology.export === undefined && topology.node === undefined) {
     throw new UsageError(`${values.config} has neither "export" nor "node": nothing to serve`);
   }
   const log = consoleLogger("info", "dst serve");
-  const stopSignal = untilStopSignal();
+  const stopSignal = untilStopSignal({ log, deadlineMs });
   try {
-    const running = await startStorage(topology, {
-      baseDir: dirname(resolve(values.config)),
-      log,
-      nodeLimits,
-      ...(values.force ? { force: true } : {}),
-      ...(values.status === undefined ? {} : { status: values.status }),
-      ...(values["status-token-file"] === undefined
-        ? {}
-        : { statusTokenFile: values["status-token-file"] }),
-      ...(values.id === undefined ? {} : { id: values.id }),
-    });
+    const running = await stopSignal.step("starting the storage", () =>
+      startStorage(topology, {
+        baseDir: dirname(resolve(values.config!)),
+        log,
+        step: stopSignal.step,
+        nodeLimits,
+        ...(values.force ? { force: true } : {}),
+        ...(ioTimeoutMs === undefined ? {} : { ioTimeoutMs }),
+        ...(values.status === undefined ? {} : { status: values.status }),
+        ...(values["status-token-file"] === undefined
+          ? {}
+          : { statusTokenFile: values["status-token-file"] }),
+        ...(values.id === undefined ? {} : { id: values.id }),
+      }));
     for (const uri of running.uris) console.log(uri);
     if (running.nodeUrl !== undefined) console.log(`node ${running.nodeUrl}`);
     for (const line of running.statusLines ?? []) console.log(line);

@@ -8,6 +8,7 @@ import type { StatusJson } from "../status/tree.ts";
 import { statusText } from "../status/text.ts";
 import { type Command, UsageError } from "./command.ts";
 import { untilStopSignal } from "./signals.ts";
+import { consoleLogger } from "../util/log.ts";
 
 const help = `Usage: dst status [URL] [--watch [--interval SECONDS]] [--json]
 
@@ -93,7 +94,7 @@ async function run(args: string[]): Promise<number> {
     console.log(show(await fetchStatus(url)));
     return 0;
   }
-  const stop = untilStopSignal();
+  const stop = untilStopSignal({ log: consoleLogger("info", "dst status") });
   try {
     let stopped = false;
     stop.signal.then(() => stopped = true);

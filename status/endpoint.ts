@@ -1,13 +1,15 @@
 /**
  * Starting the status endpoint the same way in every command that has `--status HOST:PORT`
  * (`dst serve`, `dst start`, `dst export`, `dst node`): the token for control actions is loaded
- * or made, the app served, and the lines to print at start worked out in one place.
+ * or made, the app served, and the lines to print at start worked out in one place. An endpoint
+ * that cannot listen says on which address, and takes back the token file it just made.
  */
 import type { TreeNode } from "../storage/assemble.ts";
 import type { StorageControl } from "../storage/control.ts";
 import { serveStatus, statusApp } from "./app.ts";
 import type { IoStats } from "./io.ts";
 import { loadStatusToken, type StatusToken } from "./token.ts";
+import { osError, withOsContext } from "../util/os_error.ts";
 
 export interface EndpointOptions {
   readonly name: string;
@@ -31,9 +33,11 @@ export interface StatusEndpoint {
 }
 
 export async function startStatusEndpoint(options: EndpointOptions): Promise<StatusEndpoint> {
-  const token = options.control === undefined
-    ? undefined
-    : await loadStatusToken(options.tokenFile);
+  const token = options.control === undefined ? undefined : await withOsContext(
+    "keep the status token in",
+    options.tokenFile ?? "DST_STATUS_TOKEN",
+    () => loadStatusToken(options.tokenFile),
+  );
   const app = statusApp({
     name: options.name,
     tree: options.tree,
@@ -42,7 +46,16 @@ export async function startStatusEndpoint(options: EndpointOptions): Promise<Sta
     ...(options.control === undefined ? {} : { control: options.control }),
     ...(token === undefined ? {} : { token: token.token }),
   });
-  const http = await serveStatus(app, options.listen);
+  let http: Awaited<ReturnType<typeof serveStatus>>;
+  try {
+    http = await serveStatus(app, options.listen);
+  } catch (error) {
+    // A token file made for an endpoint that never served is not left behind.
+    if (token?.generated && options.tokenFile !== undefined) {
+      await Deno.remove(options.tokenFile).catch(() => {});
+    }
+    throw osError("listen on", `tcp://${options.listen} (status)`, error);
+  }
   const lines = [`status ${http.url}`];
   // A token this run made is printed once, after the URL, so scripts reading the first lines
   // still find the URL where they expect it.

@@ -6,6 +6,7 @@
  * a bad file starts nothing.
  */
 import { z } from "zod";
+import { parseDuration } from "../util/duration.ts";
 import { formatSize, parseSize } from "../util/size.ts";
 
 const name = z.string().regex(
@@ -21,6 +22,16 @@ const size = z.union([z.number(), z.string()]).transform((value, ctx) => {
   }
   try {
     return parseSize(value);
+  } catch (error) {
+    ctx.addIssue({ code: "custom", message: (error as Error).message });
+    return z.NEVER;
+  }
+});
+
+/** "500ms", "5s", "2m", as milliseconds. */
+const duration = z.string().transform((value, ctx) => {
+  try {
+    return parseDuration(value);
   } catch (error) {
     ctx.addIssue({ code: "custom", message: (error as Error).message });
     return z.NEVER;
@@ -47,6 +58,12 @@ const remoteNode = z.strictObject({
   storageId: z.string().min(1).optional(),
   /** How long assembly waits for the node before going on without it (default 10 s). */
   connectTimeoutMs: z.number().int().min(100).max(600_000).optional(),
+  /**
+   * How long a request may wait for the node while its link is down before it fails with EIO
+   * (milliseconds once parsed). Mirror legs default to failing at once; others to the request's
+   * deadline (30 s) or `dst serve --io-timeout`.
+   */
+  ioTimeout: duration.optional(),
 });
 const linearNode = z.strictObject({
   kind: z.literal("linear"),

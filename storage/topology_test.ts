@@ -100,3 +100,18 @@ Deno.test("topology: unknown fields and bad URLs are refused", () => {
   assert.ok(p.some((x) => x.startsWith("(top level)") && x.includes("extra")), p.join("\n"));
   assert.ok(p.some((x) => x.startsWith("export.listen[0]") && x.includes("tcp://")), p.join("\n"));
 });
+
+Deno.test("topology: a remote leaf's ioTimeout is a duration, named when wrong", () => {
+  const withTimeout = (ioTimeout: unknown) => ({
+    ...good,
+    nodes: { ...good.nodes, b2: { ...good.nodes.b2, ioTimeout } },
+  });
+  assert.deepEqual(parseTopology(withTimeout("5s")).nodes.b2, {
+    kind: "remote",
+    url: "tcp://127.0.0.1:7001",
+    ioTimeout: 5000,
+  });
+  assert.deepEqual(problems(withTimeout("5")), [
+    'nodes.b2.ioTimeout: "5" is not a duration (examples: 500ms, 5s, 2m)',
+  ]);
+});

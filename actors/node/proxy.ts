@@ -4,7 +4,8 @@
  * matched by id, verifies the negotiated checksum on every payload (a mismatch is counted and the
  * request sent again, never returned or written), and when the link dies it reconnects with
  * jittered backoff and sends what was outstanding again, oldest first, before anything newer.
- * A request that gets no answer within its deadline fails with ETIMEDOUT ("maybe applied").
+ * A request that gets no answer within its deadline fails with ETIMEDOUT ("maybe applied"); one
+ * that waits for a lost node longer than the I/O timeout fails with EIO.
  */
 import { shortfall } from "../block/info.ts";
 import {
@@ -21,6 +22,7 @@ import { backoffDelay, type BackoffOptions } from "../runtime/backoff.ts";
 import type { Clock, Timer } from "../../util/clock.ts";
 import { coarseSystemClock } from "../../util/coarse_clock.ts";
 import { type Logger, silentLogger } from "../../util/log.ts";
+import { osErrorCode, osReasonFor } from "../../util/os_error.ts";
 import { type Random, systemRandom } from "../../util/random.ts";
 import { dial, type DialOptions } from "../../transport/dial.ts";
 import type { Frame, Header, Link } from "../../transport/types.ts";
@@ -53,7 +55,7 @@ export interface RemoteNodeOptions {
   readonly logger?: Logger;
   readonly clock?: Clock;
   readonly random?: Random;
-  /** A request not answered within this fails with ETIMEDOUT. Default 30 s. */
+  /** A request not answered within this fails with ETIMEDOUT. Default 30 s (or ioTimeoutMs). */
   readonly requestTimeoutMs?: number;
   /** The first connection must succeed within this. Default 10 s. */
   readonly connectTimeoutMs?: number;
@@ -66,11 +68,12 @@ export interface RemoteNodeOptions {
   readonly keepAliveMs?: number;
   readonly deadAfterMs?: number;
   /**
-   * How long requests wait for a lost link to come back before failing with EIO (default: until
-   * their own deadline). A mirror leg sets 0: better to leave the in-sync set at once and resync
-   * later than to stall every client write behind a dead node.
+   * How long a request may wait for a lost node (link down, reconnecting) before it fails with
+   * EIO, counted for each request from when it began waiting (default: until its own deadline).
+   * A mirror leg sets 0: better to leave the in-sync set at once and resync later than to stall
+   * every client write behind a dead node.
    */
-  readonly holdMs?: number;
+  readonly ioTimeoutMs?: number;
   /** Told when the link goes down or comes back. */
   readonly onState?: (state: RemoteState) => void;
 }
@@ -94,6 +97,8 @@ interface Pending {
   readonly resolve: (reply: { header: Reply; payload: Uint8Array }) => void;
   readonly reject: (error: BlockError) => void;
   timer: Timer | undefined;
+  /** Runs while the request waits for a lost link; it fails the request at the I/O timeout. */
+  waiting: Timer | undefined;
 }
 
 /** Fails when a hello is not a dst node's, or of another storage. */
@@ -130,7 +135,6 @@ export class RemoteNode implements BlockDevice, MediaDevice {
   #nextId = 1;
   #attempt = 0;
   #retryTimer: Timer | undefined;
-  #holdTimer: Timer | undefined;
 
   private constructor(
     url: string,
@@ -142,7 +146,8 @@ export class RemoteNode implements BlockDevice, MediaDevice {
     this.#clock = options.clock ?? coarseSystemClock;
     this.#random = options.random ?? systemRandom;
     this.#logger = options.logger ?? silentLogger;
-    this.#timeoutMs = options.requestTimeoutMs ?? 30_000;
+    // A request must be allowed to wait for its node as long as the I/O timeout says.
+    this.#timeoutMs = options.requestTimeoutMs ?? Math.max(30_000, options.ioTimeoutMs ?? 0);
     if ("link" in first) {
       this.#hello = first.hello;
       this.#info = infoFromHello(first.hello);
@@ -188,10 +193,10 @@ export class RemoteNode implements BlockDevice, MediaDevice {
           random,
         );
         if (error instanceof BlockError || clock.now() + wait > deadline) {
-          throw new BlockError(
-            "EIO",
-            `cannot reach node ${url}: ${error instanceof Error ? error.message : error}`,
-          );
+          const why = error instanceof Error
+            ? osErrorCode(error) === undefined ? error.message : osReasonFor("connect", error)
+            : String(error);
+          throw new BlockError("EIO", `cannot reach node ${url}: ${why}`);
         }
         await new Promise<void>((resolve) => clock.setTimeout(resolve, wait));
       }
@@ -336,7 +341,6 @@ export class RemoteNode implements BlockDevice, MediaDevice {
     if (this.#state === "closed") return Promise.resolve();
     this.#setState("closed");
     this.#retryTimer?.cancel();
-    this.#holdTimer?.cancel();
     for (const p of [...this.#pending.values()]) {
       this.#settle(p);
       p.reject(new BlockError("ESHUTDOWN", `remote node ${this.url} was closed`));
@@ -360,7 +364,7 @@ export class RemoteNode implements BlockDevice, MediaDevice {
     if (this.#state === "closed") {
       return Promise.reject(new BlockError("ESHUTDOWN", `remote node ${this.url} was closed`));
     }
-    if (this.#link === undefined && this.#options.holdMs === 0) {
+    if (this.#link === undefined && this.#options.ioTimeoutMs === 0) {
       return Promise.reject(new BlockError("EIO", `link to node ${this.url} is down`));
     }
     const { off, len } = header;
@@ -375,7 +379,16 @@ export class RemoteNode implements BlockDevice, MediaDevice {
     }
     return new Promise((resolve, reject) => {
       const id = this.#nextId++;
-      const p: Pending = { id, header, payload, into, resolve, reject, timer: undefined };
+      const p: Pending = {
+        id,
+        header,
+        payload,
+        into,
+        resolve,
+        reject,
+        timer: undefined,
+        waiting: undefined,
+      };
       p.timer = this.#clock.setTimeout(() => {
         this.stats.timeouts++;
         this.#settle(p);
@@ -385,6 +398,7 @@ export class RemoteNode implements BlockDevice, MediaDevice {
       }, this.#timeoutMs);
       this.#pending.set(id, p);
       if (this.#link !== undefined) this.#send(this.#link, p);
+      else this.#waitForLink(p);
     });
   }
 
@@ -411,7 +425,21 @@ export class RemoteNode implements BlockDevice, MediaDevice {
 
   #settle(p: Pending): void {
     p.timer?.cancel();
+    p.waiting?.cancel();
     this.#pending.delete(p.id);
+  }
+
+  /** The request waits for the link to come back, at most the I/O timeout. */
+  #waitForLink(p: Pending): void {
+    const limit = this.#options.ioTimeoutMs;
+    if (limit === undefined || p.waiting !== undefined) return;
+    const fail = () => {
+      this.#settle(p);
+      const waited = limit === 0 ? "" : ` (${p.header.op} waited ${limit} ms, the I/O timeout)`;
+      p.reject(new BlockError("EIO", `link to node ${this.url} is down${waited}`));
+    };
+    if (limit === 0) fail();
+    else p.waiting = this.#clock.setTimeout(fail, limit);
   }
 
   #attach(link: Link): void {
@@ -421,6 +449,10 @@ export class RemoteNode implements BlockDevice, MediaDevice {
       this.#hello!.checksums,
     );
     link.receive((frame) => this.#onFrame(link, frame));
+    for (const p of this.#pending.values()) {
+      p.waiting?.cancel();
+      p.waiting = undefined;
+    }
     void link.closed.then((closed) => {
       if (this.#link !== link) return;
       this.#link = undefined;
@@ -433,23 +465,12 @@ export class RemoteNode implements BlockDevice, MediaDevice {
       this.#setState("connecting");
       this.#attempt = 0;
       this.#scheduleReconnect();
-      const hold = this.#options.holdMs;
-      if (hold !== undefined) {
-        this.#holdTimer = this.#clock.setTimeout(() => this.#failPending(), hold);
-      }
+      for (const p of [...this.#pending.values()]) this.#waitForLink(p);
     });
     // Outstanding requests go out again in the order they were first made (ids ascend).
     for (const p of this.#pending.values()) {
       this.stats.resent++;
       this.#send(link, p);
-    }
-  }
-
-  /** Fails every outstanding request: the link stayed down longer than they may wait. */
-  #failPending(): void {
-    for (const p of [...this.#pending.values()]) {
-      this.#settle(p);
-      p.reject(new BlockError("EIO", `link to node ${this.url} is down`));
     }
   }
 
@@ -504,7 +525,6 @@ export class RemoteNode implements BlockDevice, MediaDevice {
       return;
     }
     this.#hello = hello;
-    this.#holdTimer?.cancel();
     this.stats.reconnects++;
     this.#logger.log("info", "link to node restored", {
       node: this.url,
