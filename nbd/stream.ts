@@ -2,6 +2,8 @@
  * Byte-stream plumbing for one NBD connection: a buffered reader that hands out views of whole
  * headers and reads large payloads straight into their destination, and a writer that batches
  * small replies into one write while large payloads go out from their own buffers, uncopied.
+ * Both count their progress so the server can tell an idle client from a busy one and a client
+ * that stopped reading from a slow one, without a timer per request.
  */
 
 /** What a connection must offer; `Deno.Conn` fits. */
@@ -22,10 +24,16 @@ export class StreamReader {
   readonly #buffer: Uint8Array;
   #start = 0;
   #end = 0;
+  #reads = 0;
 
   constructor(stream: ByteStream, bufferSize = 256 * 1024) {
     this.#stream = stream;
     this.#buffer = new Uint8Array(bufferSize);
+  }
+
+  /** Reads from the stream that returned bytes so far: it changes whenever the client sends. */
+  get progress(): number {
+    return this.#reads;
   }
 
   /** Bytes buffered and not yet consumed. */
@@ -45,6 +53,7 @@ export class StreamReader {
         if (this.#end === this.#start) return null;
         throw new TruncatedError(`stream ended ${this.#end - this.#start} bytes into a message`);
       }
+      this.#reads++;
       this.#end += got;
     }
     const at = this.#start;
@@ -71,6 +80,7 @@ export class StreamReader {
     while (done < into.length) {
       const got = await this.#stream.read(into.subarray(done));
       if (got === null) throw new TruncatedError(`stream ended ${done} bytes into a payload`);
+      this.#reads++;
       done += got;
     }
   }
@@ -84,6 +94,7 @@ export class StreamReader {
         this.#start = this.#end = 0;
         const got = await this.#stream.read(this.#buffer);
         if (got === null) throw new TruncatedError(`stream ended ${n - left} bytes into a payload`);
+        this.#reads++;
         this.#end = got;
         continue;
       }
@@ -106,12 +117,20 @@ const DIRECT_WRITE = 64 * 1024;
 /**
  * Queues outgoing segments. While one write is in flight, later small segments gather and go
  * out together in the next write, so a burst of replies costs one syscall, not one each.
+ * A segment's `release` runs only once its bytes are written to the stream (or dropped because
+ * writing failed): callers tie buffers and budgets to it, so a client that stops reading holds
+ * what its unwritten replies hold and nothing more.
  */
 export class StreamWriter {
   readonly #stream: ByteStream;
   readonly #batch: Uint8Array;
   readonly #segments: Uint8Array[] = [];
   readonly #releases: ((() => void) | undefined)[] = [];
+  /** Releases of segments copied into the batch being written. */
+  readonly #batched: (() => void)[] = [];
+  #queued = 0;
+  #writes = 0;
+  #writing = false;
   #pumping = false;
   #failed: Error | null = null;
   #idle: (() => void)[] = [];
@@ -126,7 +145,22 @@ export class StreamWriter {
     return this.#failed;
   }
 
-  /** Queues `data`; `release` runs once the bytes have been handed to the stream (or dropped). */
+  /** Bytes queued and not yet written. */
+  get queued(): number {
+    return this.#queued;
+  }
+
+  /** True while a write to the stream is waiting: the client is not taking what we send. */
+  get writing(): boolean {
+    return this.#writing;
+  }
+
+  /** Writes to the stream that completed so far: unchanged while the client reads nothing. */
+  get progress(): number {
+    return this.#writes;
+  }
+
+  /** Queues `data`; `release` runs once the bytes have been written to the stream (or dropped). */
   send(data: Uint8Array, release?: () => void): void {
     if (this.#failed) {
       release?.();
@@ -134,6 +168,7 @@ export class StreamWriter {
     }
     this.#segments.push(data);
     this.#releases.push(release);
+    this.#queued += data.length;
     if (!this.#pumping) this.#pump();
   }
 
@@ -154,6 +189,7 @@ export class StreamWriter {
           try {
             await this.#writeAll(first);
           } finally {
+            this.#queued -= first.length;
             release?.();
           }
           continue;
@@ -165,13 +201,20 @@ export class StreamWriter {
           this.#batch.set(next, used);
           used += next.length;
           this.#segments.shift();
-          this.#releases.shift()?.();
+          const release = this.#releases.shift();
+          if (release !== undefined) this.#batched.push(release);
         }
-        await this.#writeAll(this.#batch.subarray(0, used));
+        try {
+          await this.#writeAll(this.#batch.subarray(0, used));
+        } finally {
+          this.#queued -= used;
+          this.#releaseBatched();
+        }
       }
     } catch (error) {
       this.#failed = error instanceof Error ? error : new Error(String(error));
       this.#segments.length = 0;
+      this.#queued = 0;
       for (const release of this.#releases.splice(0)) release?.();
     } finally {
       this.#pumping = false;
@@ -179,8 +222,21 @@ export class StreamWriter {
     }
   }
 
+  #releaseBatched(): void {
+    if (this.#batched.length === 0) return;
+    for (const release of this.#batched.splice(0)) release();
+  }
+
   async #writeAll(data: Uint8Array): Promise<void> {
     let done = 0;
-    while (done < data.length) done += await this.#stream.write(data.subarray(done));
+    while (done < data.length) {
+      this.#writing = true;
+      try {
+        done += await this.#stream.write(data.subarray(done));
+      } finally {
+        this.#writing = false;
+      }
+      this.#writes++;
+    }
   }
 }
