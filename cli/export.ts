@@ -18,11 +18,14 @@ import { readSecret } from "./secret.ts";
 import { untilStopSignal } from "./signals.ts";
 import { type Command, UsageError } from "./command.ts";
 import { parseFlags } from "./flags.ts";
+import { nbdLimitFlags, nbdLimitHelp, nbdLimitsFrom } from "./nbd_flags.ts";
+import type { NbdLimits } from "../nbd/limits.ts";
 import { parseSize as parseBytes } from "../util/size.ts";
 
 const help = `Usage: dst export --listen URL [--listen URL...] [--name NAME] [--read-only]
                   (--memory SIZE | --file PATH [--size SIZE] | --remote NODE-URL)
-                  [--status HOST:PORT]
+                  [--status HOST:PORT] [--nbd-max-connections N] [--nbd-max-handshakes N]
+                  [--nbd-idle-timeout SECONDS] [--nbd-stall-timeout SECONDS]
 
 Serves a block device over NBD and prints the URI clients connect to, one per listen address:
   nbd://HOST:PORT/NAME  or  nbd+unix:///NAME?socket=PATH
@@ -42,6 +45,7 @@ Options:
   --read-only      refuse writes (clients see a read-only export)
   --status HOST:PORT  serve the export's status page, JSON and /metrics there (printed after
                    the URIs; loopback is safest)
+${nbdLimitHelp(19)}
   -h, --help       show this help
 
 SIGTERM or SIGINT stops the server gracefully.
@@ -66,6 +70,8 @@ interface ExportPlan {
   readonly readOnly: boolean;
   /** HOST:PORT of the status endpoint, if any. */
   readonly status: string | undefined;
+  /** Bounds on NBD clients the flags set; the rest stay at their defaults. */
+  readonly nbd: Partial<NbdLimits>;
   readonly source:
     | { readonly kind: "memory"; readonly size: number }
     | { readonly kind: "file"; readonly path: string; readonly size: number | undefined }
@@ -90,6 +96,7 @@ export function planExport(args: string[]): ExportPlan {
     ca: { type: "string" },
     "read-only": { type: "boolean" },
     status: { type: "string" },
+    ...nbdLimitFlags,
     help: { type: "boolean", short: "h" },
   });
   const urls = values.listen ?? [];
@@ -123,6 +130,7 @@ export function planExport(args: string[]): ExportPlan {
     name,
     readOnly: values["read-only"] ?? false,
     status: values.status,
+    nbd: nbdLimitsFrom(values),
     source: values.remote !== undefined
       ? { kind: "remote", url: values.remote, secretFile: values["secret-file"], ca: values.ca }
       : values.file !== undefined
@@ -146,7 +154,11 @@ async function run(args: string[]): Promise<number> {
     : plan.source.kind === "remote"
     ? `dst remote node ${plan.source.url}`
     : `dst memory export (${plan.source.size} bytes)`;
-  const server = new NbdServer({ exports: [{ name: plan.name, device, description }], log });
+  const server = new NbdServer({
+    exports: [{ name: plan.name, device, description }],
+    log,
+    ...plan.nbd,
+  });
   const stopped = untilStopSignal();
   const uris: string[] = [];
   let status: StatusEndpoint | undefined;

@@ -15,11 +15,15 @@ import { loadTopology, type Topology } from "../storage/topology.ts";
 import { consoleLogger, type Logger } from "../util/log.ts";
 import { type Command, UsageError } from "./command.ts";
 import { parseFlags } from "./flags.ts";
+import { nbdLimitFlags, nbdLimitHelp, nbdLimitsFrom } from "./nbd_flags.ts";
+import type { NbdLimits } from "../nbd/limits.ts";
 import { readSecret } from "./secret.ts";
 import { untilStopSignal } from "./signals.ts";
 
 const help =
   `Usage: dst serve --config FILE [--status HOST:PORT [--status-token-file PATH]] [--id NAME]
+                 [--nbd-max-connections N] [--nbd-max-handshakes N]
+                 [--nbd-idle-timeout SECONDS] [--nbd-stall-timeout SECONDS]
 
 Assembles the storage described by a topology file, exports it over NBD (the file's
 "export.listen"), serves it as a dst node when the file has "node.listen", and prints where
@@ -33,6 +37,7 @@ Options:
                       where the bearer token for control actions is kept (made there on the
                       first start); else DST_STATUS_TOKEN, else a fresh one printed at start
   --id NAME           this process's node identity (default: the storage's name)
+${nbdLimitHelp(22)}
   -h, --help          show this help
 
 Example topology (a mirror of a local file and a remote node):
@@ -56,7 +61,15 @@ export interface Running {
 /** Starts everything a topology asks for; used by `dst serve` and the embedded default. */
 export async function startStorage(
   topology: Topology,
-  options: { baseDir: string; status?: string; statusTokenFile?: string; id?: string; log: Logger },
+  options: {
+    baseDir: string;
+    status?: string;
+    statusTokenFile?: string;
+    id?: string;
+    /** Bounds on NBD clients; unset ones (all, for \`dst start\`) stay at their defaults. */
+    nbd?: Partial<NbdLimits>;
+    log: Logger;
+  },
 ): Promise<Running> {
   const log = options.log;
   const secretFile = topology.secretFile === undefined
@@ -88,6 +101,7 @@ export async function startStorage(
       const nbd = new NbdServer({
         exports: [{ name, device, description: `dst storage ${topology.storage}` }],
         log,
+        ...options.nbd,
       });
       stops.push(() => nbd.close());
       for (const url of topology.export.listen) {
@@ -137,9 +151,11 @@ async function run(args: string[]): Promise<number> {
     status: { type: "string" },
     "status-token-file": { type: "string" },
     id: { type: "string" },
+    ...nbdLimitFlags,
     help: { type: "boolean", short: "h" },
   });
   if (values.config === undefined) throw new UsageError("--config FILE is required");
+  const nbd = nbdLimitsFrom(values);
   const topology = await loadTopology(values.config);
   if (topology.export === undefined && topology.node === undefined) {
     throw new UsageError(`${values.config} has neither "export" nor "node": nothing to serve`);
@@ -149,6 +165,7 @@ async function run(args: string[]): Promise<number> {
   try {
     const running = await startStorage(topology, {
       baseDir: dirname(resolve(values.config)),
+      nbd,
       log,
       ...(values.status === undefined ? {} : { status: values.status }),
       ...(values["status-token-file"] === undefined
