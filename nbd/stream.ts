@@ -19,16 +19,22 @@ export class TruncatedError extends Error {
   override name = "TruncatedError";
 }
 
+/** Buffers start this small, so an idle connection costs little, and grow for busy ones. */
+const INITIAL_BUFFER = 16 * 1024;
+
 export class StreamReader {
   readonly #stream: ByteStream;
-  readonly #buffer: Uint8Array;
+  readonly #maxBuffer: number;
+  #buffer: Uint8Array;
   #start = 0;
   #end = 0;
   #reads = 0;
 
+  /** @param bufferSize the size the buffer may grow to while the client keeps it full. */
   constructor(stream: ByteStream, bufferSize = 256 * 1024) {
     this.#stream = stream;
-    this.#buffer = new Uint8Array(bufferSize);
+    this.#maxBuffer = bufferSize;
+    this.#buffer = new Uint8Array(Math.min(INITIAL_BUFFER, bufferSize));
   }
 
   /** Reads from the stream that returned bytes so far: it changes whenever the client sends. */
@@ -42,10 +48,11 @@ export class StreamReader {
   }
 
   /**
-   * Resolves a view of the next `n` bytes (n <= buffer size), valid until the next call; null
-   * at a clean end of stream (nothing buffered). Throws {@link TruncatedError} mid-message.
+   * Resolves a view of the next `n` bytes, valid until the next call; null at a clean end of
+   * stream (nothing buffered). Throws {@link TruncatedError} mid-message.
    */
   async take(n: number): Promise<Uint8Array | null> {
+    if (n > this.#buffer.length) this.#resize(Math.max(n, this.#buffer.length * 2));
     while (this.#end - this.#start < n) {
       if (this.#start > 0 && this.#buffer.length - this.#start < n) this.#compact();
       const got = await this.#stream.read(this.#buffer.subarray(this.#end));
@@ -55,6 +62,10 @@ export class StreamReader {
       }
       this.#reads++;
       this.#end += got;
+      // A read that filled the buffer means the client has more queued: take more at a time.
+      if (this.#end === this.#buffer.length && this.#buffer.length < this.#maxBuffer) {
+        this.#resize(Math.min(this.#maxBuffer, this.#buffer.length * 2));
+      }
     }
     const at = this.#start;
     this.#start += n;
@@ -109,6 +120,14 @@ export class StreamReader {
     this.#end -= this.#start;
     this.#start = 0;
   }
+
+  #resize(size: number): void {
+    const next = new Uint8Array(size);
+    next.set(this.#buffer.subarray(this.#start, this.#end));
+    this.#end -= this.#start;
+    this.#start = 0;
+    this.#buffer = next;
+  }
 }
 
 /** Segments at least this long are written from their own buffer instead of being batched. */
@@ -123,7 +142,9 @@ const DIRECT_WRITE = 64 * 1024;
  */
 export class StreamWriter {
   readonly #stream: ByteStream;
-  readonly #batch: Uint8Array;
+  readonly #maxBatch: number;
+  /** Grows while bursts fill it, so an idle connection holds only a small one. */
+  #batch: Uint8Array;
   readonly #segments: Uint8Array[] = [];
   readonly #releases: ((() => void) | undefined)[] = [];
   /** Releases of segments copied into the batch being written. */
@@ -135,9 +156,11 @@ export class StreamWriter {
   #failed: Error | null = null;
   #idle: (() => void)[] = [];
 
+  /** @param batchSize the size the batch may grow to while bursts of replies fill it. */
   constructor(stream: ByteStream, batchSize = 256 * 1024) {
     this.#stream = stream;
-    this.#batch = new Uint8Array(batchSize);
+    this.#maxBatch = batchSize;
+    this.#batch = new Uint8Array(Math.min(INITIAL_BUFFER, batchSize));
   }
 
   /** The error that stopped writing, if any; later sends are dropped (and released). */
@@ -183,7 +206,10 @@ export class StreamWriter {
     try {
       while (this.#segments.length > 0) {
         const first = this.#segments[0]!;
-        if (first.length >= DIRECT_WRITE || this.#segments.length === 1) {
+        if (
+          first.length >= DIRECT_WRITE || this.#segments.length === 1 ||
+          first.length > this.#batch.length
+        ) {
           this.#segments.shift();
           const release = this.#releases.shift();
           try {
@@ -194,18 +220,25 @@ export class StreamWriter {
           }
           continue;
         }
+        const batch = this.#batch;
         let used = 0;
         while (this.#segments.length > 0) {
           const next = this.#segments[0]!;
-          if (next.length >= DIRECT_WRITE || used + next.length > this.#batch.length) break;
-          this.#batch.set(next, used);
+          if (next.length >= DIRECT_WRITE) break;
+          if (used + next.length > batch.length) {
+            if (batch.length < this.#maxBatch) {
+              this.#batch = new Uint8Array(Math.min(this.#maxBatch, batch.length * 2));
+            }
+            break;
+          }
+          batch.set(next, used);
           used += next.length;
           this.#segments.shift();
           const release = this.#releases.shift();
           if (release !== undefined) this.#batched.push(release);
         }
         try {
-          await this.#writeAll(this.#batch.subarray(0, used));
+          await this.#writeAll(batch.subarray(0, used));
         } finally {
           this.#queued -= used;
           this.#releaseBatched();

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { Budget } from "./budget.ts";
-import { type ByteStream, StreamWriter } from "./stream.ts";
+import { type ByteStream, StreamReader, StreamWriter } from "./stream.ts";
 
 /** A stream whose writes wait until the test lets them through, like a client not reading. */
 class GatedStream implements ByteStream {
@@ -93,4 +93,63 @@ Deno.test("budget: counts and bytes bound what is taken; an oversized request go
   budget.give(0);
   budget.give(60);
   assert.throws(() => budget.give(0), /more than was taken/);
+});
+
+/** A stream that hands out `data` in reads of at most what the reader asks for. */
+function streamOf(data: Uint8Array): ByteStream & { reads: number[] } {
+  let at = 0;
+  const reads: number[] = [];
+  return {
+    reads,
+    read(into: Uint8Array) {
+      if (at >= data.length) return Promise.resolve(null);
+      const n = Math.min(into.length, data.length - at);
+      into.set(data.subarray(at, at + n));
+      at += n;
+      reads.push(into.length);
+      return Promise.resolve(n);
+    },
+    write: (d: Uint8Array) => Promise.resolve(d.length),
+    close() {},
+  };
+}
+
+Deno.test("reader: starts small, grows while the client keeps it full, takes more than it holds", async () => {
+  const data = new Uint8Array(600 * 1024).map((_, i) => i & 0xff);
+  const stream = streamOf(data);
+  const reader = new StreamReader(stream, 256 * 1024);
+  const first = await reader.take(28);
+  assert.deepEqual(first, data.subarray(0, 28));
+  assert.equal(stream.reads[0], 16 * 1024, "an idle connection holds a small buffer");
+  const option = await reader.take(64 * 1024); // larger than the buffer so far
+  assert.deepEqual(option, data.subarray(28, 28 + 64 * 1024));
+  let at = 28 + 64 * 1024;
+  while (at + 4096 <= data.length) {
+    const piece = await reader.take(4096);
+    assert.deepEqual(piece, data.subarray(at, at + 4096));
+    at += 4096;
+  }
+  assert.ok(Math.max(...stream.reads) <= 256 * 1024);
+  assert.equal(Math.max(...stream.reads), 256 * 1024, "a busy connection reads in large pieces");
+});
+
+Deno.test("writer: replies bigger than the batch go out whole, in order", async () => {
+  const out: number[] = [];
+  const stream: ByteStream = {
+    read: () => Promise.resolve(null),
+    write(d: Uint8Array) {
+      out.push(...d);
+      return Promise.resolve(d.length);
+    },
+    close() {},
+  };
+  const writer = new StreamWriter(stream, 1024);
+  const sent: number[] = [];
+  for (let i = 0; i < 20; i++) {
+    const piece = new Uint8Array(100 + i * 97).fill(i);
+    sent.push(...piece);
+    writer.send(piece);
+  }
+  await writer.drained();
+  assert.deepEqual(out, sent);
 });
