@@ -61,8 +61,26 @@ export class Verifier {
     return new Verifier(client, writer);
   }
 
-  /** Writes a describing block at `offset` and reads it back; throws on any difference. */
-  async roundTrip(offset: number, length = 8192): Promise<void> {
+  /**
+   * Writes a describing block at `offset` and reads it back; throws on any difference, and
+   * when the server has not answered both within `timeoutMs` (a server that stopped serving).
+   */
+  async roundTrip(offset: number, length = 8192, timeoutMs = 10_000): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        this.client.close();
+        reject(new Error(`verifier ${offset}+${length}: no answer within ${timeoutMs} ms`));
+      }, timeoutMs);
+    });
+    try {
+      await Promise.race([this.#roundTrip(offset, length), deadline]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async #roundTrip(offset: number, length: number): Promise<void> {
     const seq = ++this.#seq;
     const data = describingBlock(offset, length, this.#writer, seq);
     const wh = ++this.#handle;
