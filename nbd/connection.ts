@@ -128,7 +128,7 @@ export class Connection {
     this.#seenWrites = writes;
     this.#writeSeenAt = now;
     const reads = this.#reader.progress;
-    if (reads !== this.#seenReads || session.inFlight > 0 || writer.queued > 0) {
+    if (reads !== this.#seenReads || session.busy || writer.queued > 0) {
       this.#seenReads = reads;
       this.#activeAt = now;
     } else if (limits.idleTimeoutMs > 0 && now - this.#activeAt >= limits.idleTimeoutMs) {

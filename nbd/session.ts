@@ -97,6 +97,12 @@ const MAX_EXTENTS = 2048;
  * replies (an ack, an error of at most 4 KiB of text) are bounded by the request count alone.
  */
 const BLOCK_STATUS_COST = 64 + 16 * MAX_EXTENTS;
+/**
+ * Bytes a connection may always hold, even when the server-wide budget is spent: clients that
+ * stall with the whole budget cannot stop another from being served (at this pace) until they
+ * are dropped. The server holds at most its budget plus this much per connection.
+ */
+const OWN_FLOOR = 1024 * 1024;
 
 /** How a session ended, for logs and tests. */
 export type SessionEnd =
@@ -124,6 +130,8 @@ export class Session {
   #closed = false;
   /** Why the server ended this session, when it did (stall or idle timeout). */
   #abortedFor: SessionEnd | null = null;
+  /** A request has been read and waits for budget. */
+  #waiting = false;
 
   constructor(
     stream: ByteStream,
@@ -153,6 +161,11 @@ export class Session {
   /** Requests read and not yet answered on the socket. */
   get inFlight(): number {
     return this.#local.count;
+  }
+
+  /** Whether a request of this client is running, unanswered, or waiting for budget. */
+  get busy(): boolean {
+    return this.#local.count > 0 || this.#waiting;
   }
 
   /** Ends the session now (the client stalled or idled too long); its requests still settle. */
@@ -216,7 +229,7 @@ export class Session {
       const type = req.type;
       const cost = refused ? 0 : costOf(type, req.length);
       // No budget, no further reading: a client that does not take its replies is stalled here.
-      if (!this.#local.fits(cost) || !this.#shared.fits(cost)) {
+      if (!this.#fits(cost)) {
         if (!await this.#acquire(cost)) return "shutdown";
       }
       this.#local.take(cost);
@@ -257,12 +270,24 @@ export class Session {
    * went away meanwhile (then the request just read is work for no one).
    */
   async #acquire(cost: number): Promise<boolean> {
-    while (!this.#closed && this.#writer.failed === null) {
-      if (!this.#local.fits(cost)) await this.#local.changed();
-      else if (!this.#shared.fits(cost)) await this.#shared.changed();
-      else return true;
+    this.#waiting = true;
+    try {
+      // Every give of ours reaches the shared budget too, so waiting there also sees the floor.
+      while (!this.#closed && this.#writer.failed === null) {
+        if (!this.#local.fits(cost)) await this.#local.changed();
+        else if (!this.#fits(cost)) await this.#shared.changed();
+        else return true;
+      }
+      return false;
+    } finally {
+      this.#waiting = false;
     }
-    return false;
+  }
+
+  /** Room for `cost` in this connection's budget, and in the server's or within the floor. */
+  #fits(cost: number): boolean {
+    return this.#local.fits(cost) &&
+      (this.#shared.fits(cost) || this.#local.bytes + cost <= OWN_FLOOR);
   }
 
   /** A request's reply has been written (or dropped with the connection): its budget returns. */

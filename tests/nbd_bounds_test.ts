@@ -3,9 +3,13 @@
  * never takes the replies stalls (its memory stays bounded) and is dropped after the stall
  * timeout, and the memory comes back; connection and handshake caps refuse the excess while a
  * legitimate client is served once others leave, logged once per burst; the idle timeout closes
- * idle connections and leaves busy ones. A verifying client runs beside the attackers.
+ * idle connections and leaves busy ones; stalled clients together hold no more than the
+ * server-wide budget (plus a small floor each) and cannot starve another client. A verifying
+ * client runs beside the attackers.
  */
 import assert from "node:assert/strict";
+import { MemoryBlockDevice } from "../actors/block/memory.ts";
+import { NbdServer } from "../nbd/server.ts";
 import { runDst } from "./support/dst_process.ts";
 import { run, skipWithout, spawnExport } from "./support/nbd_harness.ts";
 import { concat, openExport, RawNbdClient } from "./support/nbd_raw_client.ts";
@@ -239,6 +243,41 @@ Deno.test({
       if (!stopped) await p.stop("SIGKILL");
     }
   },
+});
+
+Deno.test("server-wide budget: stalled clients hold at most it plus a floor each; others are served", async () => {
+  const device = new MemoryBlockDevice({ size: 64 * MiB });
+  const server = new NbdServer({
+    exports: [{ name: "dst", device }],
+    maxInFlightBytes: 4 * MiB,
+    maxServerInFlightBytes: 8 * MiB,
+  });
+  const bound = await server.listen("tcp://127.0.0.1:0");
+  const port = bound.address.transport === "tcp" ? bound.address.port : 0;
+  const attackers: RawNbdClient[] = [];
+  let verifier: Verifier | undefined;
+  try {
+    // Four clients ask for 8 MiB each and read nothing: 32 MiB wanted, 8 MiB to share.
+    for (let a = 0; a < 4; a++) {
+      const client = (await openExport(port)).client;
+      attackers.push(client);
+      const requests = Array.from({ length: 8 }, (_, i) => readRequest(i, i * MiB, MiB));
+      await client.send(concat(...requests));
+    }
+    await sleep(300);
+    const held = server.stats.inFlightBytes;
+    assert.ok(held <= 8 * MiB + 4 * MiB, `stalled clients hold ${held / MiB} MiB`);
+    assert.ok(held >= 8 * MiB, `only ${held / MiB} MiB held: the attack did not fill the budget`);
+    // The budget is spent, yet a fifth client is served within its own floor.
+    verifier = await Verifier.connect(port);
+    for (let i = 0; i < 5; i++) await verifier.roundTrip(32 * MiB + i * 65536, 65536, 3000);
+  } finally {
+    verifier?.close();
+    for (const a of attackers) a.close();
+    await server.close();
+    await device.close();
+  }
+  assert.equal(server.stats.inFlightBytes, 0, "the budget came back when the clients left");
 });
 
 Deno.test("NBD limit flags: bad values exit 2 naming the flag and what it takes", async () => {
