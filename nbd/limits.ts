@@ -8,7 +8,7 @@ export interface NbdLimits {
   readonly maxInFlight: number;
   /** Most payload bytes those requests may hold, per connection. */
   readonly maxInFlightBytes: number;
-  /** Most payload bytes all connections' requests may hold together. */
+  /** Most payload bytes all connections' requests may hold together (each may go 1 MiB over). */
   readonly maxServerInFlightBytes: number;
   /** Most open connections; more are closed at once. */
   readonly maxConnections: number;
