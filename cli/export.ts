@@ -21,12 +21,16 @@ import { parseDuration } from "../util/duration.ts";
 import { osError, withOsContext } from "../util/os_error.ts";
 import { type Command, UsageError } from "./command.ts";
 import { parseFlags } from "./flags.ts";
+import { nbdLimitFlags, nbdLimitHelp, nbdLimitsFrom } from "./nbd_flags.ts";
+import type { NbdLimits } from "../nbd/limits.ts";
 import { parseSize as parseBytes } from "../util/size.ts";
 
 const help = `Usage: dst export --listen URL [--listen URL...] [--name NAME] [--read-only]
                   (--memory SIZE | --file PATH [--size SIZE] |
                    --remote NODE-URL [--io-timeout DURATION])
                   [--status HOST:PORT] [--shutdown-timeout DURATION]
+                  [--nbd-max-connections N] [--nbd-max-handshakes N]
+                  [--nbd-idle-timeout SECONDS] [--nbd-stall-timeout SECONDS]
 
 Serves a block device over NBD and prints the URI clients connect to, one per listen address:
   nbd://HOST:PORT/NAME  or  nbd+unix:///NAME?socket=PATH
@@ -50,6 +54,7 @@ Options:
   --status HOST:PORT  serve the export's status page, JSON and /metrics there (printed after
                    the URIs; loopback is safest)
 ${SHUTDOWN_HELP}
+${nbdLimitHelp(19)}
   -h, --help       show this help
 
 SIGTERM or SIGINT stops the server gracefully; a second signal stops it at once.
@@ -74,6 +79,8 @@ interface ExportPlan {
   readonly readOnly: boolean;
   /** HOST:PORT of the status endpoint, if any. */
   readonly status: string | undefined;
+  /** Bounds on NBD clients the flags set; the rest stay at their defaults. */
+  readonly nbd: Partial<NbdLimits>;
   readonly source:
     | { readonly kind: "memory"; readonly size: number }
     | { readonly kind: "file"; readonly path: string; readonly size: number | undefined }
@@ -104,6 +111,7 @@ export function planExport(args: string[]): ExportPlan {
     status: { type: "string" },
     "io-timeout": { type: "string" },
     "shutdown-timeout": { type: "string" },
+    ...nbdLimitFlags,
     help: { type: "boolean", short: "h" },
   });
   const urls = values.listen ?? [];
@@ -147,6 +155,7 @@ export function planExport(args: string[]): ExportPlan {
     readOnly: values["read-only"] ?? false,
     status: values.status,
     shutdownMs: shutdownTimeout(values["shutdown-timeout"]),
+    nbd: nbdLimitsFrom(values),
     source: values.remote !== undefined
       ? {
         kind: "remote",
@@ -209,7 +218,11 @@ async function serve(
     : plan.source.kind === "remote"
     ? `dst remote node ${plan.source.url}`
     : `dst memory export (${plan.source.size} bytes)`;
-  const server = new NbdServer({ exports: [{ name: plan.name, device, description }], log });
+  const server = new NbdServer({
+    exports: [{ name: plan.name, device, description }],
+    log,
+    ...plan.nbd,
+  });
   const uris: string[] = [];
   /** Unix sockets this export bound, removed when it stops (never another process's). */
   const sockets: string[] = [];

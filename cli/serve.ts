@@ -22,12 +22,16 @@ import { type Command, UsageError } from "./command.ts";
 import { parseFlags } from "./flags.ts";
 import { LIMIT_FLAGS, LIMITS_HELP, type NodeLimits, parseLimits } from "./node_limits.ts";
 import { type PlannedListen, preflight, statusListenUrl } from "./preflight.ts";
+import { nbdLimitFlags, nbdLimitHelp, nbdLimitsFrom } from "./nbd_flags.ts";
+import type { NbdLimits } from "../nbd/limits.ts";
 import { readSecret } from "./secret.ts";
 import { SHUTDOWN_HELP, shutdownTimeout, type StopSignal, untilStopSignal } from "./signals.ts";
 
 const help =
   `Usage: dst serve --config FILE [--status HOST:PORT [--status-token-file PATH]] [--id NAME]
-                 [--force] [--io-timeout DURATION] [--shutdown-timeout DURATION] [LIMITS]
+                 [--force] [--io-timeout DURATION] [--shutdown-timeout DURATION]
+                 [--nbd-max-connections N] [--nbd-max-handshakes N]
+                 [--nbd-idle-timeout SECONDS] [--nbd-stall-timeout SECONDS] [LIMITS]
 
 Assembles the storage described by a topology file, exports it over NBD (the file's
 "export.listen"), serves it as a dst node when the file has "node.listen", and prints where
@@ -50,6 +54,7 @@ Options:
                       lost node before it fails with EIO (a leaf's "ioTimeout" wins; mirror
                       legs fail at once unless theirs says otherwise; default 30s)
 ${SHUTDOWN_HELP}
+${nbdLimitHelp(22)}
   -h, --help          show this help
 
 Limits of the dst node listener ("node.listen"), as for dst node:
@@ -90,6 +95,8 @@ export async function startStorage(
     status?: string;
     statusTokenFile?: string;
     id?: string;
+    /** Bounds on NBD clients; unset ones (all, for \`dst start\`) stay at their defaults. */
+    nbd?: Partial<NbdLimits>;
     log: Logger;
     /** Bounds of the node listener (default: the node server's). */
     nodeLimits?: NodeLimits;
@@ -142,6 +149,7 @@ export async function startStorage(
       const nbd = new NbdServer({
         exports: [{ name, device, description: `dst storage ${topology.storage}` }],
         log,
+        ...options.nbd,
       });
       stops.push(["closing the NBD server", () => nbd.close()]);
       for (const url of topology.export.listen) {
@@ -203,10 +211,12 @@ async function run(args: string[]): Promise<number> {
     ...LIMIT_FLAGS,
     "io-timeout": { type: "string" },
     "shutdown-timeout": { type: "string" },
+    ...nbdLimitFlags,
     help: { type: "boolean", short: "h" },
   });
   if (values.config === undefined) throw new UsageError("--config FILE is required");
   const nodeLimits = parseLimits(values);
+  const nbd = nbdLimitsFrom(values);
   const deadlineMs = shutdownTimeout(values["shutdown-timeout"]);
   let ioTimeoutMs: number | undefined;
   try {
@@ -227,6 +237,7 @@ async function run(args: string[]): Promise<number> {
         log,
         step: stopSignal.step,
         nodeLimits,
+        nbd,
         ...(values.force ? { force: true } : {}),
         ...(ioTimeoutMs === undefined ? {} : { ioTimeoutMs }),
         ...(values.status === undefined ? {} : { status: values.status }),

@@ -75,6 +75,8 @@ const MAX_OPTION_DATA = 64 * 1024;
 const MAX_SKIPPABLE_OPTION = 16 * 1024 * 1024;
 /** Bound on options per connection, against a client that never chooses. */
 const MAX_OPTIONS = 1024;
+/** Option replies queued for a client that does not read them; past this we stop reading. */
+const MAX_QUEUED_REPLIES = 64 * 1024;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
@@ -115,6 +117,7 @@ export async function negotiate(
   let metaExport: string | null = null;
 
   for (let count = 0; count < MAX_OPTIONS; count++) {
+    if (writer.queued > MAX_QUEUED_REPLIES) await writer.drained();
     const header = await reader.take(16);
     if (header === null) return null;
     if (readU32(header, 0) !== IHAVEOPT_HI || readU32(header, 4) !== IHAVEOPT_LO) {

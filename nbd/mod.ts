@@ -1,4 +1,10 @@
 /** The NBD edge of dst: a server that exports any BlockDevice to NBD clients. */
 export { clientUri, type ListenAddress, parseListenUrl } from "./address.ts";
 export { blockSizes, type NbdExport, transmissionFlags } from "./export.ts";
-export { type BoundListener, NbdServer, type NbdServerOptions } from "./server.ts";
+export { NBD_DEFAULTS, type NbdLimits } from "./limits.ts";
+export {
+  type BoundListener,
+  NbdServer,
+  type NbdServerOptions,
+  type NbdServerStats,
+} from "./server.ts";

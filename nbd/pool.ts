@@ -1,8 +1,9 @@
 /**
  * A pool of byte buffers in power-of-two size classes, shared by every connection of a server,
  * so the data path reuses read, write and reply buffers instead of allocating per request
- * (a fresh buffer costs about 2 µs even at 4 KiB). Bounded: each class keeps at most a budget of
- * idle bytes; the rest is left to the garbage collector.
+ * (a fresh buffer costs about 2 µs even at 4 KiB). Bounded: the pool keeps at most a total of
+ * idle bytes, each class at most half of it, and never keeps buffers for huge requests, so what
+ * a burst of large requests allocated goes back to the system once they are answered.
  */
 
 const MIN_CLASS = 12; // 4 KiB
@@ -13,31 +14,69 @@ const MAX_CLASS = 27; // 128 MiB
  */
 const SLACK = 64;
 
+export interface PoolLimits {
+  /** Most idle bytes kept over all classes (default 64 MiB). */
+  readonly maxIdleBytes?: number;
+  /** Largest buffer kept for reuse; larger ones are left to the garbage collector (8 MiB). */
+  readonly maxPooledBuffer?: number;
+}
+
 export class BufferPool {
   readonly #free: Uint8Array[][] = [];
-  readonly #idleBudget: number;
+  readonly #idleBytes: number[] = [];
+  readonly #maxIdle: number;
+  readonly #maxClassIdle: number;
+  readonly #maxPooled: number;
+  #idle = 0;
 
-  /** @param idleBytesPerClass most idle bytes each size class keeps for reuse. */
-  constructor(idleBytesPerClass = 128 * 1024 * 1024) {
-    this.#idleBudget = idleBytesPerClass;
-    for (let c = 0; c <= MAX_CLASS; c++) this.#free.push([]);
+  constructor(limits: PoolLimits = {}) {
+    this.#maxIdle = limits.maxIdleBytes ?? 64 * 1024 * 1024;
+    this.#maxClassIdle = this.#maxIdle / 2;
+    this.#maxPooled = limits.maxPooledBuffer ?? 8 * 1024 * 1024;
+    for (let c = 0; c <= MAX_CLASS; c++) {
+      this.#free.push([]);
+      this.#idleBytes.push(0);
+    }
+  }
+
+  /** Bytes held idle for reuse now. */
+  get idleBytes(): number {
+    return this.#idle;
   }
 
   /** A buffer of at least `size` bytes (its length is the class size; use a subarray). */
   get(size: number): Uint8Array {
     const cls = classOf(size);
     if (cls > MAX_CLASS) return new Uint8Array(size);
-    return this.#free[cls]!.pop() ?? new Uint8Array((1 << cls) + SLACK);
+    const buffer = this.#free[cls]!.pop();
+    if (buffer === undefined) return new Uint8Array((1 << cls) + SLACK);
+    this.#idleBytes[cls]! -= buffer.length;
+    this.#idle -= buffer.length;
+    return buffer;
   }
 
-  /** Gives back a buffer obtained from {@link get}; the caller must not touch it afterwards. */
-  put(buffer: Uint8Array): void {
+  /**
+   * Gives back a buffer obtained from {@link get}; the caller must not touch it afterwards.
+   * With `free`, the caller also vouches that nothing else holds a view of it (a reply already
+   * written, not a payload a device might still be sending): one the pool does not keep is then
+   * detached, which frees its memory now rather than at some later garbage collection, so an
+   * idle server gives back what a burst of huge requests took.
+   */
+  put(buffer: Uint8Array, free = false): void {
     const length = buffer.byteLength;
     if (buffer.byteOffset !== 0 || buffer.buffer.byteLength !== length) return;
     const cls = classOf(length);
     if (cls > MAX_CLASS || (1 << cls) + SLACK !== length) return;
-    const list = this.#free[cls]!;
-    if ((list.length + 1) * length <= this.#idleBudget || list.length === 0) list.push(buffer);
+    if (
+      length - SLACK > this.#maxPooled || this.#idle + length > this.#maxIdle ||
+      this.#idleBytes[cls]! + length > this.#maxClassIdle
+    ) {
+      if (free) (buffer.buffer as ArrayBuffer).transfer(0);
+      return;
+    }
+    this.#free[cls]!.push(buffer);
+    this.#idleBytes[cls]! += length;
+    this.#idle += length;
   }
 }
 

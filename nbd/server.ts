@@ -1,28 +1,28 @@
 /**
  * The NBD server: listens on TCP and Unix sockets, serves many named exports to many connections
  * at once, and shuts down gracefully (stop accepting, finish what is in flight, close). A broken
- * or vanished client ends its own connection only.
+ * or vanished client ends its own connection only. What clients can make it hold is bounded
+ * (see limits.ts): connections, handshakes, requests and their bytes per connection and in all;
+ * connections over a cap are closed at once, logged once per burst.
  */
+import { type Clock, systemClock, type Timer } from "../util/clock.ts";
 import type { Logger } from "../util/log.ts";
 import { silentLogger } from "../util/log.ts";
 import { type ListenAddress, parseListenUrl } from "./address.ts";
+import { Budget } from "./budget.ts";
+import { Connection, type ConnectionContext } from "./connection.ts";
 import type { NbdExport } from "./export.ts";
-import { type ExportTable, HandshakeError, negotiate } from "./handshake.ts";
+import type { ExportTable } from "./handshake.ts";
+import { type NbdLimits, resolveLimits } from "./limits.ts";
 import { BufferPool } from "./pool.ts";
-import { Session } from "./session.ts";
-import { type ByteStream, StreamReader, StreamWriter, TruncatedError } from "./stream.ts";
 
-export interface NbdServerOptions {
+export interface NbdServerOptions extends Partial<NbdLimits> {
   readonly exports: readonly NbdExport[];
   /** The export "" (the default export) means; the first export when not given. */
   readonly defaultExport?: string;
   readonly log?: Logger;
-  /** Most requests running at once per connection (default 64). */
-  readonly maxInFlight?: number;
-  /** Most payload bytes held by running requests per connection (default 64 MiB). */
-  readonly maxInFlightBytes?: number;
-  /** Longest a client may take to finish the handshake (default 30 s). */
-  readonly handshakeTimeoutMs?: number;
+  /** Time for timeouts; the system clock unless a test drives it. */
+  readonly clock?: Clock;
 }
 
 /** One bound socket; `address` has the real port when 0 was asked for. */
@@ -30,17 +30,35 @@ export interface BoundListener {
   readonly address: ListenAddress;
 }
 
+/** What the server holds now, for status and tests. */
+export interface NbdServerStats {
+  readonly connections: number;
+  readonly handshaking: number;
+  /** Requests read and not yet answered on the socket, over all connections. */
+  readonly inFlight: number;
+  readonly inFlightBytes: number;
+  /** Connections closed at once because a cap was reached, since the server started. */
+  readonly refused: number;
+  readonly poolIdleBytes: number;
+}
+
 export class NbdServer implements ExportTable {
   readonly #exports = new Map<string, NbdExport>();
   readonly #default: string;
   readonly #log: Logger;
+  readonly #clock: Clock;
+  readonly #limits: NbdLimits;
+  readonly #shared: Budget;
   readonly #pool = new BufferPool();
   readonly #listeners = new Set<Deno.Listener>();
   readonly #connections = new Set<Connection>();
   readonly #accepting = new Set<Promise<void>>();
-  readonly #maxInFlight: number;
-  readonly #maxInFlightBytes: number;
-  readonly #handshakeTimeoutMs: number;
+  readonly #context: ConnectionContext;
+  #handshaking = 0;
+  #refusedTotal = 0;
+  /** Refusals since the last accepted connection: only the first of a burst is logged. */
+  #refusedInBurst = 0;
+  #watch: Timer | null = null;
   #stopping = false;
 
   constructor(options: NbdServerOptions) {
@@ -54,9 +72,20 @@ export class NbdServer implements ExportTable {
       throw new RangeError(`default export "${this.#default}" is not among the exports`);
     }
     this.#log = options.log ?? silentLogger;
-    this.#maxInFlight = options.maxInFlight ?? 64;
-    this.#maxInFlightBytes = options.maxInFlightBytes ?? 64 * 1024 * 1024;
-    this.#handshakeTimeoutMs = options.handshakeTimeoutMs ?? 30_000;
+    this.#clock = options.clock ?? systemClock;
+    this.#limits = resolveLimits(options);
+    // Counts are bounded per connection; the shared budget bounds bytes over all of them.
+    this.#shared = new Budget(Number.MAX_SAFE_INTEGER, this.#limits.maxServerInFlightBytes);
+    this.#context = {
+      exports: this,
+      limits: this.#limits,
+      shared: this.#shared,
+      pool: this.#pool,
+      log: this.#log,
+      clock: this.#clock,
+      stopping: () => this.#stopping,
+      handshakeOver: () => this.#handshaking--,
+    };
   }
 
   find(name: string): NbdExport | undefined {
@@ -70,6 +99,21 @@ export class NbdServer implements ExportTable {
   /** Open connections (handshaking or transmitting). */
   get connections(): number {
     return this.#connections.size;
+  }
+
+  get limits(): NbdLimits {
+    return this.#limits;
+  }
+
+  get stats(): NbdServerStats {
+    return {
+      connections: this.#connections.size,
+      handshaking: this.#handshaking,
+      inFlight: this.#shared.count,
+      inFlightBytes: this.#shared.bytes,
+      refused: this.#refusedTotal,
+      poolIdleBytes: this.#pool.idleBytes,
+    };
   }
 
   /** Binds `url` (tcp://HOST:PORT or unix:///PATH) and starts accepting. */
@@ -97,8 +141,9 @@ export class NbdServer implements ExportTable {
 
   /**
    * Graceful shutdown: stops accepting, lets every connection finish the requests it has
-   * received (later ones get ESHUTDOWN), then closes them. Devices stay open: their owner
-   * flushes and closes them.
+   * received (later ones get ESHUTDOWN), then closes them. A client that takes none of its
+   * replies is still dropped after the stall timeout, so shutdown cannot hang on it. Devices
+   * stay open: their owner flushes and closes them.
    */
   async close(): Promise<void> {
     this.#stopping = true;
@@ -112,6 +157,7 @@ export class NbdServer implements ExportTable {
     this.#listeners.clear();
     await Promise.all([...this.#accepting]);
     await Promise.all([...this.#connections].map((c) => c.shutdown()));
+    this.#stopWatch();
   }
 
   async #accept(listener: Deno.Listener): Promise<void> {
@@ -126,87 +172,91 @@ export class NbdServer implements ExportTable {
         return;
       }
       if (this.#stopping) {
-        conn.close();
+        close(conn);
         continue;
       }
+      const refusal = this.#refusal();
+      if (refusal !== null) {
+        this.#refuse(conn, refusal);
+        continue;
+      }
+      if (this.#refusedInBurst > 0) {
+        this.#log.log("info", "nbd accepting connections again", {
+          refused: this.#refusedInBurst,
+        });
+        this.#refusedInBurst = 0;
+      }
       if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
-      const connection = new Connection(conn, this);
+      const connection = new Connection(conn, this.#context, peerOf(conn));
       this.#connections.add(connection);
-      connection.serve().finally(() => this.#connections.delete(connection));
+      this.#handshaking++;
+      this.#startWatch();
+      connection.serve().finally(() => {
+        this.#connections.delete(connection);
+        if (this.#connections.size === 0) this.#stopWatch();
+      });
     }
   }
 
-  /** @internal used by connections */
-  get settings() {
-    return {
-      pool: this.#pool,
-      log: this.#log,
-      maxInFlight: this.#maxInFlight,
-      maxInFlightBytes: this.#maxInFlightBytes,
-      handshakeTimeoutMs: this.#handshakeTimeoutMs,
-      stopping: () => this.#stopping,
+  /** Why a new connection must be refused now, or null. */
+  #refusal(): string | null {
+    const limits = this.#limits;
+    if (this.#connections.size >= limits.maxConnections) {
+      return `${this.#connections.size} connections are open, the most allowed ` +
+        "(--nbd-max-connections)";
+    }
+    if (this.#handshaking >= limits.maxHandshakes) {
+      return `${this.#handshaking} clients are in the handshake, the most allowed ` +
+        "(--nbd-max-handshakes)";
+    }
+    return null;
+  }
+
+  #refuse(conn: Deno.Conn, reason: string): void {
+    close(conn);
+    this.#refusedTotal++;
+    if (this.#refusedInBurst++ === 0) {
+      this.#log.log("warn", `nbd connection refused: ${reason}`, {
+        peer: peerOf(conn),
+        note: "later refusals are counted, not logged, until a connection is accepted again",
+      });
+    }
+  }
+
+  /** Looks at every connection now and then, for stalls and idleness; only while there are any. */
+  #startWatch(): void {
+    if (this.#watch !== null) return;
+    const limits = this.#limits;
+    const shortest = limits.idleTimeoutMs > 0
+      ? Math.min(limits.idleTimeoutMs, limits.stallTimeoutMs)
+      : limits.stallTimeoutMs;
+    const period = Math.min(1000, Math.max(10, shortest / 4));
+    const tick = () => {
+      const now = this.#clock.now();
+      for (const connection of this.#connections) connection.watch(now);
+      this.#watch = this.#connections.size > 0 ? this.#clock.setTimeout(tick, period) : null;
     };
+    this.#watch = this.#clock.setTimeout(tick, period);
+  }
+
+  #stopWatch(): void {
+    this.#watch?.cancel();
+    this.#watch = null;
   }
 }
 
-/** One client connection: handshake, then a transmission session. */
-class Connection {
-  readonly #stream: ByteStream;
-  readonly #server: NbdServer;
-  #session: Session | null = null;
-  #closed = false;
-
-  constructor(stream: ByteStream, server: NbdServer) {
-    this.#stream = stream;
-    this.#server = server;
+function close(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch {
+    // already closed
   }
+}
 
-  async serve(): Promise<void> {
-    const settings = this.#server.settings;
-    const reader = new StreamReader(this.#stream);
-    const writer = new StreamWriter(this.#stream);
-    const timer = setTimeout(() => {
-      settings.log.log("warn", "nbd handshake timed out");
-      this.#close();
-    }, settings.handshakeTimeoutMs);
-    let negotiated;
-    try {
-      negotiated = await negotiate(reader, writer, this.#server, { stopping: settings.stopping });
-    } catch (error) {
-      if (error instanceof HandshakeError) {
-        settings.log.log("warn", "nbd handshake refused", { reason: error.message });
-      } else if (!(error instanceof TruncatedError) && !this.#closed) {
-        settings.log.log("debug", "nbd handshake failed", { error: String(error) });
-      }
-      negotiated = null;
-    } finally {
-      clearTimeout(timer);
-    }
-    if (negotiated === null || this.#closed) {
-      await writer.drained();
-      this.#close();
-      return;
-    }
-    this.#session = new Session(this.#stream, reader, writer, negotiated, settings);
-    const end = await this.#session.run();
-    this.#closed = true;
-    settings.log.log("debug", "nbd connection ended", { end });
-  }
-
-  async shutdown(): Promise<void> {
-    if (this.#session) await this.#session.shutdown();
-    else this.#close();
-  }
-
-  #close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    try {
-      this.#stream.close();
-    } catch {
-      // already closed
-    }
-  }
+function peerOf(conn: Deno.Conn): string {
+  const addr = conn.remoteAddr;
+  if (addr.transport === "tcp" || addr.transport === "udp") return `${addr.hostname}:${addr.port}`;
+  return "unix";
 }
 
 async function removeStaleSocket(path: string): Promise<void> {

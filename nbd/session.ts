@@ -1,11 +1,15 @@
 /**
  * The transmission phase of one connection. The reader keeps parsing requests while earlier ones
- * run on the device (bounded by a count and a byte budget), replies go out as soon as each
- * request completes, in any order, through a batching writer. Every request is validated once
- * here, at the edge; a rejected one gets its protocol error and the connection carries on.
+ * run on the device, replies go out as soon as each request completes, in any order, through a
+ * batching writer. Every request, rejected ones too, holds part of the connection's budget and of
+ * the server's from the moment it is read until its reply is written to the socket, so a client
+ * that stops reading replies stops being read from, and the replies queued for it stay bounded.
+ * Every request is validated once here, at the edge; a rejected one gets its protocol error and
+ * the connection carries on.
  */
 import { BlockError, type BlockErrorCode, type Extent } from "../actors/block/contract.ts";
 import type { Logger } from "../util/log.ts";
+import { Budget } from "./budget.ts";
 import {
   BASE_ALLOCATION_ID,
   CMD_BLOCK_STATUS,
@@ -60,10 +64,12 @@ import { RequestHeader, type RequestLimits, validateRequest } from "./request.ts
 import type { ByteStream, StreamReader, StreamWriter } from "./stream.ts";
 
 export interface SessionOptions {
-  /** Most requests running at once on this connection. */
+  /** Most requests read and not yet answered on the socket, on this connection. */
   readonly maxInFlight: number;
-  /** Most payload bytes (write data and read buffers) held by running requests. */
+  /** Most payload bytes (write data, read buffers, reply data) those requests may hold. */
   readonly maxInFlightBytes: number;
+  /** The server-wide budget every connection's requests also draw from. */
+  readonly shared: Budget;
   readonly pool: BufferPool;
   readonly log: Logger;
 }
@@ -86,9 +92,27 @@ const SPARSE_READ = 64 * 1024;
 const MIN_HOLE = 4096;
 /** Most descriptors in one block status reply; the client asks again for the rest. */
 const MAX_EXTENTS = 2048;
+/**
+ * What a block status request is charged: the largest reply it can queue. Other payload-free
+ * replies (an ack, an error of at most 4 KiB of text) are bounded by the request count alone.
+ */
+const BLOCK_STATUS_COST = 64 + 16 * MAX_EXTENTS;
+/**
+ * Bytes a connection may always hold, even when the server-wide budget is spent: clients that
+ * stall with the whole budget cannot stop another from being served (at this pace) until they
+ * are dropped. The server holds at most its budget plus this much per connection.
+ */
+const OWN_FLOOR = 1024 * 1024;
 
 /** How a session ended, for logs and tests. */
-export type SessionEnd = "disconnect" | "eof" | "protocol-error" | "io-error" | "shutdown";
+export type SessionEnd =
+  | "disconnect"
+  | "eof"
+  | "protocol-error"
+  | "io-error"
+  | "shutdown"
+  | "stalled"
+  | "idle";
 
 export class Session {
   readonly #stream: ByteStream;
@@ -100,11 +124,14 @@ export class Session {
   readonly #mode: ReplyMode;
   readonly #limits: RequestLimits;
   readonly #header = new RequestHeader();
-  #inFlight = 0;
-  #inFlightBytes = 0;
-  #waiters: (() => void)[] = [];
+  readonly #local: Budget;
+  readonly #shared: Budget;
   #stopping = false;
   #closed = false;
+  /** Why the server ended this session, when it did (stall or idle timeout). */
+  #abortedFor: SessionEnd | null = null;
+  /** A request has been read and waits for budget. */
+  #waiting = false;
 
   constructor(
     stream: ByteStream,
@@ -118,6 +145,8 @@ export class Session {
     this.#writer = writer;
     this.#options = options;
     this.#pool = options.pool;
+    this.#local = new Budget(options.maxInFlight, options.maxInFlightBytes);
+    this.#shared = options.shared;
     this.#n = negotiated;
     this.#mode = negotiated.mode;
     this.#limits = {
@@ -129,9 +158,20 @@ export class Session {
     };
   }
 
-  /** Requests running now. */
+  /** Requests read and not yet answered on the socket. */
   get inFlight(): number {
-    return this.#inFlight;
+    return this.#local.count;
+  }
+
+  /** Whether a request of this client is running, unanswered, or waiting for budget. */
+  get busy(): boolean {
+    return this.#local.count > 0 || this.#waiting;
+  }
+
+  /** Ends the session now (the client stalled or idled too long); its requests still settle. */
+  abort(reason: "stalled" | "idle"): void {
+    this.#abortedFor ??= reason;
+    this.#close();
   }
 
   /**
@@ -157,7 +197,7 @@ export class Session {
     }
     await this.#settle();
     this.#close();
-    return end;
+    return this.#abortedFor ?? end;
   }
 
   async #loop(): Promise<SessionEnd> {
@@ -167,6 +207,8 @@ export class Session {
     const reader = this.#reader;
     const maxPayload = Math.max(this.#limits.maxBlock, MIN_DOS_LENGTH);
     while (true) {
+      // Replies can no longer reach the client: requests still buffered would be work for no one.
+      if (this.#writer.failed !== null) return "io-error";
       const bytes = reader.takeBuffered(headerSize) ?? await reader.take(headerSize);
       if (bytes === null) return this.#stopping ? "shutdown" : "eof";
       if (!req.parse(bytes, extended)) {
@@ -183,21 +225,28 @@ export class Session {
         return "protocol-error";
       }
       const rejection = validateRequest(req, this.#limits, extended);
-      if (rejection !== null || this.#stopping) {
-        if (payload > 0) await reader.skip(payload);
+      const refused = rejection !== null || this.#stopping;
+      const type = req.type;
+      const cost = refused ? 0 : costOf(type, req.length);
+      // No budget, no further reading: a client that does not take its replies is stalled here.
+      if (!this.#fits(cost)) {
+        if (!await this.#acquire(cost)) return "shutdown";
+      }
+      this.#local.take(cost);
+      this.#shared.take(cost);
+      if (refused) {
+        if (payload > 0) {
+          try {
+            await reader.skip(payload);
+          } catch (error) {
+            this.#done(cost);
+            throw error;
+          }
+        }
         const error = rejection?.error ?? ESHUTDOWN;
         const message = rejection?.message ?? "server is shutting down";
-        this.#sendError(req.handleHi, req.handleLo, req.offset, error, message, req.type);
+        this.#sendError(req.handleHi, req.handleLo, req.offset, error, message, cost);
         continue;
-      }
-
-      const type = req.type;
-      const cost = type === CMD_READ || type === CMD_WRITE ? req.length : 0;
-      if (
-        this.#inFlight >= this.#options.maxInFlight ||
-        (this.#inFlight > 0 && this.#inFlightBytes + cost > this.#options.maxInFlightBytes)
-      ) {
-        await this.#slot(cost);
       }
       if (type === CMD_WRITE) {
         const buffer = this.#pool.get(req.length);
@@ -206,46 +255,50 @@ export class Session {
           await reader.readInto(data);
         } catch (error) {
           this.#pool.put(buffer);
+          this.#done(cost);
           throw error;
         }
-        this.#inFlight++;
-        this.#inFlightBytes += cost;
         this.#dispatchWrite(req.handleHi, req.handleLo, req.offset, data, buffer, req.flags, cost);
       } else {
-        this.#inFlight++;
-        this.#inFlightBytes += cost;
         this.#dispatch(type, req.flags, req.handleHi, req.handleLo, req.offset, req.length, cost);
       }
     }
   }
 
-  #slot(cost: number): Promise<void> {
-    return new Promise((resolve) => {
-      const check = () => {
-        if (
-          this.#inFlight < this.#options.maxInFlight &&
-          (this.#inFlight === 0 || this.#inFlightBytes + cost <= this.#options.maxInFlightBytes)
-        ) {
-          resolve();
-        } else {
-          this.#waiters.push(check);
-        }
-      };
-      check();
-    });
-  }
-
-  #done(cost: number): void {
-    this.#inFlight--;
-    this.#inFlightBytes -= cost;
-    if (this.#waiters.length > 0) { for (const check of this.#waiters.splice(0)) check(); }
-  }
-
-  /** Waits for running requests and written replies. */
-  async #settle(): Promise<void> {
-    while (this.#inFlight > 0) {
-      await new Promise<void>((resolve) => this.#waiters.push(resolve));
+  /**
+   * Waits until both budgets have room for `cost`; false when the session closed or its client
+   * went away meanwhile (then the request just read is work for no one).
+   */
+  async #acquire(cost: number): Promise<boolean> {
+    this.#waiting = true;
+    try {
+      // Every give of ours reaches the shared budget too, so waiting there also sees the floor.
+      while (!this.#closed && this.#writer.failed === null) {
+        if (!this.#local.fits(cost)) await this.#local.changed();
+        else if (!this.#fits(cost)) await this.#shared.changed();
+        else return true;
+      }
+      return false;
+    } finally {
+      this.#waiting = false;
     }
+  }
+
+  /** Room for `cost` in this connection's budget, and in the server's or within the floor. */
+  #fits(cost: number): boolean {
+    return this.#local.fits(cost) &&
+      (this.#shared.fits(cost) || this.#local.bytes + cost <= OWN_FLOOR);
+  }
+
+  /** A request's reply has been written (or dropped with the connection): its budget returns. */
+  #done(cost: number): void {
+    this.#local.give(cost);
+    this.#shared.give(cost);
+  }
+
+  /** Waits until every request read has been answered on the socket (or dropped). */
+  async #settle(): Promise<void> {
+    while (this.#local.count > 0) await this.#local.changed();
     await this.#writer.drained();
   }
 
@@ -257,6 +310,9 @@ export class Session {
     } catch {
       // already closed by the peer
     }
+    // A reader waiting for budget must notice the close instead of waiting for ever.
+    this.#local.wake();
+    this.#shared.wake();
   }
 
   #dispatchWrite(
@@ -271,13 +327,11 @@ export class Session {
     this.#n.export.device.write(offset, data, (flags & CMD_FLAG_FUA) !== 0).then(
       () => {
         this.#pool.put(buffer);
-        this.#sendOk(hHi, hLo, offset);
-        this.#done(cost);
+        this.#sendOk(hHi, hLo, offset, cost);
       },
       (error) => {
         this.#pool.put(buffer);
-        this.#sendFailure(hHi, hLo, offset, error, CMD_WRITE);
-        this.#done(cost);
+        this.#sendFailure(hHi, hLo, offset, error, CMD_WRITE, cost);
       },
     );
   }
@@ -294,42 +348,45 @@ export class Session {
     let work: Promise<void>;
     const device = this.#n.export.device;
     const fua = (flags & CMD_FLAG_FUA) !== 0;
+    // Each path's last reply segment gives the budget back once written; a path that throws
+    // has sent nothing final, and its error reply does it instead.
     switch (type) {
       case CMD_READ:
-        work = this.#read(hHi, hLo, offset, length, flags);
+        work = this.#read(hHi, hLo, offset, length, flags, cost);
         break;
       case CMD_FLUSH:
-        work = device.flush().then(() => this.#sendOk(hHi, hLo, offset));
+        work = device.flush().then(() => this.#sendOk(hHi, hLo, offset, cost));
         break;
       case CMD_TRIM:
-        work = device.trim(offset, length, fua).then(() => this.#sendOk(hHi, hLo, offset));
+        work = device.trim(offset, length, fua).then(() => this.#sendOk(hHi, hLo, offset, cost));
         break;
       case CMD_CACHE:
-        work = device.cache(offset, length).then(() => this.#sendOk(hHi, hLo, offset));
+        work = device.cache(offset, length).then(() => this.#sendOk(hHi, hLo, offset, cost));
         break;
       case CMD_WRITE_ZEROES:
         work = device.zero(offset, length, {
           fua,
           fastZero: (flags & CMD_FLAG_FAST_ZERO) !== 0,
           mayTrim: (flags & CMD_FLAG_NO_HOLE) === 0,
-        }).then(() => this.#sendOk(hHi, hLo, offset));
+        }).then(() => this.#sendOk(hHi, hLo, offset, cost));
         break;
       case CMD_BLOCK_STATUS:
-        work = this.#blockStatus(hHi, hLo, offset, length, flags);
+        work = this.#blockStatus(hHi, hLo, offset, length, flags, cost);
         break;
       default:
         work = Promise.reject(new BlockError("EINVAL", `unexpected command ${type}`));
     }
-    work.then(
-      () => this.#done(cost),
-      (error) => {
-        this.#sendFailure(hHi, hLo, offset, error, type);
-        this.#done(cost);
-      },
-    );
+    work.then(undefined, (error) => this.#sendFailure(hHi, hLo, offset, error, type, cost));
   }
 
-  async #read(hHi: number, hLo: number, offset: number, length: number, flags: number) {
+  async #read(
+    hHi: number,
+    hLo: number,
+    offset: number,
+    length: number,
+    flags: number,
+    cost: number,
+  ) {
     const device = this.#n.export.device;
     if (this.#mode === ReplyMode.Simple) {
       const buffer = this.#pool.get(SIMPLE_REPLY_SIZE + length);
@@ -342,10 +399,10 @@ export class Session {
         throw error;
       }
       putSimpleReply(buffer, 0, 0, hHi, hLo);
-      this.#writer.send(
-        buffer.subarray(0, SIMPLE_REPLY_SIZE + length),
-        () => this.#pool.put(buffer),
-      );
+      this.#writer.send(buffer.subarray(0, SIMPLE_REPLY_SIZE + length), () => {
+        this.#pool.put(buffer, true);
+        this.#done(cost);
+      });
       return;
     }
 
@@ -356,7 +413,7 @@ export class Session {
       extents = await device.extents(offset, length);
       const first = extents[0];
       if (first !== undefined && first.zero && first.length >= length) {
-        this.#sendHole(hHi, hLo, offset, offset, length, REPLY_FLAG_DONE);
+        this.#sendHole(hHi, hLo, offset, offset, length, REPLY_FLAG_DONE, () => this.#done(cost));
         return;
       }
       if (!extents.some((e) => e.zero && e.length >= MIN_HOLE)) extents = null;
@@ -386,10 +443,13 @@ export class Session {
         8 + length,
       );
       put64(buffer, READ_HEADROOM - 8, offset);
-      this.#writer.send(buffer.subarray(at, READ_HEADROOM + length), () => this.#pool.put(buffer));
+      this.#writer.send(buffer.subarray(at, READ_HEADROOM + length), () => {
+        this.#pool.put(buffer, true);
+        this.#done(cost);
+      });
       return;
     }
-    this.#sendSparse(hHi, hLo, offset, length, extents, buffer);
+    this.#sendSparse(hHi, hLo, offset, length, extents, buffer, cost);
   }
 
   /** Data runs as OFFSET_DATA chunks, zero runs as OFFSET_HOLE, then a final NONE chunk. */
@@ -400,6 +460,7 @@ export class Session {
     length: number,
     extents: Extent[],
     buffer: Uint8Array,
+    cost: number,
   ): void {
     let at = 0;
     let dataStart = 0;
@@ -434,10 +495,21 @@ export class Session {
     flushData(length);
     const done = new Uint8Array(chunkHeaderSize(this.#mode));
     putChunkHeader(done, 0, this.#mode, REPLY_FLAG_DONE, REPLY_TYPE_NONE, hHi, hLo, offset, 0);
-    this.#writer.send(done, () => this.#pool.put(buffer));
+    this.#writer.send(done, () => {
+      this.#pool.put(buffer, true);
+      this.#done(cost);
+    });
   }
 
-  #sendHole(hHi: number, hLo: number, reqOffset: number, at: number, size: number, flags: number) {
+  #sendHole(
+    hHi: number,
+    hLo: number,
+    reqOffset: number,
+    at: number,
+    size: number,
+    flags: number,
+    release?: () => void,
+  ) {
     const chunk = new Uint8Array(chunkHeaderSize(this.#mode) + 12);
     const n = putChunkHeader(
       chunk,
@@ -452,10 +524,17 @@ export class Session {
     );
     put64(chunk, n, at);
     put32(chunk, n + 8, size);
-    this.#writer.send(chunk);
+    this.#writer.send(chunk, release);
   }
 
-  async #blockStatus(hHi: number, hLo: number, offset: number, length: number, flags: number) {
+  async #blockStatus(
+    hHi: number,
+    hLo: number,
+    offset: number,
+    length: number,
+    flags: number,
+    cost: number,
+  ) {
     const device = this.#n.export.device;
     const reqOne = (flags & CMD_FLAG_REQ_ONE) !== 0;
     const extents: Extent[] = this.#n.info.canExtents
@@ -502,10 +581,13 @@ export class Session {
       }
       at += descriptorSize;
     }
-    this.#writer.send(buffer.subarray(0, at), () => this.#pool.put(buffer));
+    this.#writer.send(buffer.subarray(0, at), () => {
+      this.#pool.put(buffer, true);
+      this.#done(cost);
+    });
   }
 
-  #sendOk(hHi: number, hLo: number, offset: number): void {
+  #sendOk(hHi: number, hLo: number, offset: number, cost: number): void {
     const buffer = this.#pool.get(64);
     let n: number;
     if (this.#mode === ReplyMode.Extended) {
@@ -524,10 +606,20 @@ export class Session {
       // A simple reply is allowed for any payload-free success, even with structured replies.
       n = putSimpleReply(buffer, 0, 0, hHi, hLo);
     }
-    this.#writer.send(buffer.subarray(0, n), () => this.#pool.put(buffer));
+    this.#writer.send(buffer.subarray(0, n), () => {
+      this.#pool.put(buffer, true);
+      this.#done(cost);
+    });
   }
 
-  #sendFailure(hHi: number, hLo: number, offset: number, error: unknown, type: number): void {
+  #sendFailure(
+    hHi: number,
+    hLo: number,
+    offset: number,
+    error: unknown,
+    type: number,
+    cost: number,
+  ): void {
     let code = EIO;
     let message: string;
     if (error instanceof BlockError) {
@@ -540,21 +632,23 @@ export class Session {
         error: message,
       });
     }
-    this.#sendError(hHi, hLo, offset, code, `${commandName(type)}: ${message}`, type);
+    this.#sendError(hHi, hLo, offset, code, `${commandName(type)}: ${message}`, cost);
   }
 
+  /** An error reply; its request's budget (`cost`) returns once it is written. */
   #sendError(
     hHi: number,
     hLo: number,
     offset: number,
     error: number,
     message: string,
-    _type: number,
+    cost: number,
   ): void {
+    const release = () => this.#done(cost);
     if (this.#mode === ReplyMode.Simple) {
       const out = new Uint8Array(SIMPLE_REPLY_SIZE);
       putSimpleReply(out, 0, error, hHi, hLo);
-      this.#writer.send(out);
+      this.#writer.send(out, release);
       return;
     }
     const payload = errorPayload(error, message);
@@ -572,6 +666,13 @@ export class Session {
       payload.length,
     );
     out.set(payload, headerSize);
-    this.#writer.send(out);
+    this.#writer.send(out, release);
   }
+}
+
+/** The bytes a request may hold until its reply is written. */
+function costOf(type: number, length: number): number {
+  if (type === CMD_READ || type === CMD_WRITE) return length;
+  if (type === CMD_BLOCK_STATUS) return BLOCK_STATUS_COST;
+  return 0;
 }

@@ -215,14 +215,42 @@ function knownNode(source: StatusSource, name: string): string {
 async function jsonBody(c: Context): Promise<unknown> {
   const declared = Number(c.req.header("Content-Length") ?? "0");
   if (declared > MAX_BODY) throw new HttpProblem(413, { error: `body over ${MAX_BODY} bytes` });
-  const text = await c.req.text();
-  if (text.length > MAX_BODY) throw new HttpProblem(413, { error: `body over ${MAX_BODY} bytes` });
+  const text = await boundedText(c.req.raw.body);
   if (text.trim() === "") return {};
   try {
     return JSON.parse(text);
   } catch (error) {
     throw new HttpProblem(400, { error: `the body is not JSON: ${(error as Error).message}` });
   }
+}
+
+/**
+ * The body as text, read no further than MAX_BODY: a chunked body declares no length, and an
+ * endless one must be refused at the limit, not buffered.
+ */
+async function boundedText(body: ReadableStream<Uint8Array> | null): Promise<string> {
+  if (body === null) return "";
+  const reader = body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  try {
+    while (true) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      total += value.length;
+      if (total > MAX_BODY) throw new HttpProblem(413, { error: `body over ${MAX_BODY} bytes` });
+      chunks.push(value);
+    }
+  } finally {
+    reader.cancel().catch(() => {});
+  }
+  const bytes = new Uint8Array(total);
+  let at = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, at);
+    at += chunk.length;
+  }
+  return new TextDecoder().decode(bytes);
 }
 
 function parse<T>(schema: z.ZodType<T>, value: unknown): T {
