@@ -84,12 +84,31 @@ function colour(state) { return "var(--" + (STATES.includes(state) ? state : "un
 const tokenInput = document.getElementById("token");
 tokenInput.value = localStorage.getItem("dst-status-token") || "";
 tokenInput.addEventListener("change", () => localStorage.setItem("dst-status-token", tokenInput.value));
-async function act(path, method) {
+/** What the dangerous actions risk, asked before they are sent. */
+const RISKS = {
+  clean: "Mark {node} clean: its data is accepted as it is, without a copy. If it missed writes the mirror refuses unless you force it.",
+  dirty: "Mark {node} dirty: its data is discarded and it is resynced in full from the others.",
+  remove: "Remove {node} from its mirror: it stops taking writes and its media is no longer a member.",
+};
+async function send(path, method, body) {
+  const r = await fetch(path, {
+    method,
+    headers: { Authorization: "Bearer " + tokenInput.value, "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { r, body: await r.json().catch(() => ({})) };
+}
+async function act(path, method, action, node) {
   const msg = document.getElementById("message");
+  if (RISKS[action] && !confirm(RISKS[action].replace("{node}", node))) return;
   msg.textContent = method + " " + path + " …";
   try {
-    const r = await fetch(path, { method, headers: { Authorization: "Bearer " + tokenInput.value } });
-    const body = await r.json().catch(() => ({}));
+    let { r, body } = await send(path, method, method === "POST" ? {} : undefined);
+    // A clean the mirror refused for missed writes: say why, and force it only if asked to.
+    if (action === "clean" && r.status === 409 && /--force/.test(body.error || "") &&
+        confirm(body.error + "\\n\\nAccept " + node + "'s data as it is anyway (force)?")) {
+      ({ r, body } = await send(path, method, { force: true }));
+    }
     msg.textContent = r.ok ? (body.message || "done") : r.status + ": " + (body.error || r.statusText);
   } catch (e) { msg.textContent = String(e); }
   refresh();
@@ -130,6 +149,9 @@ function card(node, leg, control, parent) {
   c.append(meta);
   const reason = (leg && leg.reason) || f.reason;
   if (reason && node.state !== "in-sync") c.append(el("div", "reason", reason));
+  if (leg && leg.inStateMs !== undefined && node.state !== "in-sync") {
+    c.append(el("div", "meta", node.state + " for " + duration(leg.inStateMs / 1000)));
+  }
   if (f.resync) {
     const r = f.resync;
     const bar = el("div", "bar" + (r.kind === "verify" ? " verify" : ""));
@@ -146,7 +168,7 @@ function card(node, leg, control, parent) {
     const button = (label, path, method) => {
       const b = el("button", "", label);
       b.dataset.action = label;
-      b.onclick = () => act(path, method);
+      b.onclick = () => act(path, method, label, node.name);
       actions.append(b);
     };
     const base = "api/nodes/" + encodeURIComponent(node.name);

@@ -111,6 +111,8 @@ export interface LegFacts {
   /** Totals over every resync the leg took: bytes settled and bytes actually moved. */
   readonly resyncedBytes?: number;
   readonly copiedBytes?: number;
+  /** Milliseconds since the leg last moved (how long it has been down, say). */
+  readonly inStateMs?: number;
 }
 
 /** The detail fields the views know, each present only when the node reported it sanely. */
@@ -224,7 +226,9 @@ export function nodeFacts(node: Pick<TreeJson, "size" | "detail">): NodeFacts {
         name: text(l.name) ?? "?",
         state: text(l.state) ?? "?",
       };
-      for (const key of ["reads", "writes", "errors", "resyncedBytes", "copiedBytes"]) {
+      for (
+        const key of ["reads", "writes", "errors", "resyncedBytes", "copiedBytes", "inStateMs"]
+      ) {
         const v = num(l[key]);
         if (v !== undefined) leg[key] = v;
       }

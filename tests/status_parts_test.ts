@@ -3,6 +3,7 @@
  * in-flight, latency buckets), the control token (file made once with mode 0600, reused, env,
  * constant-time check), the terminal rendering with progress bars, and `dst status` URL forms.
  */
+import { dashboardHtml } from "../status/dashboard.ts";
 import assert from "node:assert/strict";
 import { BlockError } from "../actors/block/contract.ts";
 import { MemoryBlockDevice } from "../actors/block/memory.ts";
@@ -155,4 +156,11 @@ Deno.test("dst status: URL forms", () => {
   assert.equal(treeUrl("https://h/dst").href, "https://h/dst/api/tree");
   assert.throws(() => treeUrl("ftp://h/"), /http/);
   assert.throws(() => treeUrl("http://"), /not a URL/);
+});
+
+Deno.test("dashboard: its script parses (a syntax error would leave the page blank)", () => {
+  const html = dashboardHtml("m");
+  const script = html.split("<script>")[1]!.split("</script>")[0]!;
+  // Parsing is enough: the browser test runs it.
+  new Function(script);
 });
