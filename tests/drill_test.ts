@@ -61,6 +61,7 @@ const drills: [file: string, faults: number][] = [
   ["tree_middle_lost.json", 1],
   ["leg_suspended.json", 1],
   ["last_leg_hung.json", 2],
+  ["tree_three_levels.json", 2],
 ];
 
 /**
