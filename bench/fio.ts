@@ -24,6 +24,10 @@ export interface Result {
   p50us: number;
   p99us: number;
   seconds?: number;
+  /** Requests fio completed (for CPU per request). */
+  ios?: number;
+  /** Server CPU microseconds per request, when measured. */
+  cpuUsPerRequest?: number;
 }
 
 /** Waits until an NBD server answers at `uri`. */
@@ -76,6 +80,7 @@ export async function fio(
   const pct = side.lat_ns?.percentile ?? side.clat_ns.percentile ?? {};
   return {
     row: job.name,
+    ios: (j.read.total_ios ?? 0) + (j.write.total_ios ?? 0),
     iops,
     mbps,
     p50us: (pct["50.000000"] ?? 0) / 1000,

@@ -1,21 +1,28 @@
 /**
- * `deno task bench`: the NBD server against nbdkit, measured in the same run on the same machine.
- * fio (nbd engine) runs 4 KiB random read/write at iodepth 1 and 32, 1 MiB sequential read/write
- * at iodepth 8 and 64 KiB 70/30 random read/write at iodepth 16, and nbdcopy moves an image in and
- * out, against `dst export --memory`, `dst export --file`, `nbdkit memory` and `nbdkit file`, over
- * TCP and Unix. Prints IOPS, MB/s, p50/p99 latency and dst/nbdkit per row; writes JSON to
- * bench/out/. Not a test: it reports, it does not judge.
+ * `deno task bench`: dst's NBD paths against nbdkit, measured in the same run on the same
+ * machine. fio (nbd engine) runs 4 KiB random read/write at iodepth 1 and 32, 1 MiB sequential
+ * read/write at iodepth 8 and 64 KiB 70/30 random read/write at iodepth 16, and nbdcopy moves an
+ * image in and out, over TCP and Unix, against:
+ * - local: `dst export --memory|--file` beside `nbdkit memory|file`;
+ * - remote: `dst export --remote` (one hop to a `dst node`) and a 2-leg mirror of `dst node`s
+ *   (`dst serve`) beside nbdkit's own one-hop chain (`nbdkit nbd` in front of `nbdkit memory`).
+ * Prints IOPS, MB/s, p50/p99 latency, the servers' CPU per request and the ratios per row; writes
+ * JSON to bench/out/. Not a test: it reports, it does not judge.
  *
- *   deno task bench [--quick] [--transport tcp|unix|both] [--runtime SECONDS]
+ *   deno task bench [--quick] [--suite local|remote|all] [--transport tcp|unix|both]
+ *                   [--runtime SECONDS] [--only TARGET-SUBSTRING]
  */
 import { parseArgs } from "node:util";
-import { freePort } from "./free_port.ts";
-import { fio as runFio, type Job, type Result, waitReady } from "./fio.ts";
+import { totalCpu } from "./cpu.ts";
+import { fio as runFio, type Job, type Result } from "./fio.ts";
+import { type Comparison, report } from "./nbd_report.ts";
+import { startTarget, type TargetName, type Transport } from "./targets.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
   options: {
     quick: { type: "boolean" },
+    suite: { type: "string" },
     transport: { type: "string" },
     runtime: { type: "string" },
     only: { type: "string" },
@@ -23,15 +30,15 @@ const { values } = parseArgs({
 });
 const quick = values.quick ?? false;
 const runtime = Number(values.runtime ?? (quick ? 1 : 3));
-const transports = (values.transport ?? "both") === "both"
-  ? ["tcp", "unix"] as const
-  : [values.transport as "tcp" | "unix"];
+const transports: Transport[] = (values.transport ?? "both") === "both"
+  ? ["tcp", "unix"]
+  : [values.transport as Transport];
 const GiB = 1024 ** 3;
 const size = quick ? GiB / 4 : GiB;
 const root = new URL("..", import.meta.url).pathname;
 const outDir = `${root}bench/out`;
 
-const jobs: Job[] = [
+export const jobs: Job[] = [
   { name: "4k randread qd1", rw: "randread", bs: "4k", iodepth: 1, latency: true },
   { name: "4k randwrite qd1", rw: "randwrite", bs: "4k", iodepth: 1, latency: true },
   { name: "4k randread qd32", rw: "randread", bs: "4k", iodepth: 32 },
@@ -41,72 +48,23 @@ const jobs: Job[] = [
   { name: "64k randrw 70/30 qd16", rw: "randrw", bs: "64k", iodepth: 16, mix: 70 },
 ];
 
-type Target = "dst-memory" | "dst-file" | "nbdkit-memory" | "nbdkit-file";
-
-interface Running {
-  uri: string;
-  stop(): Promise<void>;
-}
-
-async function start(target: Target, transport: "tcp" | "unix", dir: string): Promise<Running> {
-  const port = freePort();
-  const sock = `${dir}/${target}.sock`;
-  let cmd: string;
-  let args: string[];
-  let uri: string;
-  if (target.startsWith("dst")) {
-    cmd = Deno.execPath();
-    const listen = transport === "tcp" ? `tcp://127.0.0.1:${port}` : `unix://${sock}`;
-    const source = target === "dst-memory"
-      ? ["--memory", String(size)]
-      : ["--file", `${dir}/dst.img`, "--size", String(size)];
-    args = [
-      "run",
-      "--unstable-net",
-      "-A",
-      `${root}main.ts`,
-      "export",
-      "--listen",
-      listen,
-      ...source,
-    ];
-    uri = transport === "tcp" ? `nbd://127.0.0.1:${port}/dst` : `nbd+unix:///dst?socket=${sock}`;
-  } else {
-    cmd = "nbdkit";
-    const where = transport === "tcp" ? ["-i", "127.0.0.1", "-p", String(port)] : ["-U", sock];
-    const plugin = target === "nbdkit-memory"
-      ? ["memory", String(size)]
-      : ["file", `${dir}/nbdkit.img`];
-    if (target === "nbdkit-file") {
-      const f = await Deno.open(`${dir}/nbdkit.img`, { create: true, write: true });
-      await f.truncate(size);
-      f.close();
-    }
-    args = ["-f", "--exit-with-parent", ...where, ...plugin];
-    uri = transport === "tcp" ? `nbd://127.0.0.1:${port}/` : `nbd+unix:///?socket=${sock}`;
-  }
-  const child = new Deno.Command(cmd, { args, stdout: "null", stderr: "null" }).spawn();
-  await waitReady(uri);
-  return {
-    uri,
-    async stop() {
-      try {
-        child.kill("SIGTERM");
-      } catch {
-        // gone
-      }
-      const killer = setTimeout(() => child.kill("SIGKILL"), 10_000);
-      await child.status;
-      clearTimeout(killer);
-      await Deno.remove(`${dir}/dst.img`).catch(() => {});
-      await Deno.remove(`${dir}/nbdkit.img`).catch(() => {});
-    },
-  };
-}
-
-function fio(uri: string, job: Job, seconds = runtime) {
-  return runFio(uri, job, seconds, size);
-}
+const suites: Record<string, { targets: TargetName[]; comparisons: Comparison[] }> = {
+  local: {
+    targets: ["dst-memory", "nbdkit-memory", "dst-file", "nbdkit-file"],
+    comparisons: [
+      { label: "memory", ours: "dst-memory", reference: "nbdkit-memory" },
+      { label: "file", ours: "dst-file", reference: "nbdkit-file" },
+    ],
+  },
+  remote: {
+    targets: ["nbdkit-chain", "dst-remote", "dst-mirror2"],
+    comparisons: [
+      { label: "1 hop", ours: "dst-remote", reference: "nbdkit-chain" },
+      { label: "mirror2 vs chain", ours: "dst-mirror2", reference: "nbdkit-chain" },
+      { label: "mirror2 vs 1 hop", ours: "dst-mirror2", reference: "dst-remote" },
+    ],
+  },
+};
 
 async function nbdcopy(
   uri: string,
@@ -119,26 +77,15 @@ async function nbdcopy(
     if (!out.success) throw new Error(`nbdcopy failed: ${new TextDecoder().decode(out.stderr)}`);
     return (performance.now() - t0) / 1000;
   };
-  const tin = await time([image, uri]);
-  const tout = await time([uri, "null:"]);
-  return [
-    {
-      row: `nbdcopy in ${size / GiB}G`,
-      iops: 0,
-      mbps: size / tin / 1e6,
-      p50us: 0,
-      p99us: 0,
-      seconds: tin,
-    },
-    {
-      row: `nbdcopy out ${size / GiB}G`,
-      iops: 0,
-      mbps: size / tout / 1e6,
-      p50us: 0,
-      p99us: 0,
-      seconds: tout,
-    },
-  ];
+  const row = (what: string, seconds: number) => ({
+    row: `nbdcopy ${what} ${size / GiB}G`,
+    iops: 0,
+    mbps: size / seconds / 1e6,
+    p50us: 0,
+    p99us: 0,
+    seconds,
+  });
+  return [row("in", await time([image, uri])), row("out", await time([uri, "null:"]))];
 }
 
 async function main(): Promise<void> {
@@ -147,6 +94,11 @@ async function main(): Promise<void> {
       .output();
     if (!ok.success) throw new Error(`${tool} is needed for the benchmark`);
   }
+  const chosen = values.suite === undefined || values.suite === "all" ? Object.values(suites) : [
+    suites[values.suite] ?? (() => {
+      throw new Error(`--suite ${values.suite}: expected local, remote or all`);
+    })(),
+  ];
   const dir = await Deno.makeTempDir({ prefix: "dst-bench-" });
   const image = `${dir}/image.raw`;
   const results: Result[] = [];
@@ -155,31 +107,40 @@ async function main(): Promise<void> {
     await new Deno.Command("sh", {
       args: ["-c", `head -c ${size} /dev/urandom > ${image}`],
     }).output();
-    const hasFile = await Deno.stat(`${root}actors/block/file.ts`).then(() => true, () => false);
-    const targets: Target[] = [
-      "dst-memory",
-      "nbdkit-memory",
-      ...(hasFile ? ["dst-file", "nbdkit-file"] as Target[] : []),
-    ];
     for (const transport of transports) {
-      for (const target of targets) {
+      for (const target of chosen.flatMap((s) => s.targets)) {
         if (values.only && !target.includes(values.only)) continue;
-        const server = await start(target, transport, dir);
+        const server = await startTarget(target, transport, dir, size);
         try {
           // Warm-up, not recorded, the same for every server: dst's JIT compiles its hot path
           // and both servers allocate their memory before anything is timed.
-          await fio(server.uri, { name: "warm-up", rw: "randrw", bs: "64k", iodepth: 16 }, 1);
+          await runFio(
+            server.uri,
+            { name: "warm-up", rw: "randrw", bs: "64k", iodepth: 16 },
+            1,
+            size,
+          );
           // nbdcopy next: it fills the export, so the read rows read real data.
           for (const r of await nbdcopy(server.uri, image)) {
             results.push({ target, transport, ...r });
           }
           for (const job of jobs) {
-            const r = await fio(server.uri, job);
-            results.push({ target, transport, ...r });
+            const before = await totalCpu(server.pids);
+            const r = await runFio(server.uri, job, runtime, size);
+            const cpu = await totalCpu(server.pids) - before;
+            const cpuUsPerRequest = r.ios ? (cpu * 1e6) / r.ios : undefined;
+            results.push({
+              target,
+              transport,
+              ...r,
+              ...(cpuUsPerRequest === undefined ? {} : { cpuUsPerRequest }),
+            });
             console.error(
               `${transport} ${target.padEnd(14)} ${job.name.padEnd(22)} ${fmt(r.iops)} IOPS ${
                 fmt(r.mbps)
-              } MB/s p50 ${fmt(r.p50us)}us p99 ${fmt(r.p99us)}us`,
+              } MB/s p50 ${fmt(r.p50us)}us p99 ${fmt(r.p99us)}us cpu ${
+                cpuUsPerRequest === undefined ? "-" : fmt(cpuUsPerRequest)
+              }us/req`,
             );
           }
         } finally {
@@ -190,7 +151,7 @@ async function main(): Promise<void> {
   } finally {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
-  report(results);
+  console.log(report(results, transports, chosen.flatMap((s) => s.comparisons), jobs));
   await Deno.mkdir(outDir, { recursive: true });
   const file = `${outDir}/nbd-${new Date().toISOString().replace(/[:.]/g, "-")}.json`;
   await Deno.writeTextFile(
@@ -204,45 +165,4 @@ function fmt(n: number): string {
   return n >= 100 ? n.toFixed(0) : n.toFixed(1);
 }
 
-function report(results: Result[]): void {
-  const find = (target: string, transport: string, row: string) =>
-    results.find((r) => r.target === target && r.transport === transport && r.row === row);
-  const lines = [
-    "| transport | backend | row | dst IOPS | dst MB/s | dst p50/p99 us | nbdkit IOPS | nbdkit MB/s | nbdkit p50/p99 us | dst/nbdkit |",
-    "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-  ];
-  for (const transport of transports) {
-    for (const backend of ["memory", "file"]) {
-      const rows = [
-        ...new Set(
-          results.filter((r) => r.target === `dst-${backend}` && r.transport === transport).map((
-            r,
-          ) => r.row),
-        ),
-      ];
-      for (const row of rows) {
-        const d = find(`dst-${backend}`, transport, row)!;
-        const k = find(`nbdkit-${backend}`, transport, row);
-        const job = jobs.find((j) => j.name === row);
-        // Latency rows compare p50 latency (dst/nbdkit: below 1 means dst is faster); others MB/s.
-        const ratio = k === undefined
-          ? "-"
-          : job?.latency
-          ? `lat ${(d.p50us / k.p50us).toFixed(2)}x`
-          : (d.mbps / k.mbps).toFixed(2);
-        lines.push(
-          `| ${transport} | ${backend} | ${row} | ${d.iops ? fmt(d.iops) : "-"} | ${
-            fmt(d.mbps)
-          } | ${d.p50us ? `${fmt(d.p50us)}/${fmt(d.p99us)}` : "-"} | ${
-            k?.iops ? fmt(k.iops) : "-"
-          } | ${k ? fmt(k.mbps) : "-"} | ${
-            k?.p50us ? `${fmt(k.p50us)}/${fmt(k.p99us)}` : "-"
-          } | ${ratio} |`,
-        );
-      }
-    }
-  }
-  console.log(lines.join("\n"));
-}
-
-await main();
+if (import.meta.main) await main();
