@@ -34,8 +34,11 @@ const certs = await makeTestCerts({ client: true });
 const other = await makeTestCerts({ client: true });
 const otherCa = other.caCert;
 
-async function tlsServer(mode: TlsMode | undefined, limits: { handshakeTimeoutMs?: number } = {}) {
-  const device = new MemoryBlockDevice({ size: 1024 * 1024 });
+async function tlsServer(
+  mode: TlsMode | undefined,
+  limits: { handshakeTimeoutMs?: number; stallTimeoutMs?: number; maxInFlightBytes?: number } = {},
+) {
+  const device = new MemoryBlockDevice({ size: 64 * 1024 * 1024 });
   await device.write(0, new TextEncoder().encode("secret data"), false);
   const server = new NbdServer({
     exports: [{ name: "dst", device, description: "tls test export" }],
@@ -206,9 +209,36 @@ Deno.test("nbd tls: a server certificate the client's CA did not sign fails the 
   }
 });
 
+Deno.test("nbd tls: a TLS client that takes none of its replies holds its budget and is dropped", async () => {
+  const MiB = 1024 * 1024;
+  const s = await tlsServer("require", { stallTimeoutMs: 600, maxInFlightBytes: 8 * MiB });
+  const client = await RawNbdClient.connect(s.port);
+  try {
+    await client.greet();
+    assert.equal((await ask(client, OPT_STARTTLS)).type, REP_ACK);
+    await client.startTls(certs.caCert);
+    assert.equal((await ask(client, OPT_GO, goData("dst"))).type, REP_ACK);
+    // 64 reads of 1 MiB, and not one reply taken: replies stop at the budget, and stay
+    // counted until TLS has really written them, which it cannot.
+    for (let i = 0; i < 64; i++) await client.request(0, i, i * MiB, MiB);
+    await until(() => s.server.stats.inFlightBytes >= 8 * MiB);
+    assert.ok(s.server.stats.inFlightBytes <= 9 * MiB, `${s.server.stats.inFlightBytes} held`);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.ok(s.server.stats.inFlightBytes >= 8 * MiB, "replies queued in TLS are still held");
+    // The stall timeout drops it, and what it held comes back.
+    await until(() => s.server.stats.connections === 0);
+    assert.equal(s.server.stats.connections, 0, "the stalled TLS client was dropped");
+    await until(() => s.server.stats.inFlightBytes === 0);
+    assert.equal(s.server.stats.inFlightBytes, 0);
+  } finally {
+    client.close();
+    await s.close();
+  }
+});
+
 /** Waits (bounded) until `done` holds. */
 async function until(done: () => boolean): Promise<void> {
-  for (let i = 0; i < 250 && !done(); i++) await new Promise((r) => setTimeout(r, 20));
+  for (let i = 0; i < 500 && !done(); i++) await new Promise((r) => setTimeout(r, 20));
 }
 
 Deno.test("nbd tls: a client that never starts the TLS handshake is closed at the timeout", async () => {
