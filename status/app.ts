@@ -30,6 +30,7 @@ import {
 import { dashboardHtml } from "./dashboard.ts";
 import type { IoStats } from "./io.ts";
 import { metricsText } from "./metrics.ts";
+import { processInfo } from "./process.ts";
 import { bearerMatches } from "./token.ts";
 import { findNode, type StatusJson, treeJson } from "./tree.ts";
 
@@ -79,6 +80,7 @@ export function statusSnapshot(source: StatusSource): StatusJson {
     exports: source.exports,
     ...(source.io === undefined ? {} : { io: source.io.snapshot() }),
     control: source.control !== undefined,
+    process: processInfo(),
     tree: treeJson(source.tree),
   };
 }
