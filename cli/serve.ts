@@ -11,6 +11,8 @@ import { serveNode } from "../actors/node/server.ts";
 import { clientUri } from "../nbd/address.ts";
 import { NbdServer } from "../nbd/server.ts";
 import { startStatusEndpoint } from "../status/endpoint.ts";
+import { EventLog, legMoves } from "../status/events.ts";
+import { DST_VERSION } from "../status/process.ts";
 import { CountingBlockDevice } from "../status/io.ts";
 import { assemble, type Storage } from "../storage/assemble.ts";
 import { plannedMedia } from "../storage/leaves.ts";
@@ -136,11 +138,15 @@ export async function startStorage(
   const secret = await readSecret(secretFile, "secretFile");
   const id = options.id ?? topology.storage;
   const system = new ActorSystem({ node: id, log });
+  // The history the status page shows: from the start, so the legs' first judgments are in it.
+  const events = new EventLog();
+  events.add({ level: "info", kind: "process", message: `dst ${DST_VERSION} started ${id}` });
   const storage = await assemble(topology, {
     system,
     node: id,
     baseDir: options.baseDir,
     logger: log,
+    onLegState: legMoves(events),
     ...(options.ioTimeoutMs === undefined ? {} : { ioTimeoutMs: options.ioTimeoutMs }),
     ...(secret === undefined ? {} : { secret }),
     ...(options.force ? { force: true } : {}),
@@ -196,6 +202,7 @@ export async function startStorage(
         exports: uris,
         io: device.stats,
         control: storage.control,
+        events,
         listen: options.status,
         ...(options.statusTokenFile === undefined ? {} : { tokenFile: options.statusTokenFile }),
       });
