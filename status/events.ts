@@ -183,7 +183,7 @@ export function recordedControl(control: StorageControl, log: EventLog): Storage
       const message = error instanceof Error ? error.message : String(error);
       const refused = error instanceof ControlError && error.code !== "failed";
       log.add({
-        level: refused ? "info" : "error",
+        level: refused ? "warn" : "error",
         kind: "control",
         node,
         message: `${what} ${refused ? "refused" : "failed"}: ${message}`,

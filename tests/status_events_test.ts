@@ -112,9 +112,9 @@ Deno.test("event log: control actions, refusals and verify results are recorded"
   await verifying.verify("m");
   assert.deepEqual(log.since(0).events.map((e) => [e.kind, e.level, e.node, e.message]), [
     ["control", "info", "a", "suspend a: a suspended"],
-    ["control", "info", "b", "suspend b refused: b is already suspended"],
+    ["control", "warn", "b", "suspend b refused: b is already suspended"],
     ["control", "info", "m", "verify m: verify started"],
-    ["control", "info", "a", "verify a refused: a is not a mirror"],
+    ["control", "warn", "a", "verify a refused: a is not a mirror"],
     ["verify", "error", "m", "verify m: verify found 1 chunk(s) (4096 bytes) differing"],
   ]);
   assert.deepEqual(fixture.calls.map((c) => c.action), ["suspend", "suspend", "verify", "verify"]);
