@@ -12,6 +12,7 @@ import type { IoStats } from "./io.ts";
 import { loadStatusToken, type StatusToken } from "./token.ts";
 import { EventLog, recordedControl } from "./events.ts";
 import { Sampler, SampleRing } from "./samples.ts";
+import { DST_VERSION } from "./process.ts";
 import { osError, withOsContext } from "../util/os_error.ts";
 
 export interface EndpointOptions {
@@ -43,7 +44,15 @@ export async function startStatusEndpoint(options: EndpointOptions): Promise<Sta
     options.tokenFile ?? "DST_STATUS_TOKEN",
     () => loadStatusToken(options.tokenFile),
   );
-  const events = options.events ?? new EventLog();
+  let events = options.events;
+  if (events === undefined) {
+    events = new EventLog();
+    events.add({
+      level: "info",
+      kind: "process",
+      message: `dst ${DST_VERSION} serving ${options.name}`,
+    });
+  }
   const sampler = new Sampler(
     { tree: options.tree, ...(options.io === undefined ? {} : { io: options.io }) },
     new SampleRing(),
