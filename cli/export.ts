@@ -24,6 +24,8 @@ import { parseFlags } from "./flags.ts";
 import { nbdLimitFlags, nbdLimitHelp, nbdLimitsFrom } from "./nbd_flags.ts";
 import type { NbdLimits } from "../nbd/limits.ts";
 import { parseSize as parseBytes } from "../util/size.ts";
+import { loadNbdTls, type NbdTls, type NbdTlsFiles } from "../nbd/tls.ts";
+import { tlsFilesFrom, tlsFlags, tlsHelp } from "./tls_flags.ts";
 
 const help = `Usage: dst export --listen URL [--listen URL...] [--name NAME] [--read-only]
                   (--memory SIZE | --file PATH [--size SIZE] |
@@ -31,9 +33,10 @@ const help = `Usage: dst export --listen URL [--listen URL...] [--name NAME] [--
                   [--status HOST:PORT] [--shutdown-timeout DURATION]
                   [--nbd-max-connections N] [--nbd-max-handshakes N]
                   [--nbd-idle-timeout SECONDS] [--nbd-stall-timeout SECONDS]
+                  [--tls on|require --tls-cert PEM --tls-key PEM [--tls-ca PEM]]
 
 Serves a block device over NBD and prints the URI clients connect to, one per listen address:
-  nbd://HOST:PORT/NAME  or  nbd+unix:///NAME?socket=PATH
+  nbd://HOST:PORT/NAME  or  nbd+unix:///NAME?socket=PATH  (nbds with --tls require)
 
 Options:
   --listen URL     where to accept clients: tcp://HOST:PORT (port 0 picks a free one) or
@@ -55,13 +58,17 @@ Options:
                    the URIs; loopback is safest)
 ${SHUTDOWN_HELP}
 ${nbdLimitHelp(19)}
+${tlsHelp(19)}
   -h, --help       show this help
 
 SIGTERM or SIGINT stops the server gracefully; a second signal stops it at once.
 
 Example:
   dst export --listen tcp://127.0.0.1:10809 --memory 1G
-  nbdinfo nbd://127.0.0.1:10809/dst`;
+  nbdinfo nbd://127.0.0.1:10809/dst
+  dst export --listen tcp://0.0.0.0:10809 --memory 1G --tls require \\
+    --tls-cert server-cert.pem --tls-key server-key.pem
+  nbdinfo 'nbds://HOST:10809/dst?tls-certificates=DIR'   (DIR holds ca-cert.pem)`;
 
 /** Parses "4096", "64M", "1G", "512KiB"; throws UsageError naming `flag` on anything else. */
 export function parseSize(text: string, flag: string): number {
@@ -81,6 +88,8 @@ interface ExportPlan {
   readonly status: string | undefined;
   /** Bounds on NBD clients the flags set; the rest stay at their defaults. */
   readonly nbd: Partial<NbdLimits>;
+  /** TLS for NBD clients (--tls); undefined: plain text. */
+  readonly tls: NbdTlsFiles | undefined;
   readonly source:
     | { readonly kind: "memory"; readonly size: number }
     | { readonly kind: "file"; readonly path: string; readonly size: number | undefined }
@@ -112,6 +121,7 @@ export function planExport(args: string[]): ExportPlan {
     "io-timeout": { type: "string" },
     "shutdown-timeout": { type: "string" },
     ...nbdLimitFlags,
+    ...tlsFlags,
     help: { type: "boolean", short: "h" },
   });
   const urls = values.listen ?? [];
@@ -156,6 +166,7 @@ export function planExport(args: string[]): ExportPlan {
     status: values.status,
     shutdownMs: shutdownTimeout(values["shutdown-timeout"]),
     nbd: nbdLimitsFrom(values),
+    tls: tlsFilesFrom(values),
     source: values.remote !== undefined
       ? {
         kind: "remote",
@@ -181,12 +192,14 @@ async function run(args: string[]): Promise<number> {
   const stop = untilStopSignal({ log, deadlineMs: plan.shutdownMs });
   try {
     const source = plan.source;
+    // Bad TLS material is reported, naming the file, before anything is opened.
+    const tls = plan.tls === undefined ? undefined : await loadNbdTls(plan.tls);
     if (source.kind === "file") await requireSizeForNew(source.path, source.size);
     await preflight(
       plannedListens(plan),
       source.kind === "file" ? [{ path: source.path, from: "--file", size: source.size }] : [],
     );
-    return await serve(plan, log, stop);
+    return await serve(plan, tls, log, stop);
   } finally {
     stop.dispose();
   }
@@ -202,6 +215,7 @@ function plannedListens(plan: ExportPlan): PlannedListen[] {
 
 async function serve(
   plan: ExportPlan,
+  tls: NbdTls | undefined,
   log: Logger,
   stop: StopSignal,
 ): Promise<number> {
@@ -222,6 +236,7 @@ async function serve(
     exports: [{ name: plan.name, device, description }],
     log,
     ...plan.nbd,
+    ...(tls === undefined ? {} : { tls }),
   });
   const uris: string[] = [];
   /** Unix sockets this export bound, removed when it stops (never another process's). */
@@ -234,7 +249,7 @@ async function serve(
         throw osError("listen on", url, error);
       });
       if (bound.address.transport === "unix") sockets.push(bound.address.path);
-      uris.push(clientUri(bound.address, plan.name));
+      uris.push(clientUri(bound.address, plan.name, tls?.mode === "require"));
       console.log(uris.at(-1));
     }
     if (plan.status !== undefined) {

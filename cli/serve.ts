@@ -11,6 +11,8 @@ import { serveNode } from "../actors/node/server.ts";
 import { clientUri } from "../nbd/address.ts";
 import { NbdServer } from "../nbd/server.ts";
 import { startStatusEndpoint } from "../status/endpoint.ts";
+import { EventLog, legMoves } from "../status/events.ts";
+import { DST_VERSION } from "../status/process.ts";
 import { CountingBlockDevice } from "../status/io.ts";
 import { assemble, type Storage } from "../storage/assemble.ts";
 import { plannedMedia } from "../storage/leaves.ts";
@@ -26,12 +28,15 @@ import { nbdLimitFlags, nbdLimitHelp, nbdLimitsFrom } from "./nbd_flags.ts";
 import type { NbdLimits } from "../nbd/limits.ts";
 import { readSecret } from "./secret.ts";
 import { SHUTDOWN_HELP, shutdownTimeout, type StopSignal, untilStopSignal } from "./signals.ts";
+import { loadNbdTls, type NbdTls } from "../nbd/tls.ts";
+import { tlsFilesFrom, tlsFlags, tlsHelp } from "./tls_flags.ts";
 
 const help =
   `Usage: dst serve --config FILE [--status HOST:PORT [--status-token-file PATH]] [--id NAME]
                  [--force] [--io-timeout DURATION] [--shutdown-timeout DURATION]
                  [--nbd-max-connections N] [--nbd-max-handshakes N]
                  [--nbd-idle-timeout SECONDS] [--nbd-stall-timeout SECONDS] [LIMITS]
+                 [--tls on|require --tls-cert PEM --tls-key PEM [--tls-ca PEM]]
 
 Assembles the storage described by a topology file, exports it over NBD (the file's
 "export.listen"), serves it as a dst node when the file has "node.listen", and prints where
@@ -55,6 +60,8 @@ Options:
                       legs fail at once unless theirs says otherwise; default 30s)
 ${SHUTDOWN_HELP}
 ${nbdLimitHelp(22)}
+${tlsHelp(22)}
+                      (or the topology's "export.tls": {"mode", "cert", "key", "ca"})
   -h, --help          show this help
 
 Limits of the dst node listener ("node.listen"), as for dst node:
@@ -97,6 +104,8 @@ export async function startStorage(
     id?: string;
     /** Bounds on NBD clients; unset ones (all, for \`dst start\`) stay at their defaults. */
     nbd?: Partial<NbdLimits>;
+    /** NBD over TLS (from the flags); else the topology's export.tls, else plain text. */
+    tls?: NbdTls;
     log: Logger;
     /** Bounds of the node listener (default: the node server's). */
     nodeLimits?: NodeLimits;
@@ -110,6 +119,14 @@ export async function startStorage(
 ): Promise<Running> {
   const log = options.log;
   const step = options.step ?? ((_what, work) => work());
+  const tlsSpec = topology.export?.tls;
+  // Bad TLS material is reported, naming the file, before anything is made or started.
+  const tls = options.tls ?? (tlsSpec === undefined ? undefined : await loadNbdTls({
+    mode: tlsSpec.mode,
+    cert: resolve(options.baseDir, tlsSpec.cert),
+    key: resolve(options.baseDir, tlsSpec.key),
+    ...(tlsSpec.ca === undefined ? {} : { ca: resolve(options.baseDir, tlsSpec.ca) }),
+  }));
   // Listeners and media are checked before anything is made or started.
   await preflight(
     plannedListens(topology, options.status),
@@ -121,11 +138,15 @@ export async function startStorage(
   const secret = await readSecret(secretFile, "secretFile");
   const id = options.id ?? topology.storage;
   const system = new ActorSystem({ node: id, log });
+  // The history the status page shows: from the start, so the legs' first judgments are in it.
+  const events = new EventLog();
+  events.add({ level: "info", kind: "process", message: `dst ${DST_VERSION} started ${id}` });
   const storage = await assemble(topology, {
     system,
     node: id,
     baseDir: options.baseDir,
     logger: log,
+    onLegState: legMoves(events),
     ...(options.ioTimeoutMs === undefined ? {} : { ioTimeoutMs: options.ioTimeoutMs }),
     ...(secret === undefined ? {} : { secret }),
     ...(options.force ? { force: true } : {}),
@@ -150,13 +171,14 @@ export async function startStorage(
         exports: [{ name, device, description: `dst storage ${topology.storage}` }],
         log,
         ...options.nbd,
+        ...(tls === undefined ? {} : { tls }),
       });
       stops.push(["closing the NBD server", () => nbd.close()]);
       for (const url of topology.export.listen) {
         const bound = await nbd.listen(url).catch((error) => {
           throw osError("listen on", url, error);
         });
-        uris.push(clientUri(bound.address, name));
+        uris.push(clientUri(bound.address, name, tls?.mode === "require"));
       }
     }
     let nodeUrl: string | undefined;
@@ -180,6 +202,7 @@ export async function startStorage(
         exports: uris,
         io: device.stats,
         control: storage.control,
+        events,
         listen: options.status,
         ...(options.statusTokenFile === undefined ? {} : { tokenFile: options.statusTokenFile }),
       });
@@ -212,9 +235,11 @@ async function run(args: string[]): Promise<number> {
     "io-timeout": { type: "string" },
     "shutdown-timeout": { type: "string" },
     ...nbdLimitFlags,
+    ...tlsFlags,
     help: { type: "boolean", short: "h" },
   });
   if (values.config === undefined) throw new UsageError("--config FILE is required");
+  const tlsFiles = tlsFilesFrom(values);
   const nodeLimits = parseLimits(values);
   const nbd = nbdLimitsFrom(values);
   const deadlineMs = shutdownTimeout(values["shutdown-timeout"]);
@@ -228,6 +253,10 @@ async function run(args: string[]): Promise<number> {
   if (topology.export === undefined && topology.node === undefined) {
     throw new UsageError(`${values.config} has neither "export" nor "node": nothing to serve`);
   }
+  if (tlsFiles !== undefined && topology.export === undefined) {
+    throw new UsageError(`--tls is for the NBD export, and ${values.config} has no "export"`);
+  }
+  const tls = tlsFiles === undefined ? undefined : await loadNbdTls(tlsFiles);
   const log = consoleLogger("info", "dst serve");
   const stopSignal = untilStopSignal({ log, deadlineMs });
   try {
@@ -238,6 +267,7 @@ async function run(args: string[]): Promise<number> {
         step: stopSignal.step,
         nodeLimits,
         nbd,
+        ...(tls === undefined ? {} : { tls }),
         ...(values.force ? { force: true } : {}),
         ...(ioTimeoutMs === undefined ? {} : { ioTimeoutMs }),
         ...(values.status === undefined ? {} : { status: values.status }),

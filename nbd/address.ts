@@ -1,6 +1,6 @@
 /**
  * Listen addresses (`tcp://HOST:PORT`, `unix:///PATH`) and the NBD URIs clients use to reach an
- * export on them (`nbd://HOST:PORT/NAME`, `nbd+unix:///NAME?socket=PATH`).
+ * export on them (`nbd://HOST:PORT/NAME`, `nbd+unix:///NAME?socket=PATH`; `nbds` with TLS).
  */
 
 export type ListenAddress =
@@ -34,14 +34,18 @@ export function parseListenUrl(url: string): ListenAddress {
   throw new RangeError(`unsupported listen URL ${url}: use tcp://HOST:PORT or unix:///PATH`);
 }
 
-/** The URI an NBD client (nbdinfo, qemu, nbdcopy) uses for `exportName` at `address`. */
-export function clientUri(address: ListenAddress, exportName: string): string {
+/**
+ * The URI an NBD client (nbdinfo, qemu, nbdcopy) uses for `exportName` at `address`; with `tls`
+ * the `nbds` scheme, which makes libnbd insist on TLS.
+ */
+export function clientUri(address: ListenAddress, exportName: string, tls = false): string {
   const name = encodeURIComponent(exportName);
+  const scheme = tls ? "nbds" : "nbd";
   if (address.transport === "unix") {
     // Slashes stay readable: they are legal in a query string.
     const socket = encodeURIComponent(address.path).replaceAll("%2F", "/");
-    return `nbd+unix:///${name}?socket=${socket}`;
+    return `${scheme}+unix:///${name}?socket=${socket}`;
   }
   const host = address.hostname.includes(":") ? `[${address.hostname}]` : address.hostname;
-  return `nbd://${host}:${address.port}/${name}`;
+  return `${scheme}://${host}:${address.port}/${name}`;
 }

@@ -1,5 +1,6 @@
 /**
- * One NBD client connection: the handshake (bounded in time), then a transmission session, and
+ * One NBD client connection: the handshake (bounded in time, TLS upgrade included), then a
+ * transmission session, and
  * the watch the server keeps on it between requests: a client that takes none of its replies
  * for the stall timeout is dropped, and one that sends nothing with nothing in flight for the
  * idle timeout is closed. Both are judged from progress counters the server samples, so the
@@ -8,11 +9,13 @@
 import type { Clock, Timer } from "../util/clock.ts";
 import type { Logger } from "../util/log.ts";
 import type { Budget } from "./budget.ts";
-import { type ExportTable, HandshakeError, negotiate } from "./handshake.ts";
+import { type ExportTable, HandshakeError, type HandshakeIo, negotiate } from "./handshake.ts";
 import type { NbdLimits } from "./limits.ts";
 import type { BufferPool } from "./pool.ts";
 import { Session, type SessionEnd } from "./session.ts";
 import { type ByteStream, StreamReader, StreamWriter, TruncatedError } from "./stream.ts";
+import type { NbdTls } from "./tls.ts";
+import { acceptTls, TlsHandshakeError } from "./tls_stream.ts";
 
 /** What a connection needs from its server. */
 export interface ConnectionContext {
@@ -22,17 +25,20 @@ export interface ConnectionContext {
   readonly pool: BufferPool;
   readonly log: Logger;
   readonly clock: Clock;
+  /** TLS the server offers (STARTTLS); undefined: plain text only. */
+  readonly tls: NbdTls | undefined;
   stopping(): boolean;
   /** Called once when the handshake is over, however it ended. */
   handshakeOver(): void;
 }
 
 export class Connection {
-  readonly #stream: ByteStream;
+  /** The socket, or the TLS stream over it once upgraded. */
+  #stream: ByteStream;
   readonly #context: ConnectionContext;
   readonly #peer: string;
-  readonly #reader: StreamReader;
-  readonly #writer: StreamWriter;
+  #reader: StreamReader;
+  #writer: StreamWriter;
   #session: Session | null = null;
   #closed = false;
   // What the last watch saw, and when it last saw the client take a reply or send something.
@@ -63,13 +69,31 @@ export class Connection {
       this.#close();
     }, context.limits.handshakeTimeoutMs);
     let negotiated;
+    const tls = context.tls;
     try {
-      negotiated = await negotiate(this.#reader, this.#writer, context.exports, {
-        stopping: context.stopping,
-      });
+      negotiated = await negotiate(
+        { reader: this.#reader, writer: this.#writer },
+        context.exports,
+        {
+          stopping: context.stopping,
+          ...(tls === undefined ? {} : {
+            tls: {
+              mode: tls.mode,
+              upgrade: () => this.#upgrade(tls),
+              refused: () =>
+                log.log("warn", "nbd client refused: TLS is required", {
+                  peer: this.#peer,
+                  hint: "the client did not send NBD_OPT_STARTTLS; use an nbds:// URI",
+                }),
+            },
+          }),
+        },
+      );
     } catch (error) {
       if (error instanceof HandshakeError) {
         log.log("warn", "nbd handshake refused", { peer: this.#peer, reason: error.message });
+      } else if (error instanceof TlsHandshakeError && !this.#closed) {
+        log.log("warn", "nbd TLS handshake failed", { peer: this.#peer, reason: error.message });
       } else if (!(error instanceof TruncatedError) && !this.#closed) {
         log.log("debug", "nbd handshake failed", { peer: this.#peer, error: String(error) });
       }
@@ -109,6 +133,19 @@ export class Connection {
       log.log("debug", "nbd connection ended", { peer: this.#peer, end });
     }
     return end;
+  }
+
+  /** Runs the TLS handshake over the socket; reads and writes go through TLS from then on. */
+  async #upgrade(tls: NbdTls): Promise<HandshakeIo> {
+    const secure = await acceptTls(
+      this.#stream,
+      tls,
+      // A handshake timeout meanwhile closes the TLS stream (and the socket under it).
+      (stream) => this.#stream = stream,
+    );
+    this.#reader = new StreamReader(secure);
+    this.#writer = new StreamWriter(secure);
+    return { reader: this.#reader, writer: this.#writer };
   }
 
   /**

@@ -1,8 +1,9 @@
 /**
  * The fixed newstyle handshake and option haggling, from the greeting to the choice of an export:
- * EXPORT_NAME, GO, INFO, LIST, ABORT, STRUCTURED_REPLY, EXTENDED_HEADERS, LIST_META_CONTEXT and
- * SET_META_CONTEXT (base:allocation). Unknown options are answered NBD_REP_ERR_UNSUP and haggling
- * goes on; anything that breaks the framing ends this connection only.
+ * EXPORT_NAME, GO, INFO, LIST, ABORT, STARTTLS, STRUCTURED_REPLY, EXTENDED_HEADERS,
+ * LIST_META_CONTEXT and SET_META_CONTEXT (base:allocation). Unknown options are answered
+ * NBD_REP_ERR_UNSUP and haggling goes on; anything that breaks the framing ends this connection
+ * only. With TLS required, nothing but STARTTLS and ABORT is answered before the upgrade.
  */
 import type { BlockInfo } from "../actors/block/contract.ts";
 import {
@@ -33,7 +34,9 @@ import {
   OPT_STRUCTURED_REPLY,
   REP_ACK,
   REP_ERR_INVALID,
+  REP_ERR_POLICY,
   REP_ERR_SHUTDOWN,
+  REP_ERR_TLS_REQD,
   REP_ERR_TOO_BIG,
   REP_ERR_UNKNOWN,
   REP_ERR_UNSUP,
@@ -46,6 +49,7 @@ import {
 import { type BlockSizes, blockSizes, type NbdExport, transmissionFlags } from "./export.ts";
 import { put16, put32, put64, ReplyMode } from "./reply.ts";
 import type { StreamReader, StreamWriter } from "./stream.ts";
+import type { TlsMode } from "./tls.ts";
 
 /** The exports a server offers; "" names the default export. */
 export interface ExportTable {
@@ -62,6 +66,8 @@ export interface Negotiated {
   readonly sizes: BlockSizes;
   /** base:allocation was selected for this export. */
   readonly blockStatus: boolean;
+  /** The connection was upgraded to TLS. */
+  readonly tls: boolean;
 }
 
 /** The client broke the handshake's framing or rules; the connection is dropped. */
@@ -81,9 +87,26 @@ const MAX_QUEUED_REPLIES = 64 * 1024;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
+/** The reader and writer of a connection; both are replaced when it is upgraded to TLS. */
+export interface HandshakeIo {
+  readonly reader: StreamReader;
+  readonly writer: StreamWriter;
+}
+
 export interface HandshakeOptions {
   /** True once the server is shutting down: options are then refused with ERR_SHUTDOWN. */
   readonly stopping: () => boolean;
+  /** The TLS this server offers; without it STARTTLS is answered NBD_REP_ERR_UNSUP. */
+  readonly tls?: {
+    readonly mode: TlsMode;
+    /**
+     * Runs the TLS handshake on the connection (the ACK is written, nothing is left unread)
+     * and resolves its new reader and writer. Throws when the handshake fails.
+     */
+    upgrade(): Promise<HandshakeIo>;
+    /** Called once per connection, when an option is first refused for want of TLS. */
+    refused?(): void;
+  };
 }
 
 /**
@@ -91,11 +114,11 @@ export interface HandshakeOptions {
  * cleanly. Throws {@link HandshakeError} on a protocol violation.
  */
 export async function negotiate(
-  reader: StreamReader,
-  writer: StreamWriter,
+  io: HandshakeIo,
   exports: ExportTable,
   options: HandshakeOptions,
 ): Promise<Negotiated | null> {
+  let { reader, writer } = io;
   const greeting = new Uint8Array(18);
   put32(greeting, 0, NBD_MAGIC_HI);
   put32(greeting, 4, NBD_MAGIC_LO);
@@ -111,6 +134,23 @@ export async function negotiate(
     throw new HandshakeError(`unknown client flags 0x${clientFlags.toString(16)}`);
   }
   const noZeroes = (clientFlags & FLAG_C_NO_ZEROES) !== 0;
+  const tls = options.tls;
+  // TLS needs fixed newstyle; a client without it could only pick an export in plain text.
+  if (tls?.mode === "require" && (clientFlags & FLAG_C_FIXED_NEWSTYLE) === 0) {
+    throw new HandshakeError("TLS is required and the client does not speak fixed newstyle");
+  }
+  /** The connection runs over TLS. */
+  let secure = false;
+  let refusedForTls = false;
+  /** FORCEDTLS: before the upgrade only STARTTLS and ABORT are answered. */
+  const needsTls = (option: number) => {
+    if (tls?.mode !== "require" || secure || option === OPT_STARTTLS || option === OPT_ABORT) {
+      return false;
+    }
+    if (!refusedForTls) tls.refused?.();
+    refusedForTls = true;
+    return true;
+  };
 
   let mode: ReplyMode = ReplyMode.Simple;
   /** Export name base:allocation was selected for, or null. */
@@ -130,12 +170,25 @@ export async function negotiate(
         throw new HandshakeError(`option ${option} carries ${length} bytes of data`);
       }
       await reader.skip(length);
-      reply(writer, option, REP_ERR_TOO_BIG, text("option data too large"));
+      if (needsTls(option)) {
+        reply(writer, option, REP_ERR_TLS_REQD, text("TLS is required: send NBD_OPT_STARTTLS"));
+      } else {
+        reply(writer, option, REP_ERR_TOO_BIG, text("option data too large"));
+      }
       continue;
     }
     const taken = length === 0 ? new Uint8Array(0) : await reader.take(length);
     if (taken === null) throw new HandshakeError("client left in the middle of an option");
     const data = taken.slice(); // the reader's view is only valid until its next read
+
+    if (needsTls(option)) {
+      if (option === OPT_EXPORT_NAME) {
+        // It cannot be answered with an error: the document says to end the session.
+        throw new HandshakeError("TLS is required: the client chose an export without STARTTLS");
+      }
+      reply(writer, option, REP_ERR_TLS_REQD, text("TLS is required: send NBD_OPT_STARTTLS"));
+      continue;
+    }
 
     if (options.stopping() && option !== OPT_ABORT) {
       if (option === OPT_EXPORT_NAME) throw new HandshakeError("server is shutting down");
@@ -164,6 +217,7 @@ export async function negotiate(
           flags,
           sizes: blockSizes(info),
           blockStatus: metaExport !== null && exports.find(metaExport) === chosen,
+          tls: secure,
         };
       }
       case OPT_ABORT:
@@ -187,9 +241,40 @@ export async function negotiate(
         reply(writer, option, REP_ACK);
         break;
       }
-      case OPT_STARTTLS:
-        reply(writer, option, REP_ERR_UNSUP, text("TLS is not supported by this server"));
+      case OPT_STARTTLS: {
+        if (data.length !== 0) {
+          reply(writer, option, REP_ERR_INVALID, text("NBD_OPT_STARTTLS takes no data"));
+          break;
+        }
+        if (tls === undefined) {
+          reply(writer, option, REP_ERR_UNSUP, text("TLS is not enabled on this server"));
+          break;
+        }
+        if (secure) {
+          reply(writer, option, REP_ERR_INVALID, text("TLS is already on"));
+          break;
+        }
+        if ((clientFlags & FLAG_C_FIXED_NEWSTYLE) === 0) {
+          reply(writer, option, REP_ERR_POLICY, text("TLS needs fixed newstyle negotiation"));
+          break;
+        }
+        reply(writer, option, REP_ACK);
+        await writer.drained();
+        if (writer.failed !== null) return null;
+        // Bytes sent before our ACK would be taken as TLS records or, worse, as options that
+        // seem to come through TLS: the client broke the rule to wait, and is dropped.
+        if (reader.buffered > 0) {
+          throw new HandshakeError(
+            `client sent ${reader.buffered} bytes after NBD_OPT_STARTTLS before its reply`,
+          );
+        }
+        ({ reader, writer } = await tls.upgrade());
+        secure = true;
+        // What was haggled in plain text could have been changed on the way: forget it.
+        mode = ReplyMode.Simple;
+        metaExport = null;
         break;
+      }
       case OPT_INFO:
       case OPT_GO: {
         const request = parseInfoRequest(data);
@@ -232,6 +317,7 @@ export async function negotiate(
             flags,
             sizes,
             blockStatus: metaExport !== null && exports.find(metaExport) === chosen,
+            tls: secure,
           };
         }
         break;

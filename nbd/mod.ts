@@ -8,3 +8,11 @@ export {
   type NbdServerOptions,
   type NbdServerStats,
 } from "./server.ts";
+export {
+  loadNbdTls,
+  NbdTls,
+  type NbdTlsMaterial,
+  TLS_MODES,
+  TlsConfigError,
+  type TlsMode,
+} from "./tls.ts";

@@ -3,7 +3,8 @@
  * at once, and shuts down gracefully (stop accepting, finish what is in flight, close). A broken
  * or vanished client ends its own connection only. What clients can make it hold is bounded
  * (see limits.ts): connections, handshakes, requests and their bytes per connection and in all;
- * connections over a cap are closed at once, logged once per burst.
+ * connections over a cap are closed at once, logged once per burst. With TLS configured, clients
+ * upgrade with NBD_OPT_STARTTLS during the handshake (see tls.ts for the modes).
  */
 import { type Clock, systemClock, type Timer } from "../util/clock.ts";
 import type { Logger } from "../util/log.ts";
@@ -15,6 +16,7 @@ import type { NbdExport } from "./export.ts";
 import type { ExportTable } from "./handshake.ts";
 import { type NbdLimits, resolveLimits } from "./limits.ts";
 import { BufferPool } from "./pool.ts";
+import type { NbdTls } from "./tls.ts";
 
 export interface NbdServerOptions extends Partial<NbdLimits> {
   readonly exports: readonly NbdExport[];
@@ -23,6 +25,8 @@ export interface NbdServerOptions extends Partial<NbdLimits> {
   readonly log?: Logger;
   /** Time for timeouts; the system clock unless a test drives it. */
   readonly clock?: Clock;
+  /** TLS for clients (NBD_OPT_STARTTLS); plain text only when absent. */
+  readonly tls?: NbdTls;
 }
 
 /** One bound socket; `address` has the real port when 0 was asked for. */
@@ -83,6 +87,7 @@ export class NbdServer implements ExportTable {
       pool: this.#pool,
       log: this.#log,
       clock: this.#clock,
+      tls: options.tls,
       stopping: () => this.#stopping,
       handshakeOver: () => this.#handshaking--,
     };
@@ -135,7 +140,12 @@ export class NbdServer implements ExportTable {
     const accepting = this.#accept(listener);
     this.#accepting.add(accepting);
     accepting.finally(() => this.#accepting.delete(accepting));
-    this.#log.log("info", "nbd server listening", { url });
+    const tls = this.#context.tls;
+    this.#log.log("info", "nbd server listening", {
+      url,
+      tls: tls === undefined ? "off" : tls.mode,
+      ...(tls?.verifyClient ? { clientCertificates: "required" } : {}),
+    });
     return { address: bound };
   }
 

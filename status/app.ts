@@ -8,6 +8,8 @@
  *   GET    /api/tree                      the whole status (StatusJson)
  *   GET    /api/nodes/:node               one node of the tree
  *   GET    /metrics                       Prometheus text
+ *   GET    /api/events?since=ID           the event history after event ID (EventPage)
+ *   GET    /api/samples?since=TIME        throughput and latency samples after TIME (ms)
  *   POST   /api/nodes/:node/:action       suspend | resume | dirty (body {} or none)
  *   POST   /api/nodes/:leg/clean          {"force": true} accepts a leg that may lack writes
  *   POST   /api/nodes/:mirror/verify      {"repairFrom": "leg1"} names the leg to trust
@@ -28,8 +30,11 @@ import {
   type StorageControl,
 } from "../storage/control.ts";
 import { dashboardHtml } from "./dashboard.ts";
+import { EVENT_CAPACITY, type EventLog } from "./events.ts";
+import { SAMPLE_INTERVAL_MS, type SampleRing } from "./samples.ts";
 import type { IoStats } from "./io.ts";
 import { metricsText } from "./metrics.ts";
+import { processInfo } from "./process.ts";
 import { bearerMatches } from "./token.ts";
 import { findNode, type StatusJson, treeJson } from "./tree.ts";
 
@@ -45,6 +50,10 @@ export interface StatusSource {
   readonly control?: StorageControl;
   /** The bearer token control actions need; required with `control`. */
   readonly token?: string;
+  /** The process's event history (GET /api/events); empty without one. */
+  readonly events?: EventLog;
+  /** Throughput and latency over time (GET /api/samples); empty without them. */
+  readonly samples?: SampleRing;
 }
 
 /** Largest control request body accepted. */
@@ -79,6 +88,7 @@ export function statusSnapshot(source: StatusSource): StatusJson {
     exports: source.exports,
     ...(source.io === undefined ? {} : { io: source.io.snapshot() }),
     control: source.control !== undefined,
+    process: processInfo(),
     tree: treeJson(source.tree),
   };
 }
@@ -107,6 +117,22 @@ export function statusApp(source: StatusSource): Hono {
     const node = findNode(treeJson(source.tree), c.req.param("node"));
     if (node === undefined) throw unknownNode(c.req.param("node"));
     return c.json(node);
+  });
+  app.get("/api/events", (c) => {
+    c.header("Cache-Control", "no-store");
+    const since = counter(c.req.query("since"), "since", "the id of the last event you saw");
+    const limit = counter(c.req.query("limit"), "limit", "how many events at most");
+    const page = source.events?.since(since ?? 0, limit ?? EVENT_CAPACITY) ??
+      { events: [], latest: 0, missed: 0 };
+    return c.json(page);
+  });
+  app.get("/api/samples", (c) => {
+    c.header("Cache-Control", "no-store");
+    const since = counter(c.req.query("since"), "since", "a time in milliseconds since the epoch");
+    return c.json({
+      intervalMs: SAMPLE_INTERVAL_MS,
+      samples: source.samples?.since(since ?? 0) ?? [],
+    });
   });
   app.get("/metrics", (c) => {
     c.header("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
@@ -169,6 +195,16 @@ export function statusApp(source: StatusSource): Hono {
     return c.json({ error: error.message }, 500);
   });
   return app;
+}
+
+/** A query parameter that must be a whole number of at least 0, when given; else a 400. */
+function counter(value: string | undefined, name: string, what: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = /^\d{1,16}$/.test(value) ? Number(value) : NaN;
+  if (!Number.isSafeInteger(n)) {
+    throw new HttpProblem(400, { error: `?${name}=${value}: give ${what}, a whole number` });
+  }
+  return n;
 }
 
 /** Drops absent optional fields, as the control API's exact optional types want. */

@@ -1,9 +1,15 @@
 /**
  * The dashboard page: plain HTML, CSS and one script, served as a string (no build step). It
  * polls /api/tree once a second and redraws the storage tree: every node a card coloured by its
- * state, resync and verify progress bars, per-leg and per-node counters, and the live I/O rates
- * of the export. With the status token typed in, each node offers the control actions.
+ * state, resync and verify progress bars, per-leg and per-node counters, since when a leg is out
+ * of sync, and the live I/O rates of the export; above it a health banner (healthy, degraded or
+ * down, and why), the version, uptime and capacity. Beside the tree: charts of throughput and
+ * latency over the last minutes (dashboard_charts.ts) and the event history
+ * (dashboard_events.ts). With the status token typed in, each node offers the control actions;
+ * the dangerous ones ask first.
  */
+import { chartsScript } from "./dashboard_charts.ts";
+import { eventsScript } from "./dashboard_events.ts";
 
 export function dashboardHtml(title: string): string {
   const safe = title.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -50,13 +56,52 @@ ul.tree ul>li::before{content:"";position:absolute;left:-1.2em;top:1.4em;width:1
 #control{margin-left:auto;font-size:12px}
 #control input{width:16em;font-size:12px}
 #message{font-size:12px;margin:.4em 0;min-height:1.2em}
+#about{display:flex;gap:1.2em;font-size:13px;font-variant-numeric:tabular-nums}
+#about b{display:block;font-size:11px;color:#b8c2cc;font-weight:normal}
+#health{padding:.55em 1.5em;font-weight:600;color:#fff;background:var(--unknown)}
+#health[data-health=healthy]{background:var(--in-sync)}
+#health[data-health=degraded]{background:var(--degraded)}
+#health[data-health=down]{background:var(--down)}
+#health .why{font-weight:normal;margin-left:.6em}
+.layout{display:flex;gap:1.5em;align-items:flex-start;flex-wrap:wrap}
+.layout>section{flex:1 1 30em;min-width:0}
+.since{color:#a33;font-size:12px;font-weight:600}
+h2{font-size:13px;color:#556;margin:.2em 0 .5em;text-transform:uppercase;letter-spacing:.04em}
+#charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(19em,1fr));gap:.8em}
+.chart-box{background:#fff;border:1px solid #d6dde4;border-radius:6px;padding:.4em .6em}
+.chart-title{font-size:12px;font-weight:600;color:#334}
+svg.chart{width:100%;height:auto;display:block}
+svg.chart .grid{stroke:#e3e8ed;stroke-width:1}
+svg.chart .axis{fill:#889;font-size:10px}
+svg.chart .line{fill:none;stroke-width:1.6;stroke-linejoin:round}
+.legend{font-size:11px;color:#445;display:flex;gap:.9em;flex-wrap:wrap}
+.legend i{display:inline-block;width:.8em;height:.8em;border-radius:2px;margin-right:.3em}
+#events{list-style:none;margin:0;padding:0;max-height:26em;overflow:auto;background:#fff;
+  border:1px solid #d6dde4;border-radius:6px;font-size:12px}
+#events li{padding:.25em .6em;border-left:4px solid var(--in-sync);border-bottom:1px solid #eef1f4}
+#events li.warn{border-left-color:var(--degraded)}
+#events li.error{border-left-color:var(--down);background:#fdf1f1}
+#events li.missed{border-left-color:var(--unknown);color:#667}
+#events time{color:#667;margin-right:.6em;font-variant-numeric:tabular-nums}
+#events .kind{color:#889;margin-right:.6em}
 </style></head>
 <body>
 <header><div><h1>dst — ${safe}</h1><div class="sub" id="exports"></div></div>
+<div id="about"></div>
 <div id="io"></div>
 <div id="control" hidden>token <input id="token" type="password" autocomplete="off"
   placeholder="status token for actions"></div></header>
-<main><div id="status">loading…</div><div id="message"></div><div id="tree"></div></main>
+<div id="health" data-health="unknown">loading…</div>
+<main><div id="status">loading…</div><div id="message"></div>
+<div class="layout">
+<section><h2>storage</h2><div id="tree"></div></section>
+<section><h2>recent activity</h2><div id="charts">
+<div class="chart-box" id="chart-throughput"></div><div class="chart-box" id="chart-iops"></div>
+<div class="chart-box" id="chart-latency"></div><div class="chart-box" id="chart-legs"></div>
+<div class="chart-box" id="chart-resync"></div></div>
+<h2 style="margin-top:1em">events</h2><div id="events-empty" class="meta">no events yet</div>
+<ul id="events"></ul></section>
+</div></main>
 <script>
 "use strict";
 const STATES = ["in-sync","degraded","rebuilding","judging","suspended","down","out","split-brain","connecting"];
@@ -72,6 +117,11 @@ function duration(s) {
   if (s < 60) return s + " s";
   if (s < 3600) return Math.floor(s / 60) + " min " + (s % 60) + " s";
   return Math.floor(s / 3600) + " h " + Math.floor((s % 3600) / 60) + " min";
+}
+/** HH:MM:SS in this browser's time. */
+function clock(ms) {
+  const d = new Date(ms);
+  return [d.getHours(), d.getMinutes(), d.getSeconds()].map((n) => String(n).padStart(2, "0")).join(":");
 }
 function el(tag, cls, text) {
   const e = document.createElement(tag);
@@ -150,7 +200,7 @@ function card(node, leg, control, parent) {
   const reason = (leg && leg.reason) || f.reason;
   if (reason && node.state !== "in-sync") c.append(el("div", "reason", reason));
   if (leg && leg.inStateMs !== undefined && node.state !== "in-sync") {
-    c.append(el("div", "meta", node.state + " for " + duration(leg.inStateMs / 1000)));
+    c.append(el("div", "since", sinceText(node.state, leg.inStateMs, snapshotTime)));
   }
   if (f.resync) {
     const r = f.resync;
@@ -193,6 +243,51 @@ function branch(node, leg, control, parent) {
   return li;
 }
 
+/** "down since 12:03:04 (for 2 min 5 s)": when the leg left, in this browser's time. */
+function sinceText(state, inStateMs, at) {
+  const label = state === "suspended" || state === "rebuilding" || state === "judging"
+    ? state : "down";
+  return label + " since " + clock(at - inStateMs) + " (for " + duration(inStateMs / 1000) + ")";
+}
+let snapshotTime = Date.now();
+
+/** Healthy when every node is in sync; down when the storage serves nothing; else degraded. */
+function health(tree) {
+  const causes = [];
+  const walk = (node) => {
+    const bad = (node.children || []).filter((c) => c.state !== "in-sync" || hasBad(c));
+    if (node.state !== "in-sync" && bad.length === 0) {
+      const f = node.facts || {};
+      const r = f.resync;
+      causes.push(node.name + " " + node.state +
+        (r && r.progress !== undefined ? " " + (r.progress * 100).toFixed(0) + "%" : "") +
+        (f.reason ? " (" + f.reason + ")" : ""));
+    }
+    bad.forEach(walk);
+  };
+  const hasBad = (node) => (node.children || []).some((c) => c.state !== "in-sync" || hasBad(c));
+  walk(tree);
+  if (causes.length === 0) return { level: "healthy", text: "healthy", why: "every node is in sync" };
+  const down = ["down", "split-brain", "out", "connecting"].includes(tree.state);
+  return { level: down ? "down" : "degraded", text: down ? "down" : "degraded", why: causes.join(" · ") };
+}
+function showHealth(h) {
+  const box = document.getElementById("health");
+  box.dataset.health = h.level;
+  box.replaceChildren(h.text);
+  box.append(el("span", "why", h.why));
+}
+function about(now) {
+  const box = document.getElementById("about");
+  const stat = (label, value) => { const d = el("div", "", value); d.prepend(el("b", "", label)); return d; };
+  const p = now.process || {};
+  box.replaceChildren(
+    stat("capacity", bytes(now.tree.size)),
+    stat("version", p.version ? "dst " + p.version + " · deno " + p.deno : "?"),
+    stat("uptime", p.uptimeSeconds !== undefined ? duration(p.uptimeSeconds) : "?"),
+  );
+}
+
 let last;
 function ioRates(now) {
   const box = document.getElementById("io");
@@ -220,21 +315,27 @@ async function refresh() {
     const r = await fetch("api/tree", { cache: "no-store" });
     if (!r.ok) throw new Error("HTTP " + r.status);
     const now = await r.json();
+    snapshotTime = now.time;
     document.getElementById("exports").textContent = now.exports.length ? "attach: " + now.exports.join("  ") : "";
+    showHealth(health(now.tree));
+    about(now);
     document.getElementById("control").hidden = !now.control;
     ioRates(now);
     const ul = el("ul", "tree");
     ul.append(branch(now.tree, undefined, now.control, undefined));
     document.getElementById("tree").replaceChildren(ul);
     status.className = "";
-    status.textContent = "updated " + new Date(now.time).toLocaleTimeString();
+    status.textContent = "updated " + clock(now.time);
     last = now;
   } catch (e) {
     status.className = "stale";
     status.textContent = "status unavailable (" + e.message + "); showing the last state";
+    showHealth({ level: "unknown", text: "unknown", why: "the process does not answer (" + e.message + ")" });
   }
 }
 refresh();
 setInterval(refresh, 1000);
+${chartsScript}
+${eventsScript}
 </script></body></html>`;
 }

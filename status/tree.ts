@@ -5,6 +5,8 @@
  */
 import type { TreeNode } from "../storage/assemble.ts";
 import type { IoSnapshot } from "./io.ts";
+import type { ProcessInfo } from "./process.ts";
+import { LEG_LATENCY_BUCKETS } from "../actors/mirror/leg_latency.ts";
 
 export interface TreeJson {
   readonly name: string;
@@ -31,6 +33,8 @@ export interface StatusJson {
   readonly io?: IoSnapshot;
   /** Whether control actions (suspend, resume, ...) are available here. */
   readonly control: boolean;
+  /** Version, uptime and resources of the process serving this. */
+  readonly process?: ProcessInfo;
   readonly tree: TreeJson;
 }
 
@@ -113,6 +117,15 @@ export interface LegFacts {
   readonly copiedBytes?: number;
   /** Milliseconds since the leg last moved (how long it has been down, say). */
   readonly inStateMs?: number;
+  /** How long the leg took to answer the mirror, per operation (read, write, flush). */
+  readonly latency?: Readonly<Record<string, LatencyFacts>>;
+}
+
+/** A latency histogram: cumulative counts per bucket bound (LEG_LATENCY_BUCKETS), then +Inf. */
+export interface LatencyFacts {
+  readonly count: number;
+  readonly sumSeconds: number;
+  readonly buckets: readonly number[];
 }
 
 /** The detail fields the views know, each present only when the node reported it sanely. */
@@ -233,6 +246,14 @@ export function nodeFacts(node: Pick<TreeJson, "size" | "detail">): NodeFacts {
         if (v !== undefined) leg[key] = v;
       }
       if (typeof l.reason === "string") leg.reason = l.reason;
+      if (isRecord(l.latency)) {
+        const latency: Record<string, LatencyFacts> = {};
+        for (const [op, h] of Object.entries(l.latency)) {
+          const facts = latencyFacts(h);
+          if (facts !== undefined) latency[op] = facts;
+        }
+        leg.latency = latency;
+      }
       return leg as unknown as LegFacts;
     });
   }
@@ -258,4 +279,17 @@ export function nodeFacts(node: Pick<TreeJson, "size" | "detail">): NodeFacts {
   }
   if (Object.keys(numbers).length > 0) facts.numbers = numbers;
   return facts as NodeFacts;
+}
+
+/** A histogram as a leg reports it, when well formed: as many buckets as bounds plus one. */
+function latencyFacts(h: unknown): LatencyFacts | undefined {
+  if (!isRecord(h) || !Array.isArray(h.buckets)) return undefined;
+  const count = num(h.count);
+  const sumSeconds = num(h.sumSeconds);
+  const buckets = h.buckets.map(num);
+  if (count === undefined || sumSeconds === undefined) return undefined;
+  if (buckets.length !== LEG_LATENCY_BUCKETS.length + 1 || buckets.includes(undefined)) {
+    return undefined;
+  }
+  return { count, sumSeconds, buckets: buckets as number[] };
 }

@@ -11,7 +11,7 @@ import type { BlockDevice } from "../actors/block/contract.ts";
 import { guard } from "../actors/block/guard.ts";
 import { combineInfo } from "../actors/block/info.ts";
 import { LinearMapping } from "../actors/linear/linear.ts";
-import { type Mirror, spawnMirror } from "../actors/mirror/mod.ts";
+import { type LegStatus, type Mirror, spawnMirror } from "../actors/mirror/mod.ts";
 import type { RemoteState } from "../actors/node/proxy.ts";
 import { mediaOf } from "../actors/block/media.ts";
 import type { MediaDevice } from "../actors/block/contract.ts";
@@ -54,6 +54,8 @@ export interface AssembleOptions {
    * actors/mirror/start.ts: what it risks).
    */
   readonly force?: boolean;
+  /** Told every move of every mirror's legs (for the event history). */
+  readonly onLegState?: (mirror: string, leg: LegStatus) => void;
 }
 
 export interface Storage {
@@ -167,6 +169,9 @@ export async function assemble(topology: Topology, options: AssembleOptions): Pr
       logger,
       media: children.map((c) => c.media),
       ...(options.force === undefined ? {} : { force: options.force }),
+      ...(options.onLegState === undefined
+        ? {}
+        : { onLegState: (leg: LegStatus) => options.onLegState!(name, leg) }),
       ...(spec.legTimeoutMs === undefined ? {} : { legTimeoutMs: spec.legTimeoutMs }),
       ...(spec.readPolicy === undefined ? {} : { readPolicy: spec.readPolicy }),
       ...(spec.chunkSize === undefined ? {} : { chunkSize: spec.chunkSize }),

@@ -107,6 +107,13 @@ export const topologySchema = z.strictObject({
   export: z.strictObject({
     listen: z.array(url(["tcp", "unix"])).min(1),
     name: z.string().max(4096).optional(),
+    /** NBD over TLS (paths relative to the file); `dst serve --tls` flags take precedence. */
+    tls: z.strictObject({
+      mode: z.enum(["on", "require"]),
+      cert: z.string().min(1),
+      key: z.string().min(1),
+      ca: z.string().min(1).optional(),
+    }).optional(),
   }).optional(),
   /** Also serve the storage as a dst node, so another storage can use it as a child. */
   node: z.strictObject({ listen: url(["tcp", "unix", "quic"]) }).optional(),

@@ -10,6 +10,7 @@ import { statusFixture } from "./support/status_fixture.ts";
 import { CountingBlockDevice } from "../status/io.ts";
 import type { StatusJson, TreeJson } from "../status/tree.ts";
 import { skipWithout } from "./support/nbd_harness.ts";
+import { DST_VERSION } from "../status/process.ts";
 
 const TOKEN = "0123456789abcdef-test-token";
 const auth = { Authorization: `Bearer ${TOKEN}` };
@@ -293,5 +294,31 @@ Deno.test({
     has(`dst_io_latency_seconds_bucket{${s},op="read",le="+Inf"} 1`);
     has(`dst_io_in_flight{${s}} 0`);
     has("# TYPE dst_io_latency_seconds histogram");
+    // What this build is, and the process metrics every exporter has.
+    has(`dst_build_info{version="${DST_VERSION}",deno="${Deno.version.deno}"} 1`);
+    for (
+      const name of [
+        "process_start_time_seconds",
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+        "process_max_fds",
+      ]
+    ) {
+      assert.match(text, new RegExp(`^${name} \\d`, "m"), name);
+    }
+    // Resync progress like node_md_blocks_synced: bytes done of the bytes to do, per leg.
+    has(`dst_resync_synced_bytes{${s},node="a"} 16777216`);
+    has(`dst_resync_total_bytes{${s},node="a"} 67108864`);
+    // Each leg's latency as the mirror saw it.
+    has("# TYPE dst_leg_latency_seconds histogram");
+    has(`dst_leg_latency_seconds_count{${s},mirror="m",leg="a",op="read"} 10`);
+    has(`dst_leg_latency_seconds_bucket{${s},mirror="m",leg="a",op="read",le="0.001"} 7`);
+    has(`dst_leg_latency_seconds_bucket{${s},mirror="m",leg="a",op="read",le="+Inf"} 10`);
+    has(`dst_leg_latency_seconds_sum{${s},mirror="m",leg="a",op="read"} 0.02`);
+    // A label without a value is left out, not sent empty.
+    has(`dst_node_info{${s},node="m",kind="mirror"} 1`);
+    has(`dst_node_info{${s},node="b",kind="file",address="/var/lib/dst/b.img"} 1`);
+    assert.ok(!text.includes('=""'), "no empty label values");
   },
 });

@@ -1,13 +1,17 @@
 /**
  * The dashboard in a real browser: headless Debian Chromium (driven by playwright-core) opens the
  * status page of `dst serve` running a 2-leg mirror over two `dst node` processes, sees the tree,
- * suspends a leg through the control API and sees its state change on the page without a reload.
- * It saves a screenshot and prints its path, so a person can look at what the page shows.
+ * the health banner, version, uptime and capacity, charts that are drawn and move, suspends a leg
+ * through the control API and sees its state, "suspended since", the degraded banner and the
+ * events change on the page without a reload; then kills the other leg's node and sees the
+ * storage down, "down since" and the event saying so. It saves screenshots and prints their
+ * paths, so a person can look at what the page shows.
  */
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
 import { type DstProcess, spawnDst } from "./support/dst_process.ts";
 import { hasTool, inCI, mustRun } from "./support/nbd_harness.ts";
+import { DST_VERSION } from "../status/process.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const TOKEN = "browser-test-token-0123456789";
@@ -85,7 +89,7 @@ Deno.test({
         ],
       });
       const page = await context.newPage();
-      await page.setViewportSize({ width: 1100, height: 640 });
+      await page.setViewportSize({ width: 1400, height: 900 });
       await page.goto(url);
       // The tree: the mirror and, below it, both legs, all in sync.
       await page.waitForSelector('[data-node="m"][data-state="in-sync"]', { timeout: 10_000 });
@@ -109,6 +113,26 @@ Deno.test({
         "the legs are drawn under the mirror",
       );
       assert.match(await page.textContent("header") ?? "", /nbd\+unix/);
+      // Health, version, uptime and capacity.
+      await page.waitForSelector('#health[data-health="healthy"]', { timeout: 10_000 });
+      const about = await page.textContent("#about") ?? "";
+      assert.match(about, /capacity16\.0 MiB/);
+      assert.match(about, new RegExp(`versiondst ${DST_VERSION.replaceAll(".", "\\.")} · deno`));
+      assert.match(about, /uptime\d+ s/);
+      // The events so far: the process started, both legs joined in sync.
+      await page.waitForSelector('#events li[data-kind="process"]', { timeout: 10_000 });
+      await page.waitForSelector('#events li[data-subject="b"][data-to="in-sync"]', {
+        timeout: 10_000,
+      });
+      // Every chart is drawn, with its axis, once two samples exist.
+      for (const chart of ["throughput", "iops", "latency", "legs", "resync"]) {
+        await page.waitForSelector(`svg[data-chart="${chart}"]`, { timeout: 10_000 });
+      }
+      // (A flat line at zero has no area: attached, not "visible".)
+      await page.waitForSelector('svg[data-chart="throughput"] polyline[data-series="write"]', {
+        timeout: 10_000,
+        state: "attached",
+      });
 
       // Suspend leg b through the control API, as an administrator's script would.
       const response = await fetch(`${url}api/nodes/b/suspend`, {
@@ -138,16 +162,40 @@ Deno.test({
         "(e) => getComputedStyle(e).borderLeftColor",
       );
       assert.notEqual(colour, "rgb(46, 158, 79)", "no longer coloured in-sync green");
+      // The banner says degraded, and why; the events list the move and the action.
+      await page.waitForSelector('#health[data-health="degraded"]', { timeout: 10_000 });
+      assert.match(await page.textContent("#health") ?? "", new RegExp(`degraded.*b ${state}`));
+      await page.waitForSelector(`#events li[data-subject="b"][data-to="${state}"]`, {
+        timeout: 10_000,
+      });
       if (hasTool("nbdcopy")) {
         // Client writes while b is away: the live counters move, and b falls behind.
         const image = `${dir}/write.img`;
         await Deno.writeFile(image, new Uint8Array(2 * 1024 * 1024).fill(1));
+        const points = () =>
+          page.getAttribute('svg[data-chart="throughput"] polyline[data-series="write"]', "points");
+        const before = await points();
         await mustRun("nbdcopy", [image, serve.lines.find((l) => l.startsWith("nbd"))!]);
         await page.waitForFunction(
           "document.querySelector('header').textContent.includes('2.0 MiB written')",
           undefined,
           { timeout: 10_000 },
         );
+        // The charts move: new samples, and the write line rises above zero.
+        await page.waitForFunction(
+          `(() => { const l = document.querySelector('svg[data-chart="throughput"] polyline[data-series="write"]');
+            return l && l.getAttribute("points") !== ${JSON.stringify(before)}; })()`,
+          undefined,
+          { timeout: 10_000 },
+        );
+        await page.waitForFunction(
+          "/write [1-9][0-9.]* (B|KiB|MiB)\\/s/.test(document.getElementById('chart-throughput').textContent) || " +
+            '[...document.querySelectorAll(\'svg[data-chart="throughput"] polyline[data-series="write"]\')]' +
+            ".some((l) => l.getAttribute('points').split(' ').some((p) => Number(p.split(',')[1]) < 80))",
+          undefined,
+          { timeout: 10_000 },
+        );
+        assert.notEqual(await points(), before);
         if (state === "suspended") {
           await page.waitForFunction(
             "/out of sync [1-9]/.test(document.querySelector('[data-node=\"b\"]').textContent)",
@@ -157,9 +205,9 @@ Deno.test({
         }
       }
       if (state === "suspended") {
-        // How long it has been suspended is on its card.
+        // Since when, and how long, it has been suspended is on its card.
         await page.waitForFunction(
-          "/suspended for \\d/.test(document.querySelector('[data-node=\"b\"]').textContent)",
+          "/suspended since \\d\\d:\\d\\d:\\d\\d \\(for \\d+ s\\)/.test(document.querySelector('[data-node=\"b\"]').textContent)",
           undefined,
           { timeout: 10_000 },
         );
@@ -187,6 +235,23 @@ Deno.test({
       const screenshot = `${Deno.env.get("TMPDIR") ?? "/tmp"}/dst-status-dashboard.png`;
       await page.screenshot({ path: screenshot, fullPage: true });
       console.log(`dashboard screenshot: ${screenshot} (leg b ${state})`);
+
+      // The other leg's node dies: nothing is in sync, the storage is down, and the page says
+      // since when and why.
+      await nodes[0]!.stop("SIGKILL");
+      await page.waitForSelector('#health[data-health="down"]', { timeout: 15_000 });
+      await page.waitForFunction(
+        "/down since \\d\\d:\\d\\d:\\d\\d \\(for \\d+ s\\)/.test(document.querySelector('[data-node=\"a\"]').textContent)",
+        undefined,
+        { timeout: 10_000 },
+      );
+      await page.waitForSelector('#events li[data-kind="mirror"][data-level="error"]', {
+        timeout: 10_000,
+      });
+      assert.match(await page.textContent("#events") ?? "", /m is down: no leg is in sync/);
+      const downShot = `${Deno.env.get("TMPDIR") ?? "/tmp"}/dst-status-dashboard-down.png`;
+      await page.screenshot({ path: downShot, fullPage: true });
+      console.log(`dashboard screenshot: ${downShot} (leg a's node killed)`);
     } finally {
       await context?.close().catch(() => {});
       await serve?.stop();

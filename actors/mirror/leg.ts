@@ -5,6 +5,7 @@
  */
 import type { BlockDevice, MediaDevice, MediaState } from "../block/contract.ts";
 import type { ChunkBits } from "./chunk_bits.ts";
+import { LegLatency } from "./leg_latency.ts";
 import type { LegState } from "./leg_machine.ts";
 import type { ResyncStats } from "./resync_copy.ts";
 
@@ -42,6 +43,8 @@ export interface Leg {
   /** Totals over every resync this leg took: bytes settled and bytes actually moved. */
   resyncedBytes: number;
   copiedBytes: number;
+  /** How long its answers took (observed for status only; nothing decides on it). */
+  readonly latency: LegLatency;
 }
 
 /** A leg that has done nothing yet, waiting for the mirror's start to judge it. */
@@ -68,6 +71,7 @@ export function newLeg(
     errors: 0,
     resyncedBytes: 0,
     copiedBytes: 0,
+    latency: new LegLatency(),
   };
 }
 

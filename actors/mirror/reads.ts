@@ -40,12 +40,14 @@ export async function readFromLegs(
     const leg = pickReadLeg(core, policy, offset, length);
     if (leg === undefined || refused.some((r) => r.leg === leg)) break;
     const epoch = leg.epoch;
+    const started = core.clock.now();
     try {
       // The leg reads into a buffer of its own, never into the caller's: a leg that times out
       // is abandoned but may still answer later, and must not write into `into` after the
       // caller has it back (from another leg) and reused it.
       const data = await core.timed(leg, leg.device.read(offset, length));
       leg.reads++;
+      leg.latency.read.record(core.clock.now() - started);
       for (const r of refused) {
         core.fail(r.leg, r.epoch, `read refused by this leg alone (${describe(r.error)})`);
       }

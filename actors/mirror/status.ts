@@ -4,6 +4,7 @@
  */
 import type { MediaGenerations } from "../block/contract.ts";
 import type { Leg } from "./leg.ts";
+import type { LatencySnapshot, LegOp } from "./leg_latency.ts";
 import type { LegState } from "./leg_machine.ts";
 
 /** A resync in progress on one leg. */
@@ -39,6 +40,8 @@ export interface LegStatus {
   /** Totals over every resync this leg took: bytes settled and bytes actually moved. */
   readonly resyncedBytes: number;
   readonly copiedBytes: number;
+  /** How long the leg took to answer the mirror's reads, changes and flushes. */
+  readonly latency: Readonly<Record<LegOp, LatencySnapshot>>;
 }
 
 /** A snapshot of `leg` in a mirror of `size` bytes tracked in chunks of `chunkSize`. */
@@ -74,5 +77,6 @@ export function legStatus(leg: Leg, chunkSize: number, size: number, now: number
     ...(resync === undefined ? {} : { resync }),
     resyncedBytes: leg.resyncedBytes + (r?.stats.bytesDone ?? 0),
     copiedBytes: leg.copiedBytes + (r?.stats.bytesCopied ?? 0),
+    latency: leg.latency.snapshot(),
   };
 }

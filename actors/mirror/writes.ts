@@ -101,8 +101,15 @@ export async function everyLeg(
   const epochs = targets.map((l) => l.epoch);
   const wasInSync = targets.map((l) => l.state === "in-sync");
   if (!wasInSync.includes(true)) throw host.noLegs(what, undefined);
+  // Each leg's answer is timed on its own (for status; nothing decides on it).
+  const started = host.clock.now();
+  const timing = what === "flush" ? "flush" : "write";
   const results = await Promise.allSettled(
-    targets.map((leg) => host.timed(leg, op(leg.device))),
+    targets.map((leg) =>
+      host.timed(leg, op(leg.device)).then(() =>
+        leg.latency[timing].record(host.clock.now() - started)
+      )
+    ),
   );
   const took = new Set<Leg>();
   let inSyncTook = 0;

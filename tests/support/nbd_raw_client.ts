@@ -26,7 +26,8 @@ export interface ReplyChunk {
 }
 
 export class RawNbdClient {
-  readonly conn: Deno.Conn;
+  /** The socket; a TLS connection over it after {@link startTls}. */
+  conn: Deno.Conn;
   #buf = new Uint8Array(0);
 
   private constructor(conn: Deno.Conn) {
@@ -35,6 +36,17 @@ export class RawNbdClient {
 
   static async connect(port: number): Promise<RawNbdClient> {
     return new RawNbdClient(await Deno.connect({ hostname: "127.0.0.1", port }));
+  }
+
+  /**
+   * Upgrades the connection to TLS (after the server's ACK to NBD_OPT_STARTTLS); throws when the
+   * handshake fails (say, the server's certificate is not signed by `caCert`).
+   */
+  async startTls(caCert: string, hostname = "localhost"): Promise<void> {
+    if (this.#buf.length > 0) throw new Error(`${this.#buf.length} unread bytes before TLS`);
+    this.conn = await Deno.startTls(this.conn as Deno.TcpConn, { caCerts: [caCert], hostname });
+    // The handshake runs with the first read or write; make it happen now, so it fails here.
+    await (this.conn as Deno.TlsConn).handshake();
   }
 
   close(): void {

@@ -3,6 +3,7 @@
  * resyncing remote leg and a suspended file leg; the control records its calls and changes the
  * legs' states, so the routes can be checked against what the control saw.
  */
+import { LEG_LATENCY_BUCKETS } from "../../actors/mirror/leg_latency.ts";
 import type { NodeState, TreeNode } from "../../storage/assemble.ts";
 import {
   ControlError,
@@ -74,7 +75,18 @@ export function statusFixture(): Fixture {
       state: Object.values(legState).includes("in-sync") ? "degraded" : "down",
       detail: {
         legs: [
-          { name: "a", state: legState.a, reads: 10, writes: 20, errors: 0 },
+          {
+            name: "a",
+            state: legState.a,
+            reads: 10,
+            writes: 20,
+            errors: 0,
+            latency: {
+              read: { count: 10, sumSeconds: 0.02, buckets: latencyBuckets(3, 7, 10) },
+              write: { count: 20, sumSeconds: 0.1, buckets: latencyBuckets(0, 10, 20) },
+              flush: { count: 0, sumSeconds: 0, buckets: latencyBuckets(0, 0, 0) },
+            },
+          },
           { name: "b", state: legState.b, reads: 3, writes: 4, errors: 1, reason: "suspended" },
         ],
       },
@@ -126,4 +138,12 @@ export function statusFixture(): Fixture {
     },
   };
   return { tree: m, control, calls };
+}
+
+/** Cumulative buckets over LEG_LATENCY_BUCKETS: `fast` under 1 ms, `ms` under 10 ms, `all`. */
+function latencyBuckets(fast: number, ms: number, all: number): number[] {
+  return LEG_LATENCY_BUCKETS.map((le) =>
+    le <= 0.00025 ? fast : le < 0.001 ? fast : le < 0.01 ? ms : all
+  )
+    .concat(all);
 }
