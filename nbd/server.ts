@@ -13,6 +13,7 @@ import { type ListenAddress, parseListenUrl } from "./address.ts";
 import { Budget } from "./budget.ts";
 import { Connection, type ConnectionContext } from "./connection.ts";
 import type { NbdExport } from "./export.ts";
+import { acceptLarge } from "./large_requests.ts";
 import type { ExportTable } from "./handshake.ts";
 import { type NbdLimits, resolveLimits } from "./limits.ts";
 import { BufferPool } from "./pool.ts";
@@ -69,7 +70,8 @@ export class NbdServer implements ExportTable {
     if (options.exports.length === 0) throw new RangeError("an NBD server needs an export");
     for (const e of options.exports) {
       if (this.#exports.has(e.name)) throw new RangeError(`export "${e.name}" is listed twice`);
-      this.#exports.set(e.name, e);
+      // Clients may ask up to 64 MiB at once; larger than the device takes is cut in pieces.
+      this.#exports.set(e.name, { ...e, device: acceptLarge(e.device) });
     }
     this.#default = options.defaultExport ?? options.exports[0]!.name;
     if (!this.#exports.has(this.#default)) {

@@ -23,7 +23,7 @@ Deno.test({
       assert.equal(e.is_read_only, false);
       assert.equal(e.block_size_minimum, 1);
       assert.equal(e.block_size_preferred, 4096);
-      assert.equal(e.block_size_maximum, 32 * MiB);
+      assert.equal(e.block_size_maximum, 64 * MiB, "requests up to 64 MiB, as nbdkit takes");
       assert.ok(e.contexts.includes("base:allocation"));
       assert.equal(json.protocol, "newstyle-fixed");
 
