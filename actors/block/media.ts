@@ -105,7 +105,9 @@ export type MediaErrorCode =
   | "size"
   | "storage"
   | "leg"
-  | "exists";
+  | "exists"
+  /** Another process has the media open (media_lock.ts). */
+  | "busy";
 
 /** The media cannot be used as asked; the message says why and what to do. */
 export class MediaError extends Error {
