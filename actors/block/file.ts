@@ -34,6 +34,7 @@ import {
   writeBitmap,
 } from "./media.ts";
 import { lockMedia, type MediaLock } from "./media_lock.ts";
+import { checkExpectedGeneration, type OwnerGrant } from "./owner_grant.ts";
 import { type IoMode, RawFile } from "./raw_file.ts";
 import type { Random } from "../../util/random.ts";
 
@@ -224,9 +225,25 @@ export class FileBlockDevice implements BlockDevice, MediaDevice {
     });
   }
 
+  /** Changes the media state; `expectCurrent` is checked in the same turn as the update. */
   async updateMedia(patch: MediaPatch): Promise<MediaState> {
-    await this.updateMeta(patch);
+    const { expectCurrent: _, ...changes } = patch;
+    await this.#updateMetaWith((m) => {
+      checkExpectedGeneration(patch, m.generations.current);
+      return changes;
+    });
     return await this.media();
+  }
+
+  /** The owner grant kept in the header (GrantStore). */
+  ownerGrant(): OwnerGrant {
+    const m = this.#meta;
+    return { epoch: m.ownerEpoch, owner: m.owner, label: m.ownerLabel };
+  }
+
+  /** Keeps `grant` durably in the header before resolving (GrantStore). */
+  async storeOwnerGrant(grant: OwnerGrant): Promise<void> {
+    await this.updateMeta({ ownerEpoch: grant.epoch, owner: grant.owner, ownerLabel: grant.label });
   }
 
   /** Durably stores `bytes` at byte `at` of the bitmap region (MediaDevice). */
