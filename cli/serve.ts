@@ -8,6 +8,7 @@
 import { dirname, resolve } from "node:path";
 import { ActorSystem } from "../actors/runtime/system.ts";
 import { serveNode } from "../actors/node/server.ts";
+import { Ownership, parentGrants } from "../actors/node/owner.ts";
 import { clientUri } from "../nbd/address.ts";
 import { NbdServer } from "../nbd/server.ts";
 import { startStatusEndpoint } from "../status/endpoint.ts";
@@ -29,7 +30,8 @@ import { SHUTDOWN_HELP, shutdownTimeout, type StopSignal, untilStopSignal } from
 
 const help =
   `Usage: dst serve --config FILE [--status HOST:PORT [--status-token-file PATH]] [--id NAME]
-                 [--force] [--io-timeout DURATION] [--shutdown-timeout DURATION]
+                 [--force] [--on-fenced exit|stay] [--io-timeout DURATION]
+                 [--shutdown-timeout DURATION]
                  [--nbd-max-connections N] [--nbd-max-handshakes N]
                  [--nbd-idle-timeout SECONDS] [--nbd-stall-timeout SECONDS] [LIMITS]
 
@@ -49,6 +51,10 @@ Options:
                       as outdated by the legs that can: writes only that leg holds (if it was
                       the last to serve) are then not served; when it returns it is judged,
                       and refused as split brain if it was written apart (nothing overwritten)
+  --on-fenced exit|stay
+                      when a newer exporter of this storage took its nodes over (this one
+                      is fenced: every request fails with EIO): exit with code 3 (default),
+                      or stay up showing why on the status endpoint
   --io-timeout DURATION
                       how long a request to a remote leaf outside a mirror may wait for a
                       lost node before it fails with EIO (a leaf's "ioTimeout" wins; mirror
@@ -69,6 +75,8 @@ Example topology (a mirror of a local file and a remote node):
 
 export interface Running {
   readonly storage: Storage;
+  /** This exporter's claim on its nodes; fenced once a newer exporter took them. */
+  readonly ownership: Ownership;
   /** NBD URIs clients attach to. */
   readonly uris: readonly string[];
   readonly nodeUrl?: string;
@@ -106,6 +114,8 @@ export async function startStorage(
     ioTimeoutMs?: number;
     /** Names each part of the stop, so an abandoned shutdown says what it left. */
     step?: StopSignal["step"];
+    /** The claim on the nodes (an election's epoch); default: embedded, the last start wins. */
+    ownership?: Ownership;
   },
 ): Promise<Running> {
   const log = options.log;
@@ -120,8 +130,14 @@ export async function startStorage(
     : resolve(options.baseDir, topology.secretFile);
   const secret = await readSecret(secretFile, "secretFile");
   const id = options.id ?? topology.storage;
+  const ownership = options.ownership ??
+    new Ownership(`${id}@${Deno.hostname()}/${Deno.pid}`);
+  ownership.onFenced((why) =>
+    log.log("error", "this exporter was fenced: a newer one owns the storage", { why })
+  );
   const system = new ActorSystem({ node: id, log });
   const storage = await assemble(topology, {
+    ownership,
     system,
     node: id,
     baseDir: options.baseDir,
@@ -133,6 +149,7 @@ export async function startStorage(
     await system.shutdown();
     throw error;
   });
+  ownership.hold();
   const stops: [string, () => Promise<void>][] = [];
   const stop = async () => {
     for (const [what, s] of stops.reverse()) await step(what, () => s().catch(() => {}));
@@ -164,6 +181,8 @@ export async function startStorage(
       const server = await serveNode(topology.node.listen, device, {
         node: id,
         logger: log,
+        // A parent's claim on this storage is passed down to its own nodes.
+        grants: parentGrants(ownership),
         ...options.nodeLimits,
         ...(secret === undefined ? {} : { secret }),
       }).catch((error) => {
@@ -188,6 +207,7 @@ export async function startStorage(
     }
     return {
       storage,
+      ownership,
       uris,
       ...(nodeUrl === undefined ? {} : { nodeUrl }),
       ...(status === undefined ? {} : { statusUrl: status.url, statusLines: status.lines }),
@@ -208,6 +228,7 @@ async function run(args: string[]): Promise<number> {
     "status-token-file": { type: "string" },
     id: { type: "string" },
     force: { type: "boolean" },
+    "on-fenced": { type: "string" },
     ...LIMIT_FLAGS,
     "io-timeout": { type: "string" },
     "shutdown-timeout": { type: "string" },
@@ -215,6 +236,10 @@ async function run(args: string[]): Promise<number> {
     help: { type: "boolean", short: "h" },
   });
   if (values.config === undefined) throw new UsageError("--config FILE is required");
+  const onFenced = values["on-fenced"] ?? "exit";
+  if (onFenced !== "exit" && onFenced !== "stay") {
+    throw new UsageError(`--on-fenced must be exit or stay, got "${onFenced}"`);
+  }
   const nodeLimits = parseLimits(values);
   const nbd = nbdLimitsFrom(values);
   const deadlineMs = shutdownTimeout(values["shutdown-timeout"]);
@@ -249,13 +274,46 @@ async function run(args: string[]): Promise<number> {
     for (const uri of running.uris) console.log(uri);
     if (running.nodeUrl !== undefined) console.log(`node ${running.nodeUrl}`);
     for (const line of running.statusLines ?? []) console.log(line);
-    const signal = await stopSignal.signal;
-    log.log("info", "shutting down", { signal });
+    const code = await untilStopOrFenced(running, stopSignal, onFenced, log);
     await running.stop();
-    return 0;
+    return code;
   } finally {
     stopSignal.dispose();
   }
+}
+
+/** Exit code of an exporter that stopped because it was fenced. */
+export const FENCED_EXIT = 3;
+
+/**
+ * Waits for a stop signal, or for the exporter to be fenced: with `exit` it then stops (exit
+ * code FENCED_EXIT); with `stay` it keeps its status endpoint up (every request fails) until
+ * signalled.
+ */
+async function untilStopOrFenced(
+  running: Running,
+  stop: StopSignal,
+  onFenced: "exit" | "stay",
+  log: Logger,
+): Promise<number> {
+  const fenced = new Promise<string>((resolve) => running.ownership.onFenced(resolve));
+  const first = await Promise.race([
+    stop.signal.then((signal) => ({ signal })),
+    fenced.then((why) => ({ why })),
+  ]);
+  if ("signal" in first) {
+    log.log("info", "shutting down", { signal: first.signal });
+    return 0;
+  }
+  if (onFenced === "exit") {
+    log.log("error", "fenced: stopping (--on-fenced exit)", { why: first.why });
+    return FENCED_EXIT;
+  }
+  log.log("error", "fenced: staying up, refusing every request (--on-fenced stay)", {
+    why: first.why,
+  });
+  log.log("info", "shutting down", { signal: await stop.signal });
+  return 0;
 }
 
 export const serveCommand: Command = {

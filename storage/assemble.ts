@@ -13,6 +13,7 @@ import { combineInfo } from "../actors/block/info.ts";
 import { LinearMapping } from "../actors/linear/linear.ts";
 import { type Mirror, spawnMirror } from "../actors/mirror/mod.ts";
 import type { RemoteState } from "../actors/node/proxy.ts";
+import type { Ownership } from "../actors/node/owner.ts";
 import { mediaOf } from "../actors/block/media.ts";
 import type { MediaDevice } from "../actors/block/contract.ts";
 import type { ActorSystem } from "../actors/runtime/system.ts";
@@ -54,6 +55,8 @@ export interface AssembleOptions {
    * actors/mirror/start.ts: what it risks).
    */
   readonly force?: boolean;
+  /** The exporter's claim on the remote nodes (fencing): mirrors are fenced with it. */
+  readonly ownership?: Ownership;
 }
 
 export interface Storage {
@@ -103,6 +106,7 @@ export async function assemble(topology: Topology, options: AssembleOptions): Pr
       ? {}
       : { connectTimeoutMs: options.connectTimeoutMs }),
     ...(options.ioTimeoutMs === undefined ? {} : { ioTimeoutMs: options.ioTimeoutMs }),
+    ...(options.ownership === undefined ? {} : { ownership: options.ownership }),
   };
 
   const actors: BlockDevice[] = [];
@@ -166,6 +170,9 @@ export async function assemble(topology: Topology, options: AssembleOptions): Pr
       names: spec.legs,
       logger,
       media: children.map((c) => c.media),
+      ...(options.ownership === undefined
+        ? {}
+        : { onFenced: (record: { why: string }) => options.ownership!.fence(record.why) }),
       ...(options.force === undefined ? {} : { force: options.force }),
       ...(spec.legTimeoutMs === undefined ? {} : { legTimeoutMs: spec.legTimeoutMs }),
       ...(spec.readPolicy === undefined ? {} : { readPolicy: spec.readPolicy }),
@@ -182,6 +189,7 @@ export async function assemble(topology: Topology, options: AssembleOptions): Pr
     });
     actors.push(mirror.device);
     mirrors.set(name, mirror);
+    options.ownership?.onFenced((why) => mirror.fence(why));
     spec.legs.forEach((leg) => {
       legOf.set(leg, name);
       hookLink(leg, mirror);

@@ -13,6 +13,12 @@
 import { BlockError } from "../block/contract.ts";
 import { describeGrant, type GrantStore, NO_GRANT, type OwnerGrant } from "../block/owner_grant.ts";
 
+/**
+ * How a node's goodbye to a fenced owner's link begins: the proxy takes it as a refusal of its
+ * claim at once, instead of as a lost link (a hint only: the node refuses the changes anyway).
+ */
+export const FENCED_BYE = "fenced: this node now belongs to";
+
 /** What one link holds: the grant of its last accepted claim. */
 export interface LinkClaim {
   grant: OwnerGrant | undefined;
@@ -103,6 +109,8 @@ export class ClaimBook {
   async #settle(grant: OwnerGrant, storing: Promise<void> | undefined): Promise<ClaimAnswer> {
     if (storing !== undefined) {
       await storing.catch((error) => {
+        // A storage served as a node passes a claim down; its nodes may refuse it.
+        if (error instanceof BlockError && error.code === "EFENCED") throw error;
         throw new BlockError(
           "EIO",
           `the claim at ${describeGrant(grant)} could not be stored: ${(error as Error).message}`,

@@ -33,7 +33,7 @@ import { dial, type DialOptions } from "../../transport/dial.ts";
 import type { Frame, Header, Link } from "../../transport/types.ts";
 import { type ChecksumName, CHECKSUMS, frameChecksum, negotiateChecksum } from "./checksum.ts";
 import { describeGrant, type OwnerGrant } from "../block/owner_grant.ts";
-import type { ClaimAnswer } from "./claim.ts";
+import { type ClaimAnswer, FENCED_BYE } from "./claim.ts";
 import {
   claimAnswerSchema,
   DATA_OPS,
@@ -131,6 +131,9 @@ function checkNode(link: Link, expectStorageId: string | undefined): NodeHello {
   }
   return parsed.data;
 }
+
+/** Requests that change the node: refused at once by a proxy that knows it was fenced. */
+const CHANGES: ReadonlySet<Op> = new Set(["write", "flush", "trim", "zero", "setmedia", "wbitmap"]);
 
 export class RemoteNode implements BlockDevice, MediaDevice {
   readonly url: string;
@@ -317,10 +320,12 @@ export class RemoteNode implements BlockDevice, MediaDevice {
           return;
         }
         if (answer.granted) {
-          this.#grant ??= grant;
+          this.#grant = grant;
           return;
         }
-        if ((this.#grant ?? grant) === grant) this.#refused(grant, answer.current);
+        // Refused before this proxy held anything (first contact): the exporter's own claim
+        // decides (owner.ts); refused after: a newer owner took the node from us.
+        if (this.#grant !== undefined) this.#refused(this.#grant, answer.current);
       },
       reject: () => {}, // the link went again: the next one claims again
       timer: undefined,
@@ -331,15 +336,18 @@ export class RemoteNode implements BlockDevice, MediaDevice {
     this.#send(link, p);
   }
 
-  #refused(held: OwnerGrant, current: OwnerGrant): void {
-    const why = `node ${this.url} now belongs to ${describeGrant(current)}; this exporter held ` +
+  #refused(held: OwnerGrant, current: OwnerGrant | undefined, said?: string): void {
+    if (this.#fenced !== undefined) return;
+    const now = current === undefined
+      ? said?.slice(said.indexOf(FENCED_BYE) + FENCED_BYE.length + 1) ?? "a newer owner"
+      : describeGrant(current);
+    const why = `node ${this.url} now belongs to ${now}; this exporter held ` +
       `${describeGrant(held)}: fenced`;
     this.#fenced = why;
     this.#logger.log("error", "fenced: the node was claimed by a newer owner", {
       node: this.url,
       held: held.epoch,
-      current: current.epoch,
-      owner: current.label,
+      ...(current === undefined ? { said } : { current: current.epoch, owner: current.label }),
     });
     this.#options.onFenced?.(why);
   }
@@ -464,6 +472,9 @@ export class RemoteNode implements BlockDevice, MediaDevice {
     if (this.#state === "closed") {
       return Promise.reject(new BlockError("ESHUTDOWN", `remote node ${this.url} was closed`));
     }
+    if (this.#fenced !== undefined && CHANGES.has(header.op)) {
+      return Promise.reject(new BlockError("EFENCED", this.#fenced));
+    }
     if (this.#link === undefined && this.#options.ioTimeoutMs === 0) {
       return Promise.reject(new BlockError("EIO", `link to node ${this.url} is down`));
     }
@@ -557,6 +568,15 @@ export class RemoteNode implements BlockDevice, MediaDevice {
       if (this.#link !== link) return;
       this.#link = undefined;
       if (this.#state === "closed") return;
+      if (closed.by === "remote" && closed.reason.includes(FENCED_BYE) && this.#grant) {
+        // A newer owner claimed the node: what waits here is refused, not a lost link's.
+        this.#refused(this.#grant, undefined, closed.reason);
+        for (const p of [...this.#pending.values()]) {
+          if (!CHANGES.has(p.header.op)) continue;
+          this.#settle(p);
+          p.reject(new BlockError("EFENCED", this.#fenced!));
+        }
+      }
       this.#logger.log("warn", "link to node lost; reconnecting", {
         node: this.url,
         reason: closed.reason,
@@ -571,7 +591,8 @@ export class RemoteNode implements BlockDevice, MediaDevice {
     // go out again in the order they were first made (ids ascend).
     if (this.#reclaimId !== undefined) this.#pending.delete(this.#reclaimId);
     const resend = [...this.#pending.values()];
-    const grant = this.#grant ?? this.#options.owner?.();
+    // The exporter's grant only grows: claim with it when there is one, else with the held one.
+    const grant = this.#options.owner?.() ?? this.#grant;
     if (grant !== undefined) this.#reclaim(link, grant);
     for (const p of resend) {
       this.stats.resent++;

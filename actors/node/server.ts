@@ -28,8 +28,13 @@ import type { FramedLink } from "../../transport/link.ts";
 import type { Frame, Header } from "../../transport/types.ts";
 import { CHECKSUMS, frameChecksum, negotiateChecksum } from "./checksum.ts";
 import { mediaOf } from "../block/media.ts";
-import { type GrantStore, grantStoreOf, type OwnerGrant } from "../block/owner_grant.ts";
-import { ClaimBook, type ClaimStats, type LinkClaim, memoryGrants } from "./claim.ts";
+import {
+  describeGrant,
+  type GrantStore,
+  grantStoreOf,
+  type OwnerGrant,
+} from "../block/owner_grant.ts";
+import { ClaimBook, type ClaimStats, FENCED_BYE, type LinkClaim, memoryGrants } from "./claim.ts";
 import {
   claimAnswerSchema,
   decodeJson,
@@ -170,6 +175,9 @@ export async function serveNode(
     fencedRequests: { get: () => book.stats.fencedRequests, enumerable: true },
   }) as NodeServerStats;
 
+  /** Every link and what it holds, so a winning claim can close the links it fenced. */
+  const claims = new Map<FramedLink, LinkClaim>();
+
   const onLink = (link: FramedLink): void => {
     const peer = proxyHelloSchema.safeParse(link.peer.info);
     if (!peer.success) {
@@ -181,6 +189,8 @@ export async function serveNode(
     }
     stats.links++;
     const claim: LinkClaim = { grant: undefined };
+    claims.set(link, claim);
+    void link.closed.then(() => claims.delete(link));
     const algorithm = negotiateChecksum(peer.data.checksums, offered);
     logger.log("info", "proxy connected", { peer: link.peer.node, checksum: algorithm ?? "none" });
     /** Sends a reply frame, with its checksum when the link has one. */
@@ -293,6 +303,23 @@ export async function serveNode(
     });
   };
 
+  /**
+   * Links holding an older grant are closed once a newer claim won: their exporter learns it
+   * was fenced when it reconnects and its claim is refused, even if it was idle.
+   */
+  const closeFenced = (current: OwnerGrant): void => {
+    for (const [link, held] of claims) {
+      if (held.grant === undefined || held.grant.epoch >= current.epoch) continue;
+      logger.log("warn", "closing a fenced owner's link", {
+        peer: link.peer.node,
+        held: held.grant.epoch,
+        owner: current.label,
+        epoch: current.epoch,
+      });
+      link.close(`${FENCED_BYE} ${describeGrant(current)}`);
+    }
+  };
+
   /** Runs a change admitted for `link` (EFENCED when it does not hold the node's grant). */
   const change = async <T>(link: LinkClaim, rq: Request, run: () => Promise<T>): Promise<T> => {
     const release = await book.admit(link, rq.op);
@@ -327,6 +354,7 @@ export async function serveNode(
         return book.claim(link, grant).then((answer) => {
           if (answer.granted) {
             logger.log("info", "claimed", { owner: grant.label, epoch: grant.epoch });
+            closeFenced(answer.current);
           }
           return encodeJson(claimAnswerSchema.parse(answer));
         });
