@@ -12,6 +12,9 @@ import { Ownership, parentGrants } from "../actors/node/owner.ts";
 import { clientUri } from "../nbd/address.ts";
 import { NbdServer } from "../nbd/server.ts";
 import { startStatusEndpoint } from "../status/endpoint.ts";
+import { type ClusterStatus, withOwnership } from "../status/ownership.ts";
+import { parseClusterUrl } from "../cluster/address.ts";
+import { type ClusterPlan, type Elected, whenElected } from "../cluster/standby.ts";
 import { CountingBlockDevice } from "../status/io.ts";
 import { assemble, type Storage } from "../storage/assemble.ts";
 import { plannedMedia } from "../storage/leaves.ts";
@@ -31,6 +34,7 @@ import { SHUTDOWN_HELP, shutdownTimeout, type StopSignal, untilStopSignal } from
 const help =
   `Usage: dst serve --config FILE [--status HOST:PORT [--status-token-file PATH]] [--id NAME]
                  [--force] [--on-fenced exit|stay] [--io-timeout DURATION]
+                 [--cluster etcd://HOST:PORT[,...] [--cluster-key KEY] [--lease DURATION]]
                  [--shutdown-timeout DURATION]
                  [--nbd-max-connections N] [--nbd-max-handshakes N]
                  [--nbd-idle-timeout SECONDS] [--nbd-stall-timeout SECONDS] [LIMITS]
@@ -51,6 +55,15 @@ Options:
                       as outdated by the legs that can: writes only that leg holds (if it was
                       the last to serve) are then not served; when it returns it is judged,
                       and refused as split brain if it was written apart (nothing overwritten)
+  --cluster etcd://HOST:PORT[,HOST:PORT...]
+                      elect one active exporter of this storage through etcd: until elected
+                      this one stands by (it prints "standby KEY LABEL"); elected, it takes a
+                      higher epoch from etcd, claims the legs (fencing the old exporter at the
+                      nodes) and serves. Without it: one exporter, epochs on the media alone
+  --cluster-key KEY   the storage's election key (default: the topology's "storage")
+  --lease DURATION    the etcd lease: how long an active exporter that stopped answering
+                      (crash, hang, cut off) keeps the storage before a standby takes over
+                      (whole seconds, default 5s)
   --on-fenced exit|stay
                       when a newer exporter of this storage took its nodes over (this one
                       is fenced: every request fails with EIO): exit with code 3 (default),
@@ -116,6 +129,8 @@ export async function startStorage(
     step?: StopSignal["step"];
     /** The claim on the nodes (an election's epoch); default: embedded, the last start wins. */
     ownership?: Ownership;
+    /** The cluster this exporter was elected in, for status. */
+    cluster?: ClusterStatus;
   },
 ): Promise<Running> {
   const log = options.log;
@@ -195,7 +210,7 @@ export async function startStorage(
     if (options.status !== undefined) {
       const http = await startStatusEndpoint({
         name: topology.storage,
-        tree: storage.tree,
+        tree: withOwnership(storage.tree, ownership, options.cluster),
         exports: uris,
         io: device.stats,
         control: storage.control,
@@ -229,6 +244,9 @@ async function run(args: string[]): Promise<number> {
     id: { type: "string" },
     force: { type: "boolean" },
     "on-fenced": { type: "string" },
+    cluster: { type: "string" },
+    "cluster-key": { type: "string" },
+    lease: { type: "string" },
     ...LIMIT_FLAGS,
     "io-timeout": { type: "string" },
     "shutdown-timeout": { type: "string" },
@@ -253,11 +271,31 @@ async function run(args: string[]): Promise<number> {
   if (topology.export === undefined && topology.node === undefined) {
     throw new UsageError(`${values.config} has neither "export" nor "node": nothing to serve`);
   }
+  const cluster = clusterPlan(values, topology.storage);
   const log = consoleLogger("info", "dst serve");
   const stopSignal = untilStopSignal({ log, deadlineMs });
+  let elected: Elected | undefined;
   try {
+    if (cluster !== undefined) {
+      // A standby checks what it will listen on and open now, not when it is elected.
+      await preflight(
+        plannedListens(topology, values.status),
+        plannedMedia(topology, (path) => resolve(dirname(resolve(values.config!)), path)),
+      );
+      const stopped = new AbortController();
+      void stopSignal.signal.then(() => stopped.abort());
+      const label = `${values.id ?? topology.storage}@${Deno.hostname()}/${Deno.pid}`;
+      elected = await whenElected(cluster, label, log, stopped.signal, () =>
+        // Said first, so a script knows this exporter stands by (the URIs follow if elected).
+        console.log(`standby ${cluster.key} ${label}`));
+      if (elected === undefined) return 0;
+    }
     const running = await stopSignal.step("starting the storage", () =>
       startStorage(topology, {
+        ...(elected === undefined ? {} : {
+          ownership: elected.ownership,
+          cluster: { key: cluster!.key, view: elected.view },
+        }),
         baseDir: dirname(resolve(values.config!)),
         log,
         step: stopSignal.step,
@@ -271,6 +309,12 @@ async function run(args: string[]): Promise<number> {
           : { statusTokenFile: values["status-token-file"] }),
         ...(values.id === undefined ? {} : { id: values.id }),
       }));
+    await elected?.term.publish({
+      nbd: running.uris,
+      ...(running.statusUrl === undefined ? {} : { status: running.statusUrl }),
+      ...(running.nodeUrl === undefined ? {} : { node: running.nodeUrl }),
+      epoch: elected.ownership.epoch,
+    }).catch((error) => log.log("warn", "could not publish in etcd", { error: String(error) }));
     for (const uri of running.uris) console.log(uri);
     if (running.nodeUrl !== undefined) console.log(`node ${running.nodeUrl}`);
     for (const line of running.statusLines ?? []) console.log(line);
@@ -278,8 +322,49 @@ async function run(args: string[]): Promise<number> {
     await running.stop();
     return code;
   } finally {
+    // Leaving the election at the end lets a standby take over at once, not a lease later.
+    await elected?.leave();
     stopSignal.dispose();
   }
+}
+
+/** `--cluster`, `--cluster-key` and `--lease` as a plan; undefined without `--cluster`. */
+function clusterPlan(
+  values: { cluster?: string; "cluster-key"?: string; lease?: string },
+  storage: string,
+): ClusterPlan | undefined {
+  if (values.cluster === undefined) {
+    if (values["cluster-key"] !== undefined || values.lease !== undefined) {
+      throw new UsageError("--cluster-key and --lease go with --cluster etcd://HOST:PORT");
+    }
+    return undefined;
+  }
+  let hosts: string[];
+  try {
+    hosts = parseClusterUrl(values.cluster);
+  } catch (error) {
+    throw new UsageError(`--cluster ${(error as Error).message}`);
+  }
+  const key = values["cluster-key"] ?? storage;
+  if (!/^[A-Za-z0-9._-]{1,128}$/.test(key)) {
+    throw new UsageError(`--cluster-key must be 1 to 128 of A-Z a-z 0-9 . _ -, got "${key}"`);
+  }
+  let ttlSeconds = 5;
+  if (values.lease !== undefined) {
+    let ms: number;
+    try {
+      ms = parseDuration(values.lease);
+    } catch (error) {
+      throw new UsageError(`--lease ${(error as Error).message}`);
+    }
+    if (ms < 1000 || ms % 1000 !== 0) {
+      throw new UsageError(
+        `--lease must be whole seconds, at least 1s (etcd leases), got ${values.lease}`,
+      );
+    }
+    ttlSeconds = ms / 1000;
+  }
+  return { hosts, key, ttlSeconds };
 }
 
 /** Exit code of an exporter that stopped because it was fenced. */
