@@ -81,7 +81,14 @@ function remoteTree(name: string, spec: RemoteSpec, remote: RemoteNode): TreeNod
       : remote.state === "connecting"
       ? "connecting"
       : "down",
-    detail: { ...remote.stats, checksum: remote.checksum ?? "none", peer: remote.peer },
+    detail: {
+      ...remote.stats,
+      checksum: remote.checksum ?? "none",
+      peer: remote.peer,
+      // The owner epoch this exporter holds on the node (fencing), and why it lost it.
+      ...(remote.grant === undefined ? {} : { ownerEpoch: remote.grant.epoch }),
+      ...(remote.fenced === undefined ? {} : { fenced: remote.fenced }),
+    },
   }), spec.url);
 }
 
