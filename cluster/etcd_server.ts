@@ -64,14 +64,17 @@ export async function startEtcd(options: EtcdOptions = {}): Promise<EtcdServer> 
   const host = options.host ?? "127.0.0.1";
   const [clientPort, peerPort] = options.ports ?? [freePort(), freePort()];
   const dir = await Deno.makeTempDir({ prefix: "dst-etcd-" });
-  const client = `http://${host}:${clientPort}`;
-  const peer = `http://${host}:${peerPort}`;
+  // Listening on every address (in a namespace of its own), it is advertised and probed on
+  // that namespace's loopback.
+  const near = host === "0.0.0.0" ? "127.0.0.1" : host;
+  const client = `http://${near}:${clientPort}`;
+  const peer = `http://${near}:${peerPort}`;
   const args = [
     "--name=dst",
     `--data-dir=${dir}/data`,
-    `--listen-client-urls=${client}`,
+    `--listen-client-urls=http://${host}:${clientPort}`,
     `--advertise-client-urls=${client}`,
-    `--listen-peer-urls=${peer}`,
+    `--listen-peer-urls=http://${host}:${peerPort}`,
     `--initial-advertise-peer-urls=${peer}`,
     `--initial-cluster=dst=${peer}`,
     "--logger=zap",
@@ -115,5 +118,5 @@ export async function startEtcd(options: EtcdOptions = {}): Promise<EtcdServer> 
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  return { url: `etcd://${host}:${clientPort}`, hosts: [client], stop };
+  return { url: `etcd://${near}:${clientPort}`, hosts: [client], stop };
 }

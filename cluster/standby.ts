@@ -68,7 +68,9 @@ export async function whenElected(
     epoch: first,
     revision: term.revision,
   });
-  void term.lost.then((why) => ownership.fence(`lost the election: ${why}`));
+  let leaving = false;
+  // Leaving at a stop ends the term too; that is not a fencing.
+  void term.lost.then((why) => leaving || ownership.fence(`lost the election: ${why}`));
   let view: ClusterView | undefined;
   const refresh = () => void election.view().then((v) => (view = v), () => {});
   refresh();
@@ -79,6 +81,7 @@ export async function whenElected(
     ownership,
     view: () => view,
     leave: async () => {
+      leaving = true;
       clearInterval(timer);
       await election.leave();
     },
