@@ -14,8 +14,11 @@ import {
   legData,
   LEGS,
   mustFinish,
+  readBack,
   type Rig,
   SIZE,
+  startServe,
+  tree,
   waitInSync,
   withRig,
   writeRound,
@@ -167,4 +170,48 @@ Deno.test("fencing: a second dst export --remote of a node takes it over; the fi
     await node.stop();
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test({
+  name: "fencing: --on-fenced stay keeps the fenced serve up, refusing I/O, its status saying why",
+  ignore: skipWithout("nbdcopy"),
+  fn: () =>
+    withRig(async (rig) => {
+      await rig.serve!.stop();
+      await startServe(rig, undefined, LEGS, { args: ["--on-fenced", "stay"] });
+      await waitInSync(rig);
+      const second = await spawnDst(
+        ["serve", "--config", await secondTopology(rig), "--status", "127.0.0.1:0"],
+        { ready: /^(nbd|status)/, readyLines: 2 },
+      );
+      try {
+        // The first learns at once: the nodes closed its links with a fenced goodbye.
+        const end = Date.now() + 20_000;
+        let root = await tree(rig);
+        while (root.state !== "fenced" && Date.now() < end) {
+          await new Promise((r) => setTimeout(r, 100));
+          root = await tree(rig);
+        }
+        assert.equal(root.state, "fenced");
+        const detail = (root as unknown as { detail: Record<string, unknown> }).detail;
+        const epoch = detail.ownerEpoch as number;
+        assert.ok(
+          String(detail.fenced).includes(`belongs to epoch ${epoch + 1}`),
+          String(detail.fenced),
+        );
+        assert.ok(
+          (detail.ownershipEvents as { what: string }[]).some((e) => /^fenced: /.test(e.what)),
+        );
+        const read = await readBack(rig, 4096);
+        assert.equal(read.ok, false, "a fenced exporter serves no reads either");
+        const metrics = await (await fetch(`${rig.status.replace(/\/$/, "")}/metrics`)).text();
+        assert.ok(metrics.includes(`dst_owner_epoch{storage="m",node="m"} ${epoch}\n`));
+        assert.match(
+          metrics,
+          /dst_node_state\{storage="m",node="m",kind="mirror",state="fenced"\} 1/,
+        );
+      } finally {
+        await second.stop();
+      }
+    }),
 });
