@@ -28,8 +28,10 @@ Options:
 
 Exit codes: 0 passed, 1 failed, 77 skipped (needs network namespaces: ip netns not allowed).
 
-Drill steps ("do"): sleep, wait (for in-sync | out-of-sync | rebuilding), rounds, kill, start,
-restart, hang, unhang, cut, heal, netem, clear-netem, replace-media, suspend, resume.
+Drill steps ("do"): sleep, wait (for in-sync | out-of-sync | rebuilding | active), rounds, kill,
+start, exit (the process ends by itself, with a code), restart, hang, unhang, cut, heal, netem,
+clear-netem, replace-media, suspend, resume. A drill with "cluster" starts an etcd and its
+exporters elect the active one (skipped, exit 77, where etcd is not installed).
 
 Example:
   dst drill drills/leg_killed.json`;
@@ -40,6 +42,15 @@ const seconds = (ms: number | undefined) => ms === undefined ? "—" : `${(ms / 
 export function summary(report: DrillReport): string[] {
   const lines = ["", `drill: ${report.drill}`];
   for (const f of report.faults) {
+    if (f.takenOverBy !== undefined || f.takeoverMs !== undefined) {
+      lines.push(
+        `  ${f.action} ${f.process} at ${seconds(f.atMs)}: ${f.takenOverBy ?? "—"} elected in ` +
+          `${seconds(f.detectMs)}, serving in sync in ${seconds(f.takeoverMs)}, client writes ` +
+          `acknowledged again after ${seconds(f.clientMs)}` +
+          (f.notes.length === 0 ? "" : ` [${f.notes.join(", ")}]`),
+      );
+      continue;
+    }
     const resync = f.resyncedBytes === undefined
       ? ""
       : `, resynced ${formatSize(f.resyncedBytes)} (copied ${formatSize(f.copiedBytes ?? 0)})`;
@@ -53,7 +64,8 @@ export function summary(report: DrillReport): string[] {
   lines.push(
     `  client: ${w.writeRounds} write rounds, ${formatSize(w.bytesWritten)} written, ` +
       `${formatSize(w.bytesVerified)} read and verified, ${w.clientErrors} errors` +
-      (w.toleratedClientErrors > 0 ? ` (+${w.toleratedClientErrors} tolerated)` : ""),
+      (w.toleratedClientErrors > 0 ? ` (+${w.toleratedClientErrors} tolerated)` : "") +
+      `, ${w.lostBlocks ?? 0} acknowledged blocks lost`,
   );
   for (const failure of report.failures) lines.push(`  FAIL: ${failure.split("\n")[0]}`);
   lines.push(

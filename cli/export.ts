@@ -11,6 +11,7 @@ import { consoleLogger, type Logger } from "../util/log.ts";
 import { clientUri, type ListenAddress, parseListenUrl } from "../nbd/address.ts";
 import { NbdServer } from "../nbd/server.ts";
 import { RemoteNode } from "../actors/node/proxy.ts";
+import { Ownership } from "../actors/node/owner.ts";
 import { startStatusEndpoint, type StatusEndpoint } from "../status/endpoint.ts";
 import { CountingBlockDevice } from "../status/io.ts";
 import { leafTree, remoteLeafState } from "../status/leaf.ts";
@@ -26,6 +27,7 @@ import type { NbdLimits } from "../nbd/limits.ts";
 import { parseSize as parseBytes } from "../util/size.ts";
 import { loadNbdTls, type NbdTls, type NbdTlsFiles } from "../nbd/tls.ts";
 import { tlsFilesFrom, tlsFlags, tlsHelp } from "./tls_flags.ts";
+import { FENCED_EXIT } from "./serve.ts";
 
 const help = `Usage: dst export --listen URL [--listen URL...] [--name NAME] [--read-only]
                   (--memory SIZE | --file PATH [--size SIZE] |
@@ -47,7 +49,8 @@ Options:
   --size SIZE      with --file: the data size of a new file (for an existing one, the size
                    it must have)
   --remote URL     serve a remote dst node (tcp://, unix:// or quic://); its size is
-                   learned from the node
+                   learned from the node. The node is claimed (unless --read-only): a
+                   later export or serve of it takes over, and this one exits with code 3
   --secret-file PATH  with --remote: the cluster secret (or set DST_SECRET)
   --ca PEM         with --remote quic://: CA certificates to trust
   --io-timeout DURATION
@@ -221,9 +224,12 @@ async function serve(
 ): Promise<number> {
   let remote: RemoteNode | undefined;
   let created: string | undefined;
+  /** A remote node is claimed (fencing): a newer exporter taking it over stops this one. */
+  const ownership = new Ownership(`export@${Deno.hostname()}/${Deno.pid}`);
+  const fenced = new Promise<string>((resolve) => ownership.onFenced(resolve));
   const opened = await stop.step(
     plan.source.kind === "remote" ? `connecting to node ${plan.source.url}` : "opening the device",
-    () => openDevice(plan, (r) => remote = r, (path) => created = path),
+    () => openDevice(plan, ownership, (r) => remote = r, (path) => created = path),
   );
   // Counts what NBD clients ask, for the status endpoint's /metrics.
   const device = new CountingBlockDevice(opened);
@@ -243,6 +249,7 @@ async function serve(
   const sockets: string[] = [];
   let status: StatusEndpoint | undefined;
   let ready = false;
+  let code = 0;
   try {
     for (const url of plan.urls) {
       const bound = await server.listen(url).catch((error) => {
@@ -272,8 +279,16 @@ async function serve(
       for (const line of status.lines) console.log(line);
     }
     ready = true;
-    const signal = await stop.signal;
-    log.log("info", "shutting down", { signal, connections: server.connections });
+    const first = await Promise.race([
+      stop.signal.then((signal) => ({ signal })),
+      fenced.then((why) => ({ why })),
+    ]);
+    if ("why" in first) {
+      log.log("error", "fenced: a newer exporter owns the node; stopping", { why: first.why });
+      code = FENCED_EXIT;
+    } else {
+      log.log("info", "shutting down", { signal: first.signal, connections: server.connections });
+    }
   } finally {
     await stop.step("closing the status endpoint", async () => await status?.shutdown());
     await stop.step(
@@ -291,12 +306,13 @@ async function serve(
     // Media made for an export that never served is not left behind.
     if (!ready && created !== undefined) await Deno.remove(created).catch(() => {});
   }
-  return 0;
+  return code;
 }
 
 /** The device behind the export: a sparse memory device, or file media behind the guard. */
 async function openDevice(
   plan: ExportPlan,
+  ownership: Ownership,
   onRemote: (remote: RemoteNode) => void,
   onCreated: (path: string) => void,
 ): Promise<BlockDevice> {
@@ -315,8 +331,21 @@ async function openDevice(
       ...(source.ioTimeoutMs === undefined ? {} : { ioTimeoutMs: source.ioTimeoutMs }),
       ...(secret === undefined ? {} : { secret }),
       ...(caCerts === undefined ? {} : { tls: { caCerts } }),
+      // A read-only export changes nothing, so it claims nothing (and fences nobody).
+      ...(plan.readOnly ? {} : {
+        owner: () => ownership.grant(),
+        onFenced: (why: string) => ownership.fence(why),
+      }),
     });
     onRemote(remote);
+    if (!plan.readOnly) {
+      // Claimed before anything changes it: the last export started owns the node.
+      await ownership.attach(remote).catch(async (error) => {
+        await remote.close();
+        throw error;
+      });
+      ownership.hold();
+    }
     return guard(remote, { readOnly: plan.readOnly });
   }
   const exists = await Deno.lstat(source.path).then(() => true, () => false);

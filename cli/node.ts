@@ -275,6 +275,9 @@ async function run(args: string[]): Promise<number> {
               state: "in-sync",
               detail: {
                 ...server.stats,
+                // Who may change this node now (fencing): the highest grant it made.
+                ownerEpoch: server.grant.epoch,
+                ...(server.grant.label === "" ? {} : { owner: server.grant.label }),
                 readOnly: info.readOnly,
                 ...(storageId === undefined ? {} : { storageId }),
               },

@@ -8,11 +8,15 @@
 import { dirname, resolve } from "node:path";
 import { ActorSystem } from "../actors/runtime/system.ts";
 import { serveNode } from "../actors/node/server.ts";
+import { Ownership, parentGrants } from "../actors/node/owner.ts";
 import { clientUri } from "../nbd/address.ts";
 import { NbdServer } from "../nbd/server.ts";
 import { startStatusEndpoint } from "../status/endpoint.ts";
 import { EventLog, legMoves } from "../status/events.ts";
 import { DST_VERSION } from "../status/process.ts";
+import { type ClusterStatus, withOwnership } from "../status/ownership.ts";
+import { parseClusterUrl } from "../cluster/address.ts";
+import { type ClusterPlan, type Elected, whenElected } from "../cluster/standby.ts";
 import { CountingBlockDevice } from "../status/io.ts";
 import { assemble, type Storage } from "../storage/assemble.ts";
 import { plannedMedia } from "../storage/leaves.ts";
@@ -33,7 +37,9 @@ import { tlsFilesFrom, tlsFlags, tlsHelp } from "./tls_flags.ts";
 
 const help =
   `Usage: dst serve --config FILE [--status HOST:PORT [--status-token-file PATH]] [--id NAME]
-                 [--force] [--io-timeout DURATION] [--shutdown-timeout DURATION]
+                 [--force] [--on-fenced exit|stay] [--io-timeout DURATION]
+                 [--cluster etcd://HOST:PORT[,...] [--cluster-key KEY] [--lease DURATION]]
+                 [--shutdown-timeout DURATION]
                  [--nbd-max-connections N] [--nbd-max-handshakes N]
                  [--nbd-idle-timeout SECONDS] [--nbd-stall-timeout SECONDS] [LIMITS]
                  [--tls on|require --tls-cert PEM --tls-key PEM [--tls-ca PEM]]
@@ -54,6 +60,19 @@ Options:
                       as outdated by the legs that can: writes only that leg holds (if it was
                       the last to serve) are then not served; when it returns it is judged,
                       and refused as split brain if it was written apart (nothing overwritten)
+  --cluster etcd://HOST:PORT[,HOST:PORT...]
+                      elect one active exporter of this storage through etcd: until elected
+                      this one stands by (it prints "standby KEY LABEL"); elected, it takes a
+                      higher epoch from etcd, claims the legs (fencing the old exporter at the
+                      nodes) and serves. Without it: one exporter, epochs on the media alone
+  --cluster-key KEY   the storage's election key (default: the topology's "storage")
+  --lease DURATION    the etcd lease: how long an active exporter that stopped answering
+                      (crash, hang, cut off) keeps the storage before a standby takes over
+                      (whole seconds, default 5s)
+  --on-fenced exit|stay
+                      when a newer exporter of this storage took its nodes over (this one
+                      is fenced: every request fails with EIO): exit with code 3 (default),
+                      or stay up showing why on the status endpoint
   --io-timeout DURATION
                       how long a request to a remote leaf outside a mirror may wait for a
                       lost node before it fails with EIO (a leaf's "ioTimeout" wins; mirror
@@ -76,6 +95,8 @@ Example topology (a mirror of a local file and a remote node):
 
 export interface Running {
   readonly storage: Storage;
+  /** This exporter's claim on its nodes; fenced once a newer exporter took them. */
+  readonly ownership: Ownership;
   /** NBD URIs clients attach to. */
   readonly uris: readonly string[];
   readonly nodeUrl?: string;
@@ -115,6 +136,10 @@ export async function startStorage(
     ioTimeoutMs?: number;
     /** Names each part of the stop, so an abandoned shutdown says what it left. */
     step?: StopSignal["step"];
+    /** The claim on the nodes (an election's epoch); default: embedded, the last start wins. */
+    ownership?: Ownership;
+    /** The cluster this exporter was elected in, for status. */
+    cluster?: ClusterStatus;
   },
 ): Promise<Running> {
   const log = options.log;
@@ -137,11 +162,17 @@ export async function startStorage(
     : resolve(options.baseDir, topology.secretFile);
   const secret = await readSecret(secretFile, "secretFile");
   const id = options.id ?? topology.storage;
+  const ownership = options.ownership ??
+    new Ownership(`${id}@${Deno.hostname()}/${Deno.pid}`);
+  ownership.onFenced((why) =>
+    log.log("error", "this exporter was fenced: a newer one owns the storage", { why })
+  );
   const system = new ActorSystem({ node: id, log });
   // The history the status page shows: from the start, so the legs' first judgments are in it.
   const events = new EventLog();
   events.add({ level: "info", kind: "process", message: `dst ${DST_VERSION} started ${id}` });
   const storage = await assemble(topology, {
+    ownership,
     system,
     node: id,
     baseDir: options.baseDir,
@@ -154,6 +185,7 @@ export async function startStorage(
     await system.shutdown();
     throw error;
   });
+  ownership.hold();
   const stops: [string, () => Promise<void>][] = [];
   const stop = async () => {
     for (const [what, s] of stops.reverse()) await step(what, () => s().catch(() => {}));
@@ -186,6 +218,8 @@ export async function startStorage(
       const server = await serveNode(topology.node.listen, device, {
         node: id,
         logger: log,
+        // A parent's claim on this storage is passed down to its own nodes.
+        grants: parentGrants(ownership),
         ...options.nodeLimits,
         ...(secret === undefined ? {} : { secret }),
       }).catch((error) => {
@@ -198,7 +232,7 @@ export async function startStorage(
     if (options.status !== undefined) {
       const http = await startStatusEndpoint({
         name: topology.storage,
-        tree: storage.tree,
+        tree: withOwnership(storage.tree, ownership, options.cluster),
         exports: uris,
         io: device.stats,
         control: storage.control,
@@ -211,6 +245,7 @@ export async function startStorage(
     }
     return {
       storage,
+      ownership,
       uris,
       ...(nodeUrl === undefined ? {} : { nodeUrl }),
       ...(status === undefined ? {} : { statusUrl: status.url, statusLines: status.lines }),
@@ -231,6 +266,10 @@ async function run(args: string[]): Promise<number> {
     "status-token-file": { type: "string" },
     id: { type: "string" },
     force: { type: "boolean" },
+    "on-fenced": { type: "string" },
+    cluster: { type: "string" },
+    "cluster-key": { type: "string" },
+    lease: { type: "string" },
     ...LIMIT_FLAGS,
     "io-timeout": { type: "string" },
     "shutdown-timeout": { type: "string" },
@@ -240,6 +279,10 @@ async function run(args: string[]): Promise<number> {
   });
   if (values.config === undefined) throw new UsageError("--config FILE is required");
   const tlsFiles = tlsFilesFrom(values);
+  const onFenced = values["on-fenced"] ?? "exit";
+  if (onFenced !== "exit" && onFenced !== "stay") {
+    throw new UsageError(`--on-fenced must be exit or stay, got "${onFenced}"`);
+  }
   const nodeLimits = parseLimits(values);
   const nbd = nbdLimitsFrom(values);
   const deadlineMs = shutdownTimeout(values["shutdown-timeout"]);
@@ -257,11 +300,31 @@ async function run(args: string[]): Promise<number> {
     throw new UsageError(`--tls is for the NBD export, and ${values.config} has no "export"`);
   }
   const tls = tlsFiles === undefined ? undefined : await loadNbdTls(tlsFiles);
+  const cluster = clusterPlan(values, topology.storage);
   const log = consoleLogger("info", "dst serve");
   const stopSignal = untilStopSignal({ log, deadlineMs });
+  let elected: Elected | undefined;
   try {
+    if (cluster !== undefined) {
+      // A standby checks what it will listen on and open now, not when it is elected.
+      await preflight(
+        plannedListens(topology, values.status),
+        plannedMedia(topology, (path) => resolve(dirname(resolve(values.config!)), path)),
+      );
+      const stopped = new AbortController();
+      void stopSignal.signal.then(() => stopped.abort());
+      const label = `${values.id ?? topology.storage}@${Deno.hostname()}/${Deno.pid}`;
+      elected = await whenElected(cluster, label, log, stopped.signal, () =>
+        // Said first, so a script knows this exporter stands by (the URIs follow if elected).
+        console.log(`standby ${cluster.key} ${label}`));
+      if (elected === undefined) return 0;
+    }
     const running = await stopSignal.step("starting the storage", () =>
       startStorage(topology, {
+        ...(elected === undefined ? {} : {
+          ownership: elected.ownership,
+          cluster: { key: cluster!.key, view: elected.view },
+        }),
         baseDir: dirname(resolve(values.config!)),
         log,
         step: stopSignal.step,
@@ -276,16 +339,96 @@ async function run(args: string[]): Promise<number> {
           : { statusTokenFile: values["status-token-file"] }),
         ...(values.id === undefined ? {} : { id: values.id }),
       }));
+    await elected?.term.publish({
+      nbd: running.uris,
+      ...(running.statusUrl === undefined ? {} : { status: running.statusUrl }),
+      ...(running.nodeUrl === undefined ? {} : { node: running.nodeUrl }),
+      epoch: elected.ownership.epoch,
+    }).catch((error) => log.log("warn", "could not publish in etcd", { error: String(error) }));
     for (const uri of running.uris) console.log(uri);
     if (running.nodeUrl !== undefined) console.log(`node ${running.nodeUrl}`);
     for (const line of running.statusLines ?? []) console.log(line);
-    const signal = await stopSignal.signal;
-    log.log("info", "shutting down", { signal });
+    const code = await untilStopOrFenced(running, stopSignal, onFenced, log);
     await running.stop();
-    return 0;
+    return code;
   } finally {
+    // Leaving the election at the end lets a standby take over at once, not a lease later.
+    await elected?.leave();
     stopSignal.dispose();
   }
+}
+
+/** `--cluster`, `--cluster-key` and `--lease` as a plan; undefined without `--cluster`. */
+function clusterPlan(
+  values: { cluster?: string; "cluster-key"?: string; lease?: string },
+  storage: string,
+): ClusterPlan | undefined {
+  if (values.cluster === undefined) {
+    if (values["cluster-key"] !== undefined || values.lease !== undefined) {
+      throw new UsageError("--cluster-key and --lease go with --cluster etcd://HOST:PORT");
+    }
+    return undefined;
+  }
+  let hosts: string[];
+  try {
+    hosts = parseClusterUrl(values.cluster);
+  } catch (error) {
+    throw new UsageError(`--cluster ${(error as Error).message}`);
+  }
+  const key = values["cluster-key"] ?? storage;
+  if (!/^[A-Za-z0-9._-]{1,128}$/.test(key)) {
+    throw new UsageError(`--cluster-key must be 1 to 128 of A-Z a-z 0-9 . _ -, got "${key}"`);
+  }
+  let ttlSeconds = 5;
+  if (values.lease !== undefined) {
+    let ms: number;
+    try {
+      ms = parseDuration(values.lease);
+    } catch (error) {
+      throw new UsageError(`--lease ${(error as Error).message}`);
+    }
+    if (ms < 1000 || ms % 1000 !== 0) {
+      throw new UsageError(
+        `--lease must be whole seconds, at least 1s (etcd leases), got ${values.lease}`,
+      );
+    }
+    ttlSeconds = ms / 1000;
+  }
+  return { hosts, key, ttlSeconds };
+}
+
+/** Exit code of an exporter that stopped because it was fenced. */
+export const FENCED_EXIT = 3;
+
+/**
+ * Waits for a stop signal, or for the exporter to be fenced: with `exit` it then stops (exit
+ * code FENCED_EXIT); with `stay` it keeps its status endpoint up (every request fails) until
+ * signalled.
+ */
+async function untilStopOrFenced(
+  running: Running,
+  stop: StopSignal,
+  onFenced: "exit" | "stay",
+  log: Logger,
+): Promise<number> {
+  const fenced = new Promise<string>((resolve) => running.ownership.onFenced(resolve));
+  const first = await Promise.race([
+    stop.signal.then((signal) => ({ signal })),
+    fenced.then((why) => ({ why })),
+  ]);
+  if ("signal" in first) {
+    log.log("info", "shutting down", { signal: first.signal });
+    return 0;
+  }
+  if (onFenced === "exit") {
+    log.log("error", "fenced: stopping (--on-fenced exit)", { why: first.why });
+    return FENCED_EXIT;
+  }
+  log.log("error", "fenced: staying up, refusing every request (--on-fenced stay)", {
+    why: first.why,
+  });
+  log.log("info", "shutting down", { signal: await stop.signal });
+  return 0;
 }
 
 export const serveCommand: Command = {

@@ -33,6 +33,11 @@ export interface FaultMeasure {
   readonly copiedBytes?: number;
   /** The next fault on the same process came before this one recovered. */
   readonly interrupted?: boolean;
+  /** A fault on the active exporter of a cluster: until another one served in sync. */
+  readonly takeoverMs?: number;
+  /** ... and until the client's writes were acknowledged again. */
+  readonly clientMs?: number;
+  readonly takenOverBy?: string;
   readonly notes: readonly string[];
 }
 

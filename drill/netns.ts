@@ -52,6 +52,8 @@ export interface VethLink {
 
 export class Namespaces {
   readonly #made: string[] = [];
+  /** Every link, and the first link of each leg (what netem shapes). */
+  readonly #all: (VethLink & { parent: string; leg: string })[] = [];
   readonly #links = new Map<string, VethLink>();
   readonly #tag = String(Deno.pid % 10000);
 
@@ -83,7 +85,8 @@ export class Namespaces {
     await sh("ip", ["-n", parentNs, "link", "set", parentDev, "up"]);
     await sh("ip", ["-n", legNs, "link", "set", legDev, "up"]);
     const link = { parentDev, parentNs, legDev, legNs, legAddress: `${base}.2` };
-    this.#links.set(leg, link);
+    if (!this.#links.has(leg)) this.#links.set(leg, link);
+    this.#all.push({ ...link, parent, leg });
     return link;
   }
 
@@ -93,9 +96,20 @@ export class Namespaces {
     return link;
   }
 
-  /** Takes both ends of the leg's link down (up again with `up`). */
+  /** Takes both ends of the leg's links down (up again with `up`). */
   async setLink(leg: string, state: "up" | "down"): Promise<void> {
-    const l = this.linkOf(leg);
+    this.linkOf(leg);
+    for (const l of this.#all.filter((l) => l.leg === leg)) await this.#set(l, state);
+  }
+
+  /** Every link of `process`, as a parent or as a leg, down (cut off from all) or up. */
+  async isolate(process: string, state: "up" | "down"): Promise<void> {
+    const links = this.#all.filter((l) => l.leg === process || l.parent === process);
+    if (links.length === 0) throw new Error(`no link to or from ${process}`);
+    for (const l of links) await this.#set(l, state);
+  }
+
+  async #set(l: VethLink, state: "up" | "down"): Promise<void> {
     await sh("ip", ["-n", l.parentNs, "link", "set", l.parentDev, state]);
     await sh("ip", ["-n", l.legNs, "link", "set", l.legDev, state]);
   }

@@ -2,7 +2,9 @@
  * One real `dst` process of a drill (a node or a serve): started with the same arguments every
  * time so a restart reopens the same media, optionally inside a network namespace, read until it
  * prints what it serves, and signalled for faults (SIGKILL, SIGSTOP/SIGCONT, SIGTERM). Its stderr
- * is kept (the tail) for the report when something goes wrong.
+ * is kept (the tail) for the report when something goes wrong. A serve of a cluster is ready once
+ * it stands by; what it prints when it is elected later (URIs, status) is read as it comes, and
+ * its lines can be watched (`onLine`) to time an election.
  */
 
 const mainTs = new URL("../main.ts", import.meta.url).pathname;
@@ -22,6 +24,8 @@ export interface Served {
   readonly nodeUrl?: string;
   readonly nbdUri?: string;
   readonly statusUrl?: string;
+  /** Printed by a cluster serve that stands by. */
+  readonly standby?: string;
 }
 
 export class DrillProcess {
@@ -30,8 +34,32 @@ export class DrillProcess {
   #stderr = "";
   #served: Served = {};
   #hung = false;
+  #exitCode: number | undefined;
+  /** Told of every line the process prints, on either stream, as it comes. */
+  onLine: ((line: string, stream: "stdout" | "stderr") => void) | undefined;
 
   constructor(readonly plan: ProcessPlan) {}
+
+  /** The code it exited with by itself (undefined while it runs, or after `stop`). */
+  get exitCode(): number | undefined {
+    return this.#exitCode;
+  }
+
+  /** Resolves with the exit code once the process ends by itself (at most `ms`). */
+  async exited(ms: number): Promise<number | undefined> {
+    const exited = this.#exited;
+    if (exited === undefined) return undefined;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const status = await Promise.race([
+      exited,
+      new Promise<undefined>((r) => timer = setTimeout(() => r(undefined), ms)),
+    ]);
+    clearTimeout(timer);
+    if (status === undefined) return undefined;
+    this.#child = undefined;
+    this.#hung = false;
+    return status.code;
+  }
 
   get name(): string {
     return this.plan.name;
@@ -75,17 +103,28 @@ export class DrillProcess {
     this.#child = child;
     this.#exited = child.status;
     this.#stderr = "";
+    this.#exitCode = undefined;
+    void child.status.then((s) => {
+      if (this.#child === child) this.#exitCode = s.code;
+    });
+    let partial = "";
     void child.stderr.pipeThrough(new TextDecoderStream()).pipeTo(
       new WritableStream({
         write: (text) => {
           this.#stderr = (this.#stderr + text).slice(-STDERR_TAIL);
+          const lines = (partial + text).split("\n");
+          partial = lines.pop()!;
+          for (const line of lines) this.onLine?.(line, "stderr");
         },
       }),
     ).catch(() => {});
     const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    const served: { nodeUrl?: string; nbdUri?: string; statusUrl?: string } = {};
+    const served: { nodeUrl?: string; nbdUri?: string; statusUrl?: string; standby?: string } = {};
+    this.#served = served;
     const ready = () =>
-      this.plan.kind === "node" ? served.nodeUrl !== undefined : served.statusUrl !== undefined;
+      this.plan.kind === "node"
+        ? served.nodeUrl !== undefined
+        : served.statusUrl !== undefined || served.standby !== undefined;
     const timer = setTimeout(() => this.#signal("SIGKILL"), timeoutMs);
     let pending = "";
     try {
@@ -100,9 +139,17 @@ export class DrillProcess {
     } finally {
       clearTimeout(timer);
     }
-    // Keep draining so the child never blocks on a full pipe.
+    // Keep reading (a standby prints where it serves once elected), so the child never
+    // blocks on a full pipe either.
     void (async () => {
-      while (!(await reader.read().catch(() => ({ done: true }))).done) { /* discard */ }
+      for (;;) {
+        const { value, done } = await reader.read().catch(() => ({ value: "", done: true }));
+        if (done) return;
+        pending += value;
+        const lines = pending.split("\n");
+        pending = lines.pop()!;
+        for (const line of lines) this.#take(line.trim(), served);
+      }
     })();
     if (!ready()) {
       const status = await child.status;
@@ -111,11 +158,14 @@ export class DrillProcess {
         `${this.name} exited with code ${status.code} before it was ready:\n${this.#stderr}`,
       );
     }
-    this.#served = served;
     this.#hung = false;
   }
 
-  #take(line: string, served: { nodeUrl?: string; nbdUri?: string; statusUrl?: string }): void {
+  #take(
+    line: string,
+    served: { nodeUrl?: string; nbdUri?: string; statusUrl?: string; standby?: string },
+  ): void {
+    this.onLine?.(line, "stdout");
     if (this.plan.kind === "node") {
       if (served.nodeUrl === undefined && line !== "") served.nodeUrl = line;
       return;
@@ -123,6 +173,7 @@ export class DrillProcess {
     if (line.startsWith("nbd")) served.nbdUri = line;
     else if (line.startsWith("node ")) served.nodeUrl = line.slice(5);
     else if (line.startsWith("status ")) served.statusUrl = line.slice(7).replace(/\/$/, "");
+    else if (line.startsWith("standby ")) served.standby = line.slice(8);
   }
 
   #signal(signal: Deno.Signal): void {

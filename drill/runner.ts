@@ -6,6 +6,8 @@
  * event as it happens and a verdict with the measured detect and recover times.
  */
 import { formatSize } from "../util/size.ts";
+import { etcdMissing, type EtcdServer, startEtcd } from "../cluster/etcd_server.ts";
+import { ExporterGroup } from "./cluster.ts";
 import { mediaDigest } from "./media_digest.ts";
 import { type Fault, type FaultMeasure, measure } from "./measure.ts";
 import { Namespaces, namespacesUnavailable, netemUnavailable } from "./netns.ts";
@@ -33,6 +35,8 @@ export interface DrillReport {
     readonly bytesVerified: number;
     readonly clientErrors: number;
     readonly toleratedClientErrors: number;
+    /** Blocks read back that broke the model: acknowledged writes lost (must be 0). */
+    readonly lostBlocks: number;
   };
   /** sha256 of each node's data area after everything stopped. */
   readonly legs: Readonly<Record<string, string>>;
@@ -78,11 +82,19 @@ export async function runDrill(drill: Drill, options: DrillOptions = {}): Promis
     bytesVerified: 0,
     clientErrors: 0,
     toleratedClientErrors: 0,
+    lostBlocks: 0,
   };
-  if (drill.network === "netns") {
-    const why = await namespacesUnavailable();
-    if (why !== undefined) {
-      note(`skipped: this drill needs network namespaces and ${why}`);
+  const unavailable = drill.cluster !== undefined && etcdMissing() !== undefined
+    ? `this drill elects exporters through etcd and ${etcdMissing()}`
+    : drill.network === "netns"
+    ? await namespacesUnavailable().then((why) =>
+      why === undefined ? undefined : `this drill needs network namespaces and ${why}`
+    )
+    : undefined;
+  {
+    if (unavailable !== undefined) {
+      const why = unavailable;
+      note(`skipped: ${why}`);
       return {
         drill: drill.name,
         verdict: "skipped",
@@ -111,6 +123,10 @@ export async function runDrill(drill: Drill, options: DrillOptions = {}): Promis
   let clientErrors = 0;
   let errorRun = 0;
   let tolerated = 0;
+  let etcd: EtcdServer | undefined;
+  let group: ExporterGroup | undefined;
+  /** When write rounds were acknowledged (failover measures). */
+  const writesOk: number[] = [];
   try {
     const plan = await planDrill(drill, dir, size, namespaces);
     note(
@@ -122,9 +138,43 @@ export async function runDrill(drill: Drill, options: DrillOptions = {}): Promis
     const startProc = async (name: string) => {
       const p = proc(name);
       await p.start();
-      note(`started ${p.plan.kind} ${name} (pid ${p.pid})`);
+      note(
+        `started ${p.plan.kind} ${name} (pid ${p.pid})` +
+          (p.served.standby !== undefined && p.served.statusUrl === undefined
+            ? ", standing by"
+            : ""),
+      );
     };
-    for (const p of plan.processes) await startProc(p.name);
+    if (plan.etcd !== undefined) {
+      etcd = await startEtcd({
+        host: plan.etcd.host,
+        ports: plan.etcd.ports,
+        ...(plan.etcd.ns === undefined ? {} : { ns: plan.etcd.ns }),
+      });
+      note(`etcd ready (${etcd.url}${plan.etcd.ns === undefined ? "" : " in its namespace"})`);
+      group = new ExporterGroup(
+        plan.exporters,
+        procs,
+        plan.nbdSockets,
+        (serve) => watch?.latest(serve),
+        now,
+      );
+      group.watch(
+        (e) => note(`${e} elected the active exporter`),
+        (e, line) => note(`${e}: ${line.replace(/^dst serve \w+ /, "")}`),
+      );
+    }
+    for (const p of plan.processes) {
+      await startProc(p.name);
+      if (group !== undefined && p.name === plan.root) {
+        // The root is elected first (nobody else runs), before its replicas stand by.
+        const end = now() + 30_000;
+        while (proc(p.name).served.statusUrl === undefined) {
+          if (now() > end) throw new Error(`${p.name} was not elected within 30 s`);
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      }
+    }
     const endpoints: Endpoint[] = plan.processes.filter((p) => p.kind === "serve").map((p) => ({
       serve: p.name,
       url: () => {
@@ -140,16 +190,26 @@ export async function runDrill(drill: Drill, options: DrillOptions = {}): Promis
     );
     watch.start();
     const w = watch;
-    const allInSync = () => endpoints.every((e) => w.latest(e.serve)?.state === "in-sync");
+    const g = group;
+    const allInSync = () =>
+      endpoints.every((e) =>
+        g?.exporters.includes(e.serve) === true || w.latest(e.serve)?.state === "in-sync"
+      ) && (g === undefined || g.inSync());
     await w.until(allInSync, settleMs, "every mirror in sync at start");
 
     workload = new Workload(
-      () => proc(plan.root).running ? `nbd+unix:///dst?socket=${plan.nbdSocket}` : undefined,
+      () =>
+        g !== undefined
+          ? g.uri()
+          : proc(plan.root).running
+          ? `nbd+unix:///dst?socket=${plan.nbdSocket}`
+          : undefined,
       size,
       drill.workload.roundBytes.map((b) => Math.min(b, size)),
       dir,
       (r: RoundEvent) => {
         const what = `${r.kind} seq ${r.seq} ${formatSize(r.bytes)} ${r.ms} ms`;
+        if (r.kind === "write" && r.error === undefined) writesOk.push(now());
         if (r.lost !== undefined) fail(`acknowledged write lost (${what}): ${r.lost}`);
         else if (r.error === undefined) note(`client ${what} ok`);
         else if (allowClientErrors) {
@@ -178,6 +238,8 @@ export async function runDrill(drill: Drill, options: DrillOptions = {}): Promis
         }
       },
     );
+    // A client of a cluster reconnects to whichever exporter is active.
+    workload.followUri = g !== undefined;
     workload.start();
 
     const legState = (name: string) => {
@@ -218,7 +280,9 @@ export async function runDrill(drill: Drill, options: DrillOptions = {}): Promis
           return;
         case "wait": {
           const timeout = step.timeoutMs ?? settleMs;
-          const ok = step.process === undefined
+          const ok = step.for === "active"
+            ? () => g !== undefined && g.active() === step.process && g.inSync()
+            : step.process === undefined
             ? (step.for === "in-sync" ? allInSync : () => !allInSync())
             : step.for === "in-sync"
             ? () => legState(step.process!) === "in-sync"
@@ -243,6 +307,22 @@ export async function runDrill(drill: Drill, options: DrillOptions = {}): Promis
           await startProc(step.process);
           closeFault("start", step.process);
           return;
+        case "exit": {
+          const code = await proc(step.process).exited(step.timeoutMs ?? settleMs);
+          if (code === undefined) {
+            throw new Error(`${step.process} did not exit within ${step.timeoutMs ?? settleMs} ms`);
+          }
+          if (step.code !== undefined && code !== step.code) {
+            throw new Error(`${step.process} exited with code ${code}, expected ${step.code}`);
+          }
+          note(
+            `${step.process} exited by itself with code ${code}${code === 3 ? " (fenced)" : ""}`,
+          );
+          [...faults].reverse().find((f) => f.process === step.process)?.notes.push(
+            `exited with code ${code}`,
+          );
+          return;
+        }
         case "restart": {
           const signal = step.signal ?? "SIGKILL";
           openFault(i, "restart", step.process);
@@ -265,13 +345,23 @@ export async function runDrill(drill: Drill, options: DrillOptions = {}): Promis
           closeFault("unhang", step.process);
           return;
         case "cut":
-          await namespaces!.setLink(step.process, "down");
-          note(`link to ${step.process} cut (veth down)`);
+          if (g?.exporters.includes(step.process)) {
+            await namespaces!.isolate(step.process, "down");
+            note(`every link of ${step.process} cut (nodes and etcd; veths down)`);
+          } else {
+            await namespaces!.setLink(step.process, "down");
+            note(`link to ${step.process} cut (veth down)`);
+          }
           openFault(i, "cut", step.process);
           return;
         case "heal":
-          await namespaces!.setLink(step.process, "up");
-          note(`link to ${step.process} healed (veth up)`);
+          if (g?.exporters.includes(step.process)) {
+            await namespaces!.isolate(step.process, "up");
+            note(`every link of ${step.process} healed (veths up)`);
+          } else {
+            await namespaces!.setLink(step.process, "up");
+            note(`link to ${step.process} healed (veth up)`);
+          }
           closeFault("heal", step.process);
           return;
         case "netem": {
@@ -357,6 +447,7 @@ export async function runDrill(drill: Drill, options: DrillOptions = {}): Promis
         fail(`${p.name} exited with code ${code} when stopped:\n${p.stderrTail.slice(-1500)}`);
       }
     }
+    await etcd?.stop();
     await namespaces?.remove();
   }
   if (procs.size > 0) {
@@ -374,6 +465,9 @@ export async function runDrill(drill: Drill, options: DrillOptions = {}): Promis
   }
   await Deno.remove(dir, { recursive: true }).catch(() => {});
   const measured = faults.map((f, i) => {
+    if (group?.exporters.includes(f.process)) {
+      return group.measure(f, watch?.samples ?? [], writesOk);
+    }
     const next = faults.slice(i + 1).find((g) => g.process === f.process)?.at;
     return measure(f, watch?.samples ?? [], next);
   });
@@ -393,6 +487,7 @@ export async function runDrill(drill: Drill, options: DrillOptions = {}): Promis
       bytesVerified: workload?.bytesVerified ?? 0,
       clientErrors,
       toleratedClientErrors: tolerated,
+      lostBlocks: workload?.lostBlocks ?? 0,
     },
     legs,
     events,

@@ -25,7 +25,12 @@ const nodeProcess = z.strictObject({ kind: z.literal("node") });
 const serveProcess = z.strictObject({
   kind: z.literal("serve"),
   /** The processes (nodes or other serves) this serve mirrors, in leg order. */
-  mirror: z.array(name).min(1).max(8),
+  mirror: z.array(name).min(1).max(8).optional(),
+  /**
+   * Another exporter of the storage the named serve exports (same legs; needs "cluster"): the
+   * serves of one storage elect the active one through etcd, the others stand by.
+   */
+  replicaOf: name.optional(),
   legTimeoutMs: z.number().int().min(10).max(600_000).optional(),
   /** Resync pace ceiling (bytes per second): slow it down so a drill can interrupt it. */
   resyncCeiling: size.optional(),
@@ -42,8 +47,11 @@ const stepSchema = z.discriminatedUnion("do", [
   z.strictObject({ do: z.literal("sleep"), ms: z.number().int().min(0).max(600_000), ...errors }),
   z.strictObject({
     do: z.literal("wait"),
-    /** "in-sync": the whole tree in sync (or the named process's leg); else the leg's state. */
-    for: z.enum(["in-sync", "out-of-sync", "rebuilding"]),
+    /**
+     * "in-sync": the whole tree in sync (or the named process's leg); "active": the named
+     * exporter is the elected one and in sync; else the leg's state.
+     */
+    for: z.enum(["in-sync", "out-of-sync", "rebuilding", "active"]),
     process: name.optional(),
     timeoutMs: z.number().int().min(100).max(600_000).optional(),
     ...errors,
@@ -51,6 +59,14 @@ const stepSchema = z.discriminatedUnion("do", [
   /** Waits until the workload has completed this many more write rounds. */
   z.strictObject({ do: z.literal("rounds"), count: z.number().int().min(1).max(1000), ...errors }),
   z.strictObject({ do: z.literal("kill"), ...target, ...errors }),
+  /** Waits for the process to exit by itself (a fenced exporter), with `code` if given. */
+  z.strictObject({
+    do: z.literal("exit"),
+    ...target,
+    code: z.number().int().min(0).max(255).optional(),
+    timeoutMs: z.number().int().min(100).max(600_000).optional(),
+    ...errors,
+  }),
   z.strictObject({ do: z.literal("start"), ...target, ...errors }),
   z.strictObject({
     do: z.literal("restart"),
@@ -80,6 +96,8 @@ export const drillSchema = z.strictObject({
   description: z.string().max(2000).optional(),
   /** "unix": every link a Unix socket; "netns": each process in its own network namespace. */
   network: z.enum(["unix", "netns"]).optional(),
+  /** Exporters elect the active one through an etcd the drill starts (`dst serve --cluster`). */
+  cluster: z.strictObject({ leaseSeconds: z.number().int().min(1).max(60) }).optional(),
   /** Size of every node's media. */
   size: size,
   chunkSize: size.optional(),
@@ -116,16 +134,37 @@ function issuePath(path: readonly PropertyKey[]): string {
 /** The serve whose mirror has `process` as a leg, if any. */
 export function parentOf(drill: Drill, process: string): string | undefined {
   for (const [serve, spec] of Object.entries(drill.processes)) {
-    if (spec.kind === "serve" && spec.mirror.includes(process)) return serve;
+    if (spec.kind === "serve" && spec.mirror?.includes(process)) return serve;
   }
   return undefined;
 }
 
-/** The one serve that no other serve mirrors: it exports the storage to the client. */
+/** The one serve that no other serve mirrors (and no replica): it exports the storage. */
 export function rootOf(drill: Drill): string {
-  const roots = Object.entries(drill.processes)
-    .filter(([n, spec]) => spec.kind === "serve" && parentOf(drill, n) === undefined);
-  return roots[0]![0];
+  const roots = Object.entries(drill.processes).filter(([n, spec]) =>
+    spec.kind === "serve" && spec.replicaOf === undefined && parentOf(drill, n) === undefined
+  );
+  return roots[0]?.[0] as string; // parseDrill made sure there is exactly one
+}
+
+/** The exporters of the root storage: the root serve, then its replicas. */
+export function exportersOf(drill: Drill): string[] {
+  const root = rootOf(drill);
+  if (root === undefined) return [];
+  return [
+    root,
+    ...Object.entries(drill.processes).filter(([, spec]) =>
+      spec.kind === "serve" && spec.replicaOf === root
+    ).map(([n]) => n),
+  ];
+}
+
+/** The legs a serve mirrors (a replica's are its storage's). */
+export function legsOf(drill: Drill, serve: string): readonly string[] {
+  const spec = drill.processes[serve];
+  if (spec?.kind !== "serve") return [];
+  if (spec.replicaOf !== undefined) return legsOf(drill, spec.replicaOf);
+  return spec.mirror ?? [];
 }
 
 /** Parses and checks a drill: the shape, then the graph (one root serve, known names). */
@@ -141,7 +180,20 @@ export function parseDrill(input: unknown): Drill {
   const seen = new Map<string, string>();
   for (const [serve, spec] of Object.entries(drill.processes)) {
     if (spec.kind !== "serve") continue;
-    spec.mirror.forEach((leg, i) => {
+    const at = `processes.${serve}`;
+    if ((spec.mirror === undefined) === (spec.replicaOf === undefined)) {
+      problems.push(`${at}: give exactly one of "mirror" (its legs) or "replicaOf" (a serve)`);
+    }
+    if (spec.replicaOf !== undefined) {
+      const target = drill.processes[spec.replicaOf];
+      if (target?.kind !== "serve" || target.replicaOf !== undefined) {
+        problems.push(`${at}.replicaOf: "${spec.replicaOf}" is not a serve with legs`);
+      }
+      if (drill.cluster === undefined) {
+        problems.push(`${at}.replicaOf: exporters of one storage need "cluster" (an election)`);
+      }
+    }
+    spec.mirror?.forEach((leg, i) => {
       const at = `processes.${serve}.mirror[${i}]`;
       if (drill.processes[leg] === undefined) problems.push(`${at}: no process named "${leg}"`);
       else if (leg === serve) problems.push(`${at}: a serve cannot mirror itself`);
@@ -151,7 +203,8 @@ export function parseDrill(input: unknown): Drill {
     });
   }
   const roots = Object.entries(drill.processes)
-    .filter(([n, spec]) => spec.kind === "serve" && !seen.has(n)).map(([n]) => n);
+    .filter(([n, spec]) => spec.kind === "serve" && !seen.has(n) && spec.replicaOf === undefined)
+    .map(([n]) => n);
   if (roots.length !== 1) {
     problems.push(
       `processes: expected exactly one serve that no other serve mirrors (the export), found ${
@@ -170,8 +223,16 @@ export function parseDrill(input: unknown): Drill {
         problems.push(`timeline[${i}].process: no process named "${step.process}"`);
       }
       const needsParent = ["cut", "heal", "netem", "clear-netem", "suspend", "resume"];
-      if (needsParent.includes(step.do) && !seen.has(step.process)) {
+      // An exporter elected through the cluster can be cut off from everything it reaches.
+      const isolatable = ["cut", "heal"].includes(step.do) && drill.cluster !== undefined &&
+        exportersOf(drill).includes(step.process);
+      if (needsParent.includes(step.do) && !seen.has(step.process) && !isolatable) {
         problems.push(`timeline[${i}]: ${step.do} needs a process that is some serve's leg`);
+      }
+      if (
+        step.do === "wait" && step.for === "active" && !exportersOf(drill).includes(step.process)
+      ) {
+        problems.push(`timeline[${i}]: wait for active needs an exporter of the storage`);
       }
       if (step.do === "replace-media" && drill.processes[step.process]?.kind !== "node") {
         problems.push(`timeline[${i}]: replace-media needs a node process`);

@@ -22,6 +22,10 @@ export interface Sample {
   /** Undefined when the endpoint did not answer. */
   readonly state?: string;
   readonly legs: readonly LegSample[];
+  /** In a cluster: "active" or "fenced" (a standby serves no status). */
+  readonly role?: string;
+  /** The exporter's owner epoch, when it reports one. */
+  readonly ownerEpoch?: number;
 }
 
 /** Where a serve's status endpoint is, and how to reach it. */
@@ -112,10 +116,14 @@ export function sampleOf(t: number, serve: string, body: unknown): Sample {
   if (tree === undefined) return { t, serve, legs: [] };
   const detail = isRecord(tree.detail) ? tree.detail : {};
   const legs = Array.isArray(detail.legs) ? detail.legs.filter(isRecord) : [];
+  const cluster = isRecord(detail.cluster) ? detail.cluster : undefined;
+  const epoch = num(detail.ownerEpoch);
   return {
     t,
     serve,
     state: String(tree.state),
+    ...(typeof cluster?.role === "string" ? { role: cluster.role } : {}),
+    ...(epoch === undefined ? {} : { ownerEpoch: epoch }),
     legs: legs.map((l) => {
       const leg: Record<string, unknown> = { name: String(l.name), state: String(l.state) };
       if (typeof l.reason === "string") leg.reason = l.reason;
@@ -134,12 +142,17 @@ export function describe(sample: Sample): string {
   const legs = sample.legs.map((l) =>
     `${l.name} ${l.state}${l.reason === undefined ? "" : ` (${l.reason})`}`
   );
-  return [sample.state, ...legs].join(" · ");
+  const role = sample.role === undefined ? [] : [`${sample.role} epoch ${sample.ownerEpoch}`];
+  return [sample.state, ...role, ...legs].join(" · ");
 }
 
 /** The part of a sample whose change is worth a timeline line. */
 function shape(sample: Sample): string {
-  return [sample.state ?? "down", ...sample.legs.map((l) => `${l.name}=${l.state}`)].join(" ");
+  return [
+    sample.state ?? "down",
+    sample.role ?? "",
+    ...sample.legs.map((l) => `${l.name}=${l.state}`),
+  ].join(" ");
 }
 
 export class StatusWatch {

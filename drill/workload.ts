@@ -4,7 +4,9 @@
  * nbdcopy reading the whole device back and checking every block against what was acknowledged.
  * A round that fails leaves its blocks "maybe written" (either sequence may read back); a round
  * that succeeded makes its sequence the only acceptable one. Each round is a new NBD connection,
- * so a restarted export is met by the next round attaching anew.
+ * so a restarted export is met by the next round attaching anew; with `followUri`, a round whose
+ * export is no longer the one to use (another exporter took over) is abandoned at once and the
+ * next attaches to the new one, as a client that reconnects to whichever exporter is active.
  */
 import { checkBlock, fillBlock } from "./block_stamps.ts";
 
@@ -53,27 +55,39 @@ export class BlockModel {
   }
 }
 
-async function nbdcopy(args: string[], stdout: "piped" | "null"): Promise<{
+async function nbdcopy(
+  args: string[],
+  stdout: "piped" | "null",
+  abandon?: () => string | undefined,
+): Promise<{
   ok: boolean;
   out: Uint8Array;
   err: string;
 }> {
   const child = new Deno.Command("nbdcopy", { args, stdin: "null", stdout, stderr: "piped" })
     .spawn();
-  const timer = setTimeout(() => {
+  const kill = () => {
     try {
       child.kill("SIGKILL");
     } catch {
       // gone
     }
-  }, ROUND_TIMEOUT_MS);
+  };
+  const timer = setTimeout(kill, ROUND_TIMEOUT_MS);
+  let abandoned: string | undefined;
+  const watch = abandon === undefined ? undefined : setInterval(() => {
+    abandoned ??= abandon();
+    if (abandoned !== undefined) kill();
+  }, 100);
   const result = await child.output();
   clearTimeout(timer);
+  clearInterval(watch);
   return {
-    ok: result.success,
+    ok: result.success && abandoned === undefined,
     out: stdout === "piped" ? result.stdout : new Uint8Array(),
-    err: new TextDecoder().decode(result.stderr).trim().split("\n").slice(-2).join(" ") ||
-      `exit ${result.code}`,
+    err: abandoned ??
+      (new TextDecoder().decode(result.stderr).trim().split("\n").slice(-2).join(" ") ||
+        `exit ${result.code}`),
   };
 }
 
@@ -87,6 +101,10 @@ export class Workload {
   writeRounds = 0;
   bytesWritten = 0;
   bytesVerified = 0;
+  /** Blocks read back that broke the model (acknowledged writes lost or misplaced). */
+  lostBlocks = 0;
+  /** Abandon a round whose export is no longer `uri()` (set for drills with failover). */
+  followUri = false;
 
   constructor(
     readonly uri: () => string | undefined,
@@ -140,7 +158,7 @@ export class Workload {
     const started = performance.now();
     const result = uri === undefined
       ? { ok: false, err: "no export running" }
-      : await nbdcopy(["--flush", "--connections=1", this.#image, uri], "null");
+      : await nbdcopy(["--flush", "--connections=1", this.#image, uri], "null", this.#moved(uri));
     const ms = Math.round(performance.now() - started);
     if (result.ok) {
       this.model.acknowledge(seq, bytes);
@@ -159,7 +177,7 @@ export class Workload {
     const started = performance.now();
     const result = uri === undefined
       ? { ok: false, out: new Uint8Array(), err: "no export running" }
-      : await nbdcopy(["--connections=1", uri, "-"], "piped");
+      : await nbdcopy(["--connections=1", uri, "-"], "piped", this.#moved(uri));
     const ms = Math.round(performance.now() - started);
     const seq = this.#seq;
     if (!result.ok || result.out.length !== this.size) {
@@ -180,6 +198,7 @@ export class Workload {
       if (problem !== undefined) lost.push(problem);
     }
     this.bytesVerified += this.size;
+    this.lostBlocks += lost.length;
     this.onRound({
       kind: "verify",
       seq,
@@ -190,6 +209,15 @@ export class Workload {
         : { lost: `${lost.length} bad blocks, first: ${lost.slice(0, 3).join("; ")}` }),
     });
     return lost.length === 0;
+  }
+
+  /** With `followUri`: says why a round on `uri` is abandoned, once another is to be used. */
+  #moved(uri: string): (() => string | undefined) | undefined {
+    if (!this.followUri) return undefined;
+    return () => {
+      const now = this.uri();
+      return now === uri ? undefined : `abandoned: the active exporter is now ${now ?? "none"}`;
+    };
   }
 
   async stop(): Promise<void> {

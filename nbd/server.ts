@@ -18,6 +18,7 @@ import type { ExportTable } from "./handshake.ts";
 import { type NbdLimits, resolveLimits } from "./limits.ts";
 import { BufferPool } from "./pool.ts";
 import type { NbdTls } from "./tls.ts";
+import { removeStaleSocket } from "../transport/unix.ts";
 
 export interface NbdServerOptions extends Partial<NbdLimits> {
   readonly exports: readonly NbdExport[];
@@ -269,13 +270,4 @@ function peerOf(conn: Deno.Conn): string {
   const addr = conn.remoteAddr;
   if (addr.transport === "tcp" || addr.transport === "udp") return `${addr.hostname}:${addr.port}`;
   return "unix";
-}
-
-async function removeStaleSocket(path: string): Promise<void> {
-  try {
-    const stat = await Deno.lstat(path);
-    if (stat.isSocket) await Deno.remove(path);
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-  }
 }

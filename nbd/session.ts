@@ -84,6 +84,7 @@ const ERRNO: Record<BlockErrorCode, number> = {
   ENOTSUP,
   ESHUTDOWN,
   ETIMEDOUT: EIO,
+  EFENCED: EIO,
 };
 
 /** Reads at least this long look for holes so zeros need not cross the wire. */

@@ -38,6 +38,8 @@ export function remoteLeafState(remote: RemoteNode): NodeState {
       checksum: remote.checksum ?? "none",
       ...(remote.peer === undefined ? {} : { peer: remote.peer }),
       ...(remote.storageId === undefined ? {} : { storageId: remote.storageId }),
+      ...(remote.grant === undefined ? {} : { ownerEpoch: remote.grant.epoch }),
+      ...(remote.fenced === undefined ? {} : { fenced: remote.fenced }),
     },
   };
 }

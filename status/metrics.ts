@@ -23,6 +23,8 @@
  *   dst_verify_mismatched_bytes / dst_verify_unresolved_bytes{storage,node}  the last verify
  *   dst_io_requests_total / dst_io_bytes_total / dst_io_errors_total{storage,op}
  *   dst_io_latency_seconds{storage,op} (histogram) and dst_io_in_flight{storage}
+ *   dst_owner_epoch{storage,node}                 the owner epoch held (exporter) or granted (node)
+ *   dst_fenced_requests_total{storage,node}       changes a node refused from fenced exporters
  */
 import { LEG_LATENCY_BUCKETS } from "../actors/mirror/leg_latency.ts";
 import { IO_OPS, LATENCY_BUCKETS } from "./io.ts";
@@ -122,6 +124,20 @@ export function metricsText(status: StatusJson): string {
     "Bytes the last verify left unrepaired (no majority, no leg named to trust).",
   );
 
+  // Ownership (fencing): read from the detail, where exporters and nodes report it.
+  const epochF = family("dst_owner_epoch", "gauge", "Owner epoch held by an exporter or granted.");
+  const fencedF = family(
+    "dst_fenced_requests_total",
+    "counter",
+    "Changes a node refused because their exporter no longer owns it.",
+  );
+  const fencing = (node: TreeJson, id: Labels) => {
+    const epoch = node.detail?.ownerEpoch;
+    if (typeof epoch === "number") epochF.add(id, epoch);
+    const refused = node.detail?.fencedRequests;
+    if (typeof refused === "number") fencedF.add(id, refused);
+  };
+
   const visit = (node: TreeJson) => {
     const id = { storage, node: node.name };
     const states = NODE_STATES.includes(node.state as typeof NODE_STATES[number])
@@ -176,6 +192,7 @@ export function metricsText(status: StatusJson): string {
     for (const [event, count] of Object.entries(f.counters ?? {})) {
       eventsF.add({ ...id, event }, count);
     }
+    fencing(node, id);
     node.children.forEach(visit);
   };
   visit(status.tree);

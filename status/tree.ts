@@ -49,6 +49,7 @@ export const NODE_STATES = [
   "split-brain",
   "connecting",
   "out",
+  "fenced",
 ] as const;
 
 export function treeJson(node: TreeNode): TreeJson {

@@ -13,6 +13,7 @@ import { combineInfo } from "../actors/block/info.ts";
 import { LinearMapping } from "../actors/linear/linear.ts";
 import { type LegStatus, type Mirror, spawnMirror } from "../actors/mirror/mod.ts";
 import type { RemoteState } from "../actors/node/proxy.ts";
+import type { Ownership } from "../actors/node/owner.ts";
 import { mediaOf } from "../actors/block/media.ts";
 import type { MediaDevice } from "../actors/block/contract.ts";
 import type { ActorSystem } from "../actors/runtime/system.ts";
@@ -56,6 +57,8 @@ export interface AssembleOptions {
   readonly force?: boolean;
   /** Told every move of every mirror's legs (for the event history). */
   readonly onLegState?: (mirror: string, leg: LegStatus) => void;
+  /** The exporter's claim on the remote nodes (fencing): mirrors are fenced with it. */
+  readonly ownership?: Ownership;
 }
 
 export interface Storage {
@@ -105,6 +108,7 @@ export async function assemble(topology: Topology, options: AssembleOptions): Pr
       ? {}
       : { connectTimeoutMs: options.connectTimeoutMs }),
     ...(options.ioTimeoutMs === undefined ? {} : { ioTimeoutMs: options.ioTimeoutMs }),
+    ...(options.ownership === undefined ? {} : { ownership: options.ownership }),
   };
 
   const actors: BlockDevice[] = [];
@@ -168,6 +172,9 @@ export async function assemble(topology: Topology, options: AssembleOptions): Pr
       names: spec.legs,
       logger,
       media: children.map((c) => c.media),
+      ...(options.ownership === undefined
+        ? {}
+        : { onFenced: (record: { why: string }) => options.ownership!.fence(record.why) }),
       ...(options.force === undefined ? {} : { force: options.force }),
       ...(options.onLegState === undefined
         ? {}
@@ -187,6 +194,7 @@ export async function assemble(topology: Topology, options: AssembleOptions): Pr
     });
     actors.push(mirror.device);
     mirrors.set(name, mirror);
+    options.ownership?.onFenced((why) => mirror.fence(why));
     spec.legs.forEach((leg) => {
       legOf.set(leg, name);
       hookLink(leg, mirror);

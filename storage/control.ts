@@ -17,7 +17,9 @@ export type NodeStateName =
   | "split-brain"
   | "judging"
   | "removed"
-  | "out";
+  | "out"
+  /** A newer exporter owns the storage: this one acknowledges nothing (fencing). */
+  | "fenced";
 
 /** A resync in progress on one leg: the mirror's own report of it. */
 export type { ResyncStatus as ResyncProgress } from "../actors/mirror/mod.ts";

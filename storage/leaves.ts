@@ -7,6 +7,7 @@ import type { BlockDevice, BlockInfo, MediaDevice } from "../actors/block/contra
 import { FileBlockDevice } from "../actors/block/file.ts";
 import { MemoryBlockDevice } from "../actors/block/memory.ts";
 import { RemoteNode, type RemoteState } from "../actors/node/proxy.ts";
+import type { Ownership } from "../actors/node/owner.ts";
 import type { DialOptions } from "../transport/dial.ts";
 import type { Logger } from "../util/log.ts";
 import { withOsContext } from "../util/os_error.ts";
@@ -31,6 +32,8 @@ export interface LeafOptions {
   resolvePath(path: string): string;
   /** Told when a remote leaf's link goes down or comes back. */
   onLinkState(name: string, state: RemoteState): void;
+  /** The exporter's claim on its remote nodes (fencing); none: nodes are not claimed. */
+  readonly ownership?: Ownership;
 }
 
 export interface OpenedLeaf {
@@ -61,6 +64,10 @@ function remoteOptions(name: string, spec: RemoteSpec, underMirror: boolean, opt
     connectTimeoutMs: spec.connectTimeoutMs ?? options.connectTimeoutMs ?? 10_000,
     ...(ioTimeoutMs === undefined ? {} : { ioTimeoutMs }),
     onState: (state: RemoteState) => options.onLinkState(name, state),
+    ...(options.ownership === undefined ? {} : {
+      owner: () => options.ownership!.grant(),
+      onFenced: (why: string) => options.ownership!.fence(why),
+    }),
     ...(options.secret === undefined ? {} : { secret: options.secret }),
     ...(options.tls === undefined ? {} : { tls: options.tls }),
     ...(spec.storageId === undefined ? {} : { expectStorageId: spec.storageId }),
@@ -74,7 +81,14 @@ function remoteTree(name: string, spec: RemoteSpec, remote: RemoteNode): TreeNod
       : remote.state === "connecting"
       ? "connecting"
       : "down",
-    detail: { ...remote.stats, checksum: remote.checksum ?? "none", peer: remote.peer },
+    detail: {
+      ...remote.stats,
+      checksum: remote.checksum ?? "none",
+      peer: remote.peer,
+      // The owner epoch this exporter holds on the node (fencing), and why it lost it.
+      ...(remote.grant === undefined ? {} : { ownerEpoch: remote.grant.epoch }),
+      ...(remote.fenced === undefined ? {} : { fenced: remote.fenced }),
+    },
   }), spec.url);
 }
 
@@ -95,6 +109,7 @@ export function offlineLeg(
 ): { device: BlockDevice; tree: TreeNode; media: MediaDevice } {
   if (spec.kind !== "remote") throw new Error(`${name}: only a remote leg can be offline`);
   const remote = RemoteNode.offline(spec.url, expect, remoteOptions(name, spec, true, options));
+  options.ownership?.track(remote);
   return { device: remote, tree: remoteTree(name, spec, remote), media: remote };
 }
 
@@ -154,6 +169,11 @@ export async function openLeaf(
         spec.url,
         remoteOptions(name, spec, underMirror, options),
       ).catch((error) => {
+        throw new TopologyError([`nodes.${name}.url: ${(error as Error).message}`]);
+      });
+      // Claimed before anything reads or changes it: the node is this exporter's from now on.
+      await options.ownership?.attach(remote).catch(async (error) => {
+        await remote.close();
         throw new TopologyError([`nodes.${name}.url: ${(error as Error).message}`]);
       });
       options.logger.log("info", "remote node joined", {

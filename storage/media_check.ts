@@ -1,12 +1,14 @@
 /**
  * Looking at media paths before anything is created: a file that will be made needs its folder
- * there and writable and a size; one that exists must not be a folder; no two nodes share one.
+ * there and writable and a size; one that exists must not be a folder nor held by another
+ * process; no two nodes share one.
  * Used by the commands' preflight and by assembly, so a storage that cannot be built creates
  * nothing.
  */
 import { accessSync, constants } from "node:fs";
 import { dirname } from "node:path";
 import { osReason } from "../util/os_error.ts";
+import { mediaHolder } from "../actors/block/media_lock.ts";
 
 /** Media a command opens, or creates when missing, and the flag or field that named it. */
 export interface PlannedMedia {
@@ -65,6 +67,11 @@ export async function checkMedia(media: readonly PlannedMedia[]): Promise<string
     }
     if (info !== undefined) {
       if (info.isDirectory) problems.push(`${from}: ${path} is a folder, not media`);
+      else {
+        // Media another process holds is reported now, before anything starts (media_lock.ts).
+        const busy = mediaHolder(path);
+        if (busy !== undefined) problems.push(`${from}: ${busy}`);
+      }
       continue;
     }
     if (size === undefined) {

@@ -51,7 +51,12 @@ export type BlockErrorCode =
   | "EOVERFLOW"
   | "ENOTSUP"
   | "ESHUTDOWN"
-  | "ETIMEDOUT";
+  | "ETIMEDOUT"
+  /**
+   * The node (or mirror) belongs to a newer owner: this exporter was fenced (see
+   * actors/node/claim.ts). Never a fault of the leg; NBD clients see EIO.
+   */
+  | "EFENCED";
 
 export class BlockError extends Error {
   /** `detail` is the message without the code, for passing the error on (to a peer, a reply). */
@@ -114,6 +119,11 @@ export interface MediaPatch {
   readonly generations?: MediaGenerations;
   readonly flags?: number;
   readonly outdated?: readonly string[];
+  /**
+   * Compare-and-swap: the change is made only while the media's current generation is one of
+   * these (the ones this exporter wrote or read); else it fails with EFENCED, nothing changed.
+   */
+  readonly expectCurrent?: readonly string[];
 }
 
 /**

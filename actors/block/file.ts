@@ -3,7 +3,9 @@
  * media.ts metadata region. Offsets are within the data area. Reads and writes are positional,
  * so any number may be in flight; flush and FUA are fdatasync, with concurrent syncs coalesced
  * into one; trim and zero punch holes where the filesystem can, extents come from
- * SEEK_DATA/SEEK_HOLE. Opening validates the metadata and refuses media of another storage.
+ * SEEK_DATA/SEEK_HOLE. Opening validates the metadata and refuses media of another storage,
+ * and media another process has open (media_lock.ts): the lock is taken before anything is read
+ * or written, and held until close.
  */
 import {
   type BlockDevice,
@@ -31,6 +33,8 @@ import {
   updateMedia,
   writeBitmap,
 } from "./media.ts";
+import { lockMedia, type MediaLock } from "./media_lock.ts";
+import { checkExpectedGeneration, type OwnerGrant } from "./owner_grant.ts";
 import { type IoMode, RawFile } from "./raw_file.ts";
 import type { Random } from "../../util/random.ts";
 
@@ -63,6 +67,7 @@ export interface FileOpenOptions {
 
 export class FileBlockDevice implements BlockDevice, MediaDevice {
   readonly #file: RawFile;
+  readonly #lock: MediaLock;
   #meta: MediaMeta;
   #info: BlockInfo;
   #closed = false;
@@ -74,8 +79,9 @@ export class FileBlockDevice implements BlockDevice, MediaDevice {
   /** Serializes metadata updates so copies alternate strictly. */
   #metaChain: Promise<unknown> = Promise.resolve();
 
-  private constructor(file: RawFile, meta: MediaMeta, readOnly: boolean) {
+  private constructor(file: RawFile, lock: MediaLock, meta: MediaMeta, readOnly: boolean) {
     this.#file = file;
+    this.#lock = lock;
     this.#meta = meta;
     this.#info = this.#makeInfo(readOnly);
   }
@@ -88,7 +94,9 @@ export class FileBlockDevice implements BlockDevice, MediaDevice {
       create: true,
       ...(options.io ? { io: options.io } : {}),
     });
+    let lock: MediaLock | undefined;
     try {
+      lock = lockMedia(options.path, true);
       const layout = layoutFor(options.size, options.chunkSize ?? DEFAULT_CHUNK);
       if (!options.overwrite) {
         const existing = await openMedia(file).catch(() => undefined);
@@ -110,11 +118,12 @@ export class FileBlockDevice implements BlockDevice, MediaDevice {
         // A file truncated to nothing and grown again reads as zeros; a block device may not.
         blank: !file.isBlockDevice,
       });
-      const device = new FileBlockDevice(file, meta, false);
+      const device = new FileBlockDevice(file, lock, meta, false);
       await device.#probeHoles();
       return device;
     } catch (e) {
       file.close();
+      lock?.release();
       throw e;
     }
   }
@@ -127,17 +136,20 @@ export class FileBlockDevice implements BlockDevice, MediaDevice {
       readOnly,
       ...(options.io ? { io: options.io } : {}),
     });
+    let lock: MediaLock | undefined;
     try {
+      lock = lockMedia(options.path, !readOnly);
       const meta = await openMedia(file, {
         ...(options.expectStorageId !== undefined ? { storageId: options.expectStorageId } : {}),
         ...(options.expectSize !== undefined ? { dataSize: options.expectSize } : {}),
         ...(options.expectLeg !== undefined ? { leg: options.expectLeg } : {}),
       });
-      const device = new FileBlockDevice(file, meta, readOnly);
+      const device = new FileBlockDevice(file, lock, meta, readOnly);
       if (!readOnly) await device.#probeHoles();
       return device;
     } catch (e) {
       file.close();
+      lock?.release();
       throw e;
     }
   }
@@ -213,9 +225,25 @@ export class FileBlockDevice implements BlockDevice, MediaDevice {
     });
   }
 
+  /** Changes the media state; `expectCurrent` is checked in the same turn as the update. */
   async updateMedia(patch: MediaPatch): Promise<MediaState> {
-    await this.updateMeta(patch);
+    const { expectCurrent: _, ...changes } = patch;
+    await this.#updateMetaWith((m) => {
+      checkExpectedGeneration(patch, m.generations.current);
+      return changes;
+    });
     return await this.media();
+  }
+
+  /** The owner grant kept in the header (GrantStore). */
+  ownerGrant(): OwnerGrant {
+    const m = this.#meta;
+    return { epoch: m.ownerEpoch, owner: m.owner, label: m.ownerLabel };
+  }
+
+  /** Keeps `grant` durably in the header before resolving (GrantStore). */
+  async storeOwnerGrant(grant: OwnerGrant): Promise<void> {
+    await this.updateMeta({ ownerEpoch: grant.epoch, owner: grant.owner, ownerLabel: grant.label });
   }
 
   /** Durably stores `bytes` at byte `at` of the bitmap region (MediaDevice). */
@@ -346,6 +374,7 @@ export class FileBlockDevice implements BlockDevice, MediaDevice {
     this.#closed = true;
     if (this.#inFlight > 0) await new Promise<void>((resolve) => this.#drained = resolve);
     this.#file.close();
+    this.#lock.release();
   }
 
   /** The part of [at, at+length) fallocate can take here: [start, length of it]. */

@@ -1,7 +1,7 @@
 /**
  * On-media metadata of a storage node, kept in a reserved region at the start of the media so it
  * survives restarts: which storage the data belongs to (its "age"), the node's leg index, sizes,
- * DRBD-style generation ids and a write-intent bitmap. The header is written in two alternating
+ * DRBD-style generation ids, the owner epoch it granted last (fencing) and a write-intent bitmap. The header is written in two alternating
  * checksummed copies, each followed by a data sync, so a torn header write leaves the previous
  * copy to fall back on; media without a valid header is refused, never used as if it held data.
  *
@@ -34,6 +34,10 @@ export const OUTDATED_SLOTS = 32;
 export const MEDIA_FLAG_BLANK = 1 << 16;
 /** A generation id that was never set. */
 export const NO_GENERATION = "0000000000000000";
+/** The owner of media nobody has claimed (32 hex digits). */
+export const NO_OWNER = "00000000000000000000000000000000";
+/** Bytes of an owner's label kept on the media. */
+export const OWNER_LABEL_BYTES = 64;
 
 /** The random-or-zero 64-bit ids DRBD uses to tell which replica saw which writes. */
 export interface Generations {
@@ -73,6 +77,15 @@ export interface MediaMeta extends MediaLayout {
    * its mirror (DRBD's "outdated" peers); at most OUTDATED_SLOTS.
    */
   readonly outdated: readonly string[];
+  /**
+   * The highest owner epoch this node has granted, to whom (fencing, actors/node/claim.ts):
+   * writes from an exporter holding a lower one are refused. Media from before this field
+   * read as epoch 0, owner NO_OWNER.
+   */
+  readonly ownerEpoch: number;
+  readonly owner: string;
+  /** The owner's name for messages (at most OWNER_LABEL_BYTES of UTF-8). */
+  readonly ownerLabel: string;
 }
 
 /**
@@ -85,6 +98,9 @@ export interface MediaChanges {
   readonly generations?: Generations;
   readonly flags?: number;
   readonly outdated?: readonly string[];
+  readonly ownerEpoch?: number;
+  readonly owner?: string;
+  readonly ownerLabel?: string;
 }
 
 /** Positional access to the raw media, as the file device provides it. */
@@ -105,7 +121,9 @@ export type MediaErrorCode =
   | "size"
   | "storage"
   | "leg"
-  | "exists";
+  | "exists"
+  /** Another process has the media open (media_lock.ts). */
+  | "busy";
 
 /** The media cannot be used as asked; the message says why and what to do. */
 export class MediaError extends Error {
@@ -158,7 +176,11 @@ const F_FLAGS = 96;
 const F_HISTORY_COUNT = 100;
 const F_HISTORY = 104; // HISTORY_SLOTS * 8 bytes
 const F_OUTDATED_COUNT = 160;
-const F_OUTDATED = 164; // OUTDATED_SLOTS * 16 bytes
+const F_OUTDATED = 164; // OUTDATED_SLOTS * 16 bytes, to 676
+const F_OWNER_EPOCH = 680;
+const F_OWNER = 688; // 16 bytes
+const F_OWNER_LABEL_LEN = 704;
+const F_OWNER_LABEL = 708; // OWNER_LABEL_BYTES
 const F_CHECKSUM = MEDIA_PAGE - 32; // sha-256 over [0, F_CHECKSUM)
 
 /** The layout for a data area of `dataSize` bytes tracked in chunks of `chunkSize`. */
@@ -207,6 +229,9 @@ export async function formatMedia(io: MediaIo, options: FormatOptions): Promise<
       { current: newGenerationId(options.random), bitmap: NO_GENERATION, history: [] },
     flags: (options.flags ?? 0) | (options.blank ? MEDIA_FLAG_BLANK : 0),
     outdated: [],
+    ownerEpoch: 0,
+    owner: NO_OWNER,
+    ownerLabel: "",
   };
   const encoded = encodeHeader(meta); // validates ids before anything is written
   const needed = layout.dataOffset + options.dataSize;
@@ -347,6 +372,14 @@ function encodeHeader(meta: MediaMeta): Uint8Array {
   const outdated = meta.outdated.slice(0, OUTDATED_SLOTS);
   view.setUint32(F_OUTDATED_COUNT, outdated.length, true);
   outdated.forEach((id, i) => page.set(unhex(id, 16, "outdated leg id"), F_OUTDATED + i * 16));
+  if (!Number.isSafeInteger(meta.ownerEpoch) || meta.ownerEpoch < 0) {
+    throw new RangeError(`owner epoch must be a whole number, got ${meta.ownerEpoch}`);
+  }
+  view.setBigUint64(F_OWNER_EPOCH, BigInt(meta.ownerEpoch), true);
+  page.set(unhex(meta.owner, 16, "owner id"), F_OWNER);
+  const label = ownerLabelBytes(meta.ownerLabel);
+  view.setUint32(F_OWNER_LABEL_LEN, label.length, true);
+  page.set(label, F_OWNER_LABEL);
   page.set(checksum(page), F_CHECKSUM);
   return page;
 }
@@ -374,6 +407,7 @@ function decodeHeader(page: Uint8Array): MediaMeta | MediaError {
   }
   const historyCount = view.getUint32(F_HISTORY_COUNT, true);
   const outdatedCount = view.getUint32(F_OUTDATED_COUNT, true);
+  const labelLength = view.getUint32(F_OWNER_LABEL_LEN, true);
   const dataSize = Number(view.getBigUint64(F_DATA_SIZE, true));
   const chunkSize = view.getUint32(F_CHUNK, true);
   let layout: MediaLayout;
@@ -390,7 +424,7 @@ function decodeHeader(page: Uint8Array): MediaMeta | MediaError {
   if (
     recorded.dataOffset !== layout.dataOffset || recorded.bitmapOffset !== layout.bitmapOffset ||
     recorded.bitmapBytes !== layout.bitmapBytes || historyCount > HISTORY_SLOTS ||
-    outdatedCount > OUTDATED_SLOTS
+    outdatedCount > OUTDATED_SLOTS || labelLength > OWNER_LABEL_BYTES
   ) {
     return new MediaError("corrupt", "media metadata records a layout this version cannot read");
   }
@@ -417,7 +451,21 @@ function decodeHeader(page: Uint8Array): MediaMeta | MediaError {
     },
     flags: view.getUint32(F_FLAGS, true),
     outdated,
+    ownerEpoch: Number(view.getBigUint64(F_OWNER_EPOCH, true)),
+    owner: hex(page.subarray(F_OWNER, F_OWNER + 16)),
+    ownerLabel: new TextDecoder().decode(
+      page.subarray(F_OWNER_LABEL, F_OWNER_LABEL + labelLength),
+    ),
   };
+}
+
+/** `label` as UTF-8, cut to OWNER_LABEL_BYTES on a character boundary. */
+function ownerLabelBytes(label: string): Uint8Array {
+  const bytes = new TextEncoder().encode(label);
+  if (bytes.length <= OWNER_LABEL_BYTES) return bytes;
+  let end = OWNER_LABEL_BYTES;
+  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--;
+  return bytes.subarray(0, end);
 }
 
 function checksum(page: Uint8Array): Uint8Array {
@@ -455,6 +503,9 @@ function definedOnly(changes: MediaChanges): MediaChanges {
   if (changes.generations !== undefined) out.generations = changes.generations;
   if (changes.flags !== undefined) out.flags = changes.flags;
   if (changes.outdated !== undefined) out.outdated = changes.outdated;
+  if (changes.ownerEpoch !== undefined) out.ownerEpoch = changes.ownerEpoch;
+  if (changes.owner !== undefined) out.owner = changes.owner;
+  if (changes.ownerLabel !== undefined) out.ownerLabel = changes.ownerLabel;
   return out;
 }
 

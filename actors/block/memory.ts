@@ -18,6 +18,7 @@ import {
   MEDIA_FLAG_BLANK,
   NO_GENERATION,
 } from "./media.ts";
+import { checkExpectedGeneration, NO_GRANT, type OwnerGrant } from "./owner_grant.ts";
 
 /** Allocation granularity; also the extent granularity reported by {@link MemoryBlockDevice}. */
 export const MEMORY_CHUNK = 64 * 1024;
@@ -38,6 +39,7 @@ export class MemoryBlockDevice implements BlockDevice, MediaDevice {
   /** Media state kept in memory: lost with the device, as its data is. */
   #media: MediaState;
   #bitmap: Uint8Array;
+  #grant: OwnerGrant = NO_GRANT;
 
   constructor(options: MemoryOptions) {
     if (!Number.isSafeInteger(options.size) || options.size < 0) {
@@ -74,8 +76,9 @@ export class MemoryBlockDevice implements BlockDevice, MediaDevice {
     return Promise.resolve(this.#media);
   }
 
-  updateMedia(patch: MediaPatch): Promise<MediaState> {
+  async updateMedia(patch: MediaPatch): Promise<MediaState> {
     this.#check(0, 0);
+    checkExpectedGeneration(patch, this.#media.generations.current);
     this.#media = {
       ...this.#media,
       ...(patch.storageId === undefined ? {} : { storageId: patch.storageId }),
@@ -83,7 +86,18 @@ export class MemoryBlockDevice implements BlockDevice, MediaDevice {
       ...(patch.flags === undefined ? {} : { flags: patch.flags }),
       ...(patch.outdated === undefined ? {} : { outdated: patch.outdated }),
     };
-    return Promise.resolve(this.#media);
+    return this.#media;
+  }
+
+  /** The owner grant, kept for the device's life as its data is (GrantStore). */
+  ownerGrant(): OwnerGrant {
+    return this.#grant;
+  }
+
+  storeOwnerGrant(grant: OwnerGrant): Promise<void> {
+    this.#check(0, 0);
+    this.#grant = grant;
+    return Promise.resolve();
   }
 
   readBitmap(): Promise<Uint8Array> {

@@ -17,6 +17,7 @@ import { coarseSystemClock } from "../../util/coarse_clock.ts";
 import type { Logger } from "../../util/log.ts";
 import { ControlRefused, MirrorCore, type MirrorOptions } from "./core.ts";
 import { describe } from "./errors.ts";
+import type { FenceRecord } from "./fencing.ts";
 import { InvariantError } from "./invariants.ts";
 import { act, type ActionDone, type MirrorAction } from "./maintenance.ts";
 import { type ResyncReport, resyncWorker } from "./resync_actor.ts";
@@ -42,6 +43,8 @@ export type MirrorMessage =
     readonly down: Down;
   }
   | { readonly op: "tick" }
+  /** The exporter lost ownership of the storage (its lease, say): fence the mirror. */
+  | { readonly op: "fence"; readonly why: string }
   | { readonly op: "start"; readonly replyTo: ActorRef<ActionReply> }
   | {
     readonly op: "control";
@@ -183,8 +186,11 @@ export function mirrorBehavior(
           return;
         }
         case "tick":
-          sweeper.sweep();
+          if (core.fenced === undefined) sweeper.sweep();
           arm();
+          return;
+        case "fence":
+          core.fence(m.why);
           return;
         case "start":
           ctx.defer(
@@ -249,6 +255,10 @@ export interface Mirror {
   storageId(): string | undefined;
   generations(): MediaGenerations | undefined;
   lastVerify(): VerifyReport | undefined;
+  /** Why and when the mirror was fenced, once it is. */
+  fenced(): FenceRecord | undefined;
+  /** The exporter lost ownership: the mirror acknowledges nothing more (through its mailbox). */
+  fence(why: string): void;
   /** A leg's link went down or came back (from its proxy). */
   legLost(name: string, why: string): void;
   legReachable(name: string): void;
@@ -296,6 +306,8 @@ export async function spawnMirror(
     storageId: () => core.gen.storageId,
     generations: () => core.gen.current,
     lastVerify: () => core.lastVerify,
+    fenced: () => core.fenced,
+    fence: (why) => void system.tell(ref, { op: "fence", why }),
     legLost: (leg, why) => void system.tell(ref, { op: "link", leg, up: false, why }),
     legReachable: (leg) => void system.tell(ref, { op: "link", leg, up: true }),
     act: async (action) => {

@@ -6,6 +6,10 @@
  * mirror's actor (actor.ts): events from outside arrive there as messages.
  *
  * Client I/O: reads go to one in-sync leg and fail over; changes go through writes.ts.
+ *
+ * Fencing (fencing.ts): once a leg answers EFENCED, or the exporter learns it lost ownership,
+ * the mirror is fenced for good: every client request fails at once, no leg moves, nothing is
+ * stamped. Invariant: a fenced mirror acknowledges nothing (invariants.ts).
  */
 import {
   type BlockDevice,
@@ -27,6 +31,7 @@ import type { DownRecord, JudgeHost } from "./judge.ts";
 import { runEffect } from "./effects.ts";
 import { cacheOnLeg, extentsFromLeg, readFromLegs } from "./reads.ts";
 import { type Leg, newLeg } from "./leg.ts";
+import { FenceAwareDevice, fenceAwareMedia, fencedError, type FenceRecord } from "./fencing.ts";
 import { type LegEvent, type NeedChange, type Outcome, transition } from "./leg_machine.ts";
 import { withDeadline } from "./leg_deadline.ts";
 import { RangeLock } from "../block/range_lock.ts";
@@ -59,6 +64,8 @@ export interface MirrorOptions {
   readonly force?: boolean;
   /** Called after a leg changed state. */
   readonly onLegState?: (status: LegStatus) => void;
+  /** Called once when the mirror is fenced (a newer exporter owns its legs). */
+  readonly onFenced?: (record: FenceRecord) => void;
 }
 
 /** How the core starts and stops resync actors (the actor provides it). */
@@ -94,6 +101,9 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
   readonly #writes = new RangeLock();
   readonly #readPolicy: ReadPolicy;
   readonly #onLegState: ((status: LegStatus) => void) | undefined;
+  readonly #onFenced: ((record: FenceRecord) => void) | undefined;
+  /** Set once the mirror is fenced; never cleared (see `fence`). */
+  fenced: FenceRecord | undefined;
   /** Set when the last in-sync leg left (the mirror went down); cleared once one is back. */
   down: DownRecord | undefined;
   persist = false;
@@ -112,13 +122,14 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
     this.clock = clock;
     this.logger = logger;
     this.legs = devices.map((device, i) =>
-      newLeg(options.names?.[i] ?? `leg${i}`, device, options.media?.[i], clock.now())
+      this.newLeg(options.names?.[i] ?? `leg${i}`, device, options.media?.[i])
     );
     const infos = devices.map((l) => l.info());
     this.#info = { ...combineInfo(infos), size: Math.min(...infos.map((i) => i.size)) };
     this.timeoutMs = options.legTimeoutMs ?? 10_000;
     this.#readPolicy = new ReadPolicy(options.readPolicy);
     this.#onLegState = options.onLegState;
+    this.#onFenced = options.onFenced;
     this.chunkSize = options.chunkSize ?? 1024 * 1024;
     if (this.chunkSize < 4096 || (this.chunkSize & (this.chunkSize - 1)) !== 0) {
       throw new RangeError(
@@ -157,6 +168,17 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
     return n;
   }
 
+  /** A leg record over `device` and `media`, seen through the fencing wrappers. */
+  newLeg(name: string, device: BlockDevice, media: MediaDevice | undefined): Leg {
+    const fence = (why: string) => this.fence(why);
+    return newLeg(
+      name,
+      new FenceAwareDevice(device, fence),
+      media === undefined ? undefined : fenceAwareMedia(media, fence),
+      this.clock.now(),
+    );
+  }
+
   leg(name: string): Leg {
     const leg = this.legs.find((l) => l.name === name);
     if (leg === undefined) {
@@ -175,6 +197,8 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
    */
   dispatch(leg: Leg, event: LegEvent, epoch?: number): Outcome {
     if (epoch !== undefined && epoch !== leg.epoch) return { kind: "ignore" };
+    // A fenced mirror no longer owns its legs: what they do says nothing about them.
+    if (this.fenced !== undefined) return { kind: "ignore" };
     const othersInSync = this.legs.filter((l) => l !== leg && l.state === "in-sync").length;
     const outcome = transition(leg.state, event, {
       othersInSync,
@@ -220,6 +244,29 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
       }
     }
     return outcome;
+  }
+
+  /**
+   * The mirror is fenced: a newer exporter owns its legs. One way, once: client requests fail
+   * from now on, resyncs stop, no leg moves, nothing more is stamped.
+   */
+  fence(why: string): void {
+    if (this.fenced !== undefined) return;
+    this.fenced = { why, at: this.clock.now() };
+    this.logger.log(
+      "error",
+      "mirror fenced: a newer exporter owns its legs; acknowledging nothing more",
+      {
+        why,
+      },
+    );
+    for (const l of this.legs) this.resyncs.stop(l.name);
+    this.#onFenced?.(this.fenced);
+  }
+
+  /** Throws the fenced refusal of `what` when the mirror is fenced. */
+  refuseIfFenced(what: string): void {
+    if (this.fenced !== undefined) throw fencedError(what, this.fenced);
   }
 
   /** An I/O error or timeout on `leg` (at `epoch`): it leaves the sets at once. */
@@ -327,38 +374,63 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
     return noLegsError(this.legs, this.inSyncCount(), what, cause);
   }
 
-  read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
+  /**
+   * Reads fail too once fenced: the new owner may have acknowledged writes since, so what the
+   * legs return could be older than an acknowledged write (a stale read).
+   */
+  async read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
     this.clientOps++;
-    return readFromLegs(this, this.#readPolicy, offset, length, into);
+    this.refuseIfFenced("read");
+    const data = await readFromLegs(this, this.#readPolicy, offset, length, into);
+    this.refuseIfFenced("read");
+    return data;
   }
 
-  write(offset: number, data: Uint8Array, fua: boolean): Promise<void> {
+  async write(offset: number, data: Uint8Array, fua: boolean): Promise<void> {
     this.clientOps++;
-    return writeToLegs(this, offset, data.length, "write", (d) => d.write(offset, data, fua));
+    this.refuseIfFenced("write");
+    return await writeToLegs(
+      this,
+      offset,
+      data.length,
+      "write",
+      (d) => d.write(offset, data, fua),
+    );
   }
 
   async flush(): Promise<void> {
     this.clientOps++;
+    this.refuseIfFenced("flush");
     const spread = await everyLeg(this, "flush", (d) => d.flush());
     if (spread.kind === "refused") throw spread.error;
   }
 
-  trim(offset: number, length: number, fua: boolean): Promise<void> {
+  async trim(offset: number, length: number, fua: boolean): Promise<void> {
     this.clientOps++;
-    return writeToLegs(this, offset, length, "trim", (d) => d.trim(offset, length, fua));
+    this.refuseIfFenced("trim");
+    return await writeToLegs(this, offset, length, "trim", (d) => d.trim(offset, length, fua));
   }
 
-  zero(offset: number, length: number, options: ZeroOptions): Promise<void> {
+  async zero(offset: number, length: number, options: ZeroOptions): Promise<void> {
     this.clientOps++;
-    return writeToLegs(this, offset, length, "zero", (d) => d.zero(offset, length, options));
+    this.refuseIfFenced("zero");
+    return await writeToLegs(
+      this,
+      offset,
+      length,
+      "zero",
+      (d) => d.zero(offset, length, options),
+    );
   }
 
-  extents(offset: number, length: number): Promise<Extent[]> {
-    return extentsFromLeg(this, this.#readPolicy, offset, length);
+  async extents(offset: number, length: number): Promise<Extent[]> {
+    this.refuseIfFenced("extents");
+    return await extentsFromLeg(this, this.#readPolicy, offset, length);
   }
 
-  cache(offset: number, length: number): Promise<void> {
-    return cacheOnLeg(this, this.#readPolicy, offset, length);
+  async cache(offset: number, length: number): Promise<void> {
+    this.refuseIfFenced("cache");
+    return await cacheOnLeg(this, this.#readPolicy, offset, length);
   }
 
   /**
@@ -370,7 +442,8 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
     if (this.closed) return;
     this.closed = true;
     for (const l of this.legs) this.resyncs.stop(l.name);
-    if (!broken && this.persist) {
+    // A fenced mirror stamps nothing either: its legs belong to another exporter.
+    if (!broken && this.fenced === undefined && this.persist) {
       // The writes in flight end first (each bounded by the leg deadline): then every write the
       // in-sync legs took is flushed and they are stamped as stopped cleanly.
       await this.lock(0, this.size, () => Promise.resolve());

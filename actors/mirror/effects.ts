@@ -81,9 +81,11 @@ async function markTarget(core: MirrorCore, leg: Leg): Promise<void> {
     }
     generations = { current: core.gen.current!.bitmap, bitmap: NO_GENERATION, history: [] };
   }
+  const expectCurrent = generations === undefined ? undefined : core.gen.expectedOn(leg);
   leg.known = await core.timed(
     leg,
     leg.media!.updateMedia({
+      ...(expectCurrent === undefined ? {} : { expectCurrent }),
       ...(core.gen.storageId === undefined ? {} : { storageId: core.gen.storageId }),
       ...(generations === undefined ? {} : { generations }),
       flags: targetFlags(core.chunkSize),

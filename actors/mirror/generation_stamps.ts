@@ -4,7 +4,9 @@
  * every leg holds every chunk. Every stamp also records which legs are outdated (DRBD's "outdate
  * peer"), so a later start may go on without a leg that is unreachable only when a leg that kept
  * serving says that one left. It owns the rotation and settling in progress, so no write is
- * acknowledged under a generation the serving legs do not carry yet.
+ * acknowledged under a generation the serving legs do not carry yet. Stamps are compare-and-swap:
+ * a leg whose current generation is none this mirror wrote or read was stamped by another
+ * exporter, and refuses (EFENCED).
  */
 import { BlockError, type MediaGenerations } from "../block/contract.ts";
 import { newGenerationId, NO_GENERATION } from "../block/media.ts";
@@ -112,6 +114,19 @@ export class GenerationStamps {
     }
   }
 
+  /**
+   * The current generations `leg`'s media may hold while only this mirror stamps it: what was
+   * last read or written there, and this mirror's generations (a stamp of this mirror may have
+   * landed unanswered). Undefined when nothing was read off the leg yet (no check).
+   */
+  expectedOn(leg: Leg): string[] | undefined {
+    const known = leg.known?.generations.current;
+    if (known === undefined) return undefined;
+    const g = this.current;
+    const ids = g === undefined ? [known] : [known, g.current, g.bitmap, ...g.history];
+    return [...new Set(ids)];
+  }
+
   /** Legs not in sync now: a later start may go on without them (see start.ts). */
   outdated(): string[] {
     return this.#host.legs().filter((l) => l.state !== "in-sync" && l.state !== "removed").map(
@@ -125,9 +140,11 @@ export class GenerationStamps {
    */
   async stamp(leg: Leg, cleanStop = false): Promise<void> {
     if (leg.media === undefined || this.current === undefined) return;
+    const expectCurrent = this.expectedOn(leg);
     leg.known = await this.#host.timed(
       leg,
       leg.media.updateMedia({
+        ...(expectCurrent === undefined ? {} : { expectCurrent }),
         ...(this.storageId === undefined ? {} : { storageId: this.storageId }),
         generations: this.current,
         flags: memberFlags(this.#chunkSize) | (cleanStop ? FLAG_CLEAN_STOP : 0),

@@ -43,12 +43,17 @@ export function checkLegs(legs: readonly Leg[], bits: ChunkBits): void {
   }
 }
 
-/** When a write is acknowledged: every leg the mirror calls in sync took it. */
+/**
+ * When a write is acknowledged: the mirror is not fenced (a newer exporter owns the legs), and
+ * every leg the mirror calls in sync took it.
+ */
 export function checkAcknowledged(
   legs: readonly Leg[],
   took: ReadonlySet<Leg>,
   what: string,
+  fenced?: { readonly why: string },
 ): void {
+  invariant(fenced === undefined, () => `${what} acknowledged after fencing (${fenced!.why})`);
   for (const leg of legs) {
     invariant(
       leg.state !== "in-sync" || took.has(leg),

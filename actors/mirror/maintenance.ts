@@ -9,7 +9,6 @@ import { ChunkBits } from "./chunk_bits.ts";
 import { ControlRefused, type MirrorCore } from "./core.ts";
 import { describe } from "./errors.ts";
 import { unfit } from "./judge.ts";
-import { newLeg } from "./leg.ts";
 import type { LegEvent } from "./leg_machine.ts";
 import { verify, type VerifyReport } from "./verify.ts";
 
@@ -108,7 +107,7 @@ async function addLeg(
   if (core.legs.some((l) => l.name === name)) {
     throw new ControlRefused(`the mirror already has a leg named "${name}"`);
   }
-  const leg = newLeg(name, device, media, core.clock.now());
+  const leg = core.newLeg(name, device, media);
   leg.known = known;
   leg.need = ChunkBits.full(core.chunks);
   core.bitmap.setAll(leg.need);

@@ -9,3 +9,4 @@ export type { LegState } from "./leg_machine.ts";
 export type { LegStatus, ResyncStatus } from "./status.ts";
 export type { VerifyReport } from "./verify.ts";
 export { StartRefused } from "./start.ts";
+export { type FenceRecord, isFencedError } from "./fencing.ts";

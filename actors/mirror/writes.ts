@@ -4,7 +4,8 @@
  * marked durably in the activity log first, and the legs that missed it get their chunks marked
  * under a new generation before the ack. An error on some legs only is those legs' fault: they
  * leave, and the write is acknowledged by the others; only when every in-sync leg refuses the
- * request the same way does the client hear it.
+ * request the same way does the client hear it. A leg answering EFENCED fences the mirror
+ * (fencing.ts): the change fails before any leg is marked, and nothing is acknowledged after.
  */
 import type { BlockDevice, BlockError } from "../block/contract.ts";
 import type { Clock } from "../../util/clock.ts";
@@ -12,6 +13,7 @@ import { describe, isRequestError } from "./errors.ts";
 import type { GenerationStamps } from "./generation_stamps.ts";
 import { checkAcknowledged } from "./invariants.ts";
 import { type Leg, takesWrites } from "./leg.ts";
+import { fencedError, type FenceRecord } from "./fencing.ts";
 import type { WriteIntentBitmap } from "./write_intent_bitmap.ts";
 
 /** What the write path needs of the mirror. */
@@ -23,6 +25,8 @@ export interface WriteHost {
   readonly clock: Clock;
   /** The mirror keeps media state on its legs. */
   readonly persist: boolean;
+  /** Set once the mirror is fenced: nothing more is acknowledged. */
+  readonly fenced: FenceRecord | undefined;
   lock<T>(offset: number, length: number, fn: () => Promise<T>): Promise<T>;
   timed<T>(leg: Leg, op: Promise<T>): Promise<T>;
   /** Fails `leg` if it is still at `epoch`. */
@@ -42,12 +46,13 @@ export function writeToLegs(
   op: (d: BlockDevice) => Promise<void>,
 ): Promise<void> {
   return host.lock(offset, length, async () => {
+    if (host.fenced !== undefined) throw fencedError(what, host.fenced);
     const first = Math.floor(offset / host.chunkSize);
     const last = Math.floor((offset + Math.max(length, 1) - 1) / host.chunkSize);
     if (!host.persist) {
       const spread = taken(host, await everyLeg(host, what, op), first, last);
       host.recordMisses(spread.missed, first, last);
-      checkAcknowledged(host.legs, spread.took, what);
+      checkAcknowledged(host.legs, spread.took, what, host.fenced);
       return;
     }
     // Every chunk this write touches is marked durably before it reaches ANY leg: a crash of
@@ -65,7 +70,9 @@ export function writeToLegs(
         await host.gen.ensureRotated();
         if (newBits) await host.bitmap.store();
       }
-      checkAcknowledged(host.legs, took, what);
+      // Fencing may have come while the stamps and bits were stored (on some legs only).
+      if (host.fenced !== undefined) throw fencedError(what, host.fenced);
+      checkAcknowledged(host.legs, took, what, host.fenced);
     } finally {
       host.bitmap.endWrite(first, last, host.clock.now());
     }
@@ -111,6 +118,9 @@ export async function everyLeg(
       )
     ),
   );
+  // A leg said EFENCED (or the exporter lost ownership meanwhile): no leg is at fault, none is
+  // marked, and the change is not acknowledged.
+  if (host.fenced !== undefined) throw fencedError(what, host.fenced);
   const took = new Set<Leg>();
   let inSyncTook = 0;
   const refusedBy: { leg: Leg; epoch: number; error: unknown }[] = [];

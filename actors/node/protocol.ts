@@ -12,13 +12,15 @@ import { OUTDATED_SLOTS } from "../block/media.ts";
 import type { Header } from "../../transport/types.ts";
 
 /** Bumped on any incompatible change to these messages; checked in the link handshake. */
-export const NODE_PROTOCOL_VERSION = 3;
+export const NODE_PROTOCOL_VERSION = 4;
 
 /**
  * Block operations, then media operations (MediaDevice): `media` reads the media state and
  * `setmedia` changes it (both as JSON in the payload, so the frame checksum covers it), `rbitmap`
  * reads the bitmap region, `wbitmap` stores payload bytes at `off` of it, and `digest` answers
- * digests of each `ch`-sized chunk of [off, off+len) as payload.
+ * digests of each `ch`-sized chunk of [off, off+len) as payload. `claim` claims the node for an
+ * exporter (an OwnerGrant as JSON in the payload; the reply carries the node's grant after it,
+ * see claim.ts): changes from links that do not hold the node's grant fail with EFENCED.
  */
 export const OPS = [
   "read",
@@ -33,6 +35,7 @@ export const OPS = [
   "rbitmap",
   "wbitmap",
   "digest",
+  "claim",
 ] as const;
 export type Op = (typeof OPS)[number];
 
@@ -78,6 +81,7 @@ const ERROR_CODES = [
   "ENOTSUP",
   "ESHUTDOWN",
   "ETIMEDOUT",
+  "EFENCED",
 ] as const satisfies readonly BlockErrorCode[];
 
 /** A successful reply; reads carry data as payload, extents as [length, flags] pairs. */
@@ -164,6 +168,20 @@ export const mediaPatchSchema = z.strictObject({
   generations: generationsSchema.optional(),
   flags: z.number().int().min(0).max(0xffffffff).optional(),
   outdated: z.array(legIdSchema).max(OUTDATED_SLOTS).optional(),
+  expectCurrent: z.array(generationId).max(16).optional(),
+});
+
+/** An owner grant on the wire: `claim` payload, and in its reply. */
+export const grantSchema = z.strictObject({
+  epoch: u64,
+  owner: legIdSchema,
+  label: z.string().max(256),
+});
+
+/** `claim` reply payload: whether the link holds the grant now, and the node's grant. */
+export const claimAnswerSchema = z.strictObject({
+  granted: z.boolean(),
+  current: grantSchema,
 });
 
 /** `media` / `setmedia` reply payload: a MediaState (storageId null when the media has none). */

@@ -6,6 +6,11 @@
  * jittered backoff and sends what was outstanding again, oldest first, before anything newer.
  * A request that gets no answer within its deadline fails with ETIMEDOUT ("maybe applied"); one
  * that waits for a lost node longer than the I/O timeout fails with EIO.
+ *
+ * An exporter's claim on the node (claim.ts) is carried across reconnects: every new link
+ * claims again with the grant held, before anything outstanding is sent again. A node that
+ * refuses it belongs to a newer owner: the proxy says so (`onFenced`), and the node answers
+ * every change with EFENCED.
  */
 import { shortfall } from "../block/info.ts";
 import {
@@ -27,7 +32,10 @@ import { type Random, systemRandom } from "../../util/random.ts";
 import { dial, type DialOptions } from "../../transport/dial.ts";
 import type { Frame, Header, Link } from "../../transport/types.ts";
 import { type ChecksumName, CHECKSUMS, frameChecksum, negotiateChecksum } from "./checksum.ts";
+import { describeGrant, type OwnerGrant } from "../block/owner_grant.ts";
+import { type ClaimAnswer, FENCED_BYE } from "./claim.ts";
 import {
+  claimAnswerSchema,
   DATA_OPS,
   decodeJson,
   encodeJson,
@@ -76,6 +84,13 @@ export interface RemoteNodeOptions {
   readonly ioTimeoutMs?: number;
   /** Told when the link goes down or comes back. */
   readonly onState?: (state: RemoteState) => void;
+  /** Told when the node refuses the claim this proxy held: a newer owner has it. */
+  readonly onFenced?: (why: string) => void;
+  /**
+   * The grant of the exporter this proxy works for, claimed on a link when the proxy holds
+   * none yet (a node that was offline at start claims when it is first reached).
+   */
+  readonly owner?: () => OwnerGrant | undefined;
 }
 
 export type RemoteState = "connected" | "connecting" | "closed";
@@ -117,6 +132,9 @@ function checkNode(link: Link, expectStorageId: string | undefined): NodeHello {
   return parsed.data;
 }
 
+/** Requests that change the node: refused at once by a proxy that knows it was fenced. */
+const CHANGES: ReadonlySet<Op> = new Set(["write", "flush", "trim", "zero", "setmedia", "wbitmap"]);
+
 export class RemoteNode implements BlockDevice, MediaDevice {
   readonly url: string;
   readonly stats: RemoteStats = { reconnects: 0, resent: 0, checksumErrors: 0, timeouts: 0 };
@@ -135,6 +153,12 @@ export class RemoteNode implements BlockDevice, MediaDevice {
   #nextId = 1;
   #attempt = 0;
   #retryTimer: Timer | undefined;
+  /** The grant this proxy holds on the node, claimed again on every new link. */
+  #grant: OwnerGrant | undefined;
+  /** Why the node refused our claim, once it has. */
+  #fenced: string | undefined;
+  /** The claim sent on the current link, if any (replaced on the next). */
+  #reclaimId: number | undefined;
 
   private constructor(
     url: string,
@@ -242,6 +266,90 @@ export class RemoteNode implements BlockDevice, MediaDevice {
 
   info(): BlockInfo {
     return this.#info;
+  }
+
+  /** The owner grant this proxy holds on the node, if it claimed it. */
+  get grant(): OwnerGrant | undefined {
+    return this.#grant;
+  }
+
+  /** Why the node refused this proxy's claim (a newer owner has it), once it has. */
+  get fenced(): string | undefined {
+    return this.#fenced;
+  }
+
+  /**
+   * Claims the node with `grant`. When granted, the grant is held (claimed again on every new
+   * link); when not, the answer says who holds the node.
+   */
+  async claim(grant: OwnerGrant): Promise<ClaimAnswer> {
+    const body = encodeJson(grant);
+    const { payload } = await this.#request(
+      { t: "rq", op: "claim", off: 0, len: body.length },
+      body,
+    );
+    const answer = this.#claimAnswer(payload);
+    if (answer.granted) {
+      this.#grant = grant;
+      this.#fenced = undefined;
+    }
+    return answer;
+  }
+
+  #claimAnswer(payload: Uint8Array): ClaimAnswer {
+    try {
+      return decodeJson(claimAnswerSchema, payload, "claim answer");
+    } catch (error) {
+      throw new BlockError("EIO", `node ${this.url}: ${(error as Error).message}`);
+    }
+  }
+
+  /** Claims again on a new link, ahead of what it sends again. */
+  #reclaim(link: Link, grant: OwnerGrant): void {
+    const body = encodeJson(grant);
+    const p: Pending = {
+      id: this.#nextId++,
+      header: { t: "rq", op: "claim", off: 0, len: body.length },
+      payload: body,
+      into: undefined,
+      resolve: ({ payload }) => {
+        let answer: ClaimAnswer;
+        try {
+          answer = this.#claimAnswer(payload);
+        } catch {
+          return;
+        }
+        if (answer.granted) {
+          this.#grant = grant;
+          return;
+        }
+        // Refused before this proxy held anything (first contact): the exporter's own claim
+        // decides (owner.ts); refused after: a newer owner took the node from us.
+        if (this.#grant !== undefined) this.#refused(this.#grant, answer.current);
+      },
+      reject: () => {}, // the link went again: the next one claims again
+      timer: undefined,
+      waiting: undefined,
+    };
+    this.#reclaimId = p.id;
+    this.#pending.set(p.id, p);
+    this.#send(link, p);
+  }
+
+  #refused(held: OwnerGrant, current: OwnerGrant | undefined, said?: string): void {
+    if (this.#fenced !== undefined) return;
+    const now = current === undefined
+      ? said?.slice(said.indexOf(FENCED_BYE) + FENCED_BYE.length + 1) ?? "a newer owner"
+      : describeGrant(current);
+    const why = `node ${this.url} now belongs to ${now}; this exporter held ` +
+      `${describeGrant(held)}: fenced`;
+    this.#fenced = why;
+    this.#logger.log("error", "fenced: the node was claimed by a newer owner", {
+      node: this.url,
+      held: held.epoch,
+      ...(current === undefined ? { said } : { current: current.epoch, owner: current.label }),
+    });
+    this.#options.onFenced?.(why);
   }
 
   async read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
@@ -364,6 +472,9 @@ export class RemoteNode implements BlockDevice, MediaDevice {
     if (this.#state === "closed") {
       return Promise.reject(new BlockError("ESHUTDOWN", `remote node ${this.url} was closed`));
     }
+    if (this.#fenced !== undefined && CHANGES.has(header.op)) {
+      return Promise.reject(new BlockError("EFENCED", this.#fenced));
+    }
     if (this.#link === undefined && this.#options.ioTimeoutMs === 0) {
       return Promise.reject(new BlockError("EIO", `link to node ${this.url} is down`));
     }
@@ -457,6 +568,15 @@ export class RemoteNode implements BlockDevice, MediaDevice {
       if (this.#link !== link) return;
       this.#link = undefined;
       if (this.#state === "closed") return;
+      if (closed.by === "remote" && closed.reason.includes(FENCED_BYE) && this.#grant) {
+        // A newer owner claimed the node: what waits here is refused, not a lost link's.
+        this.#refused(this.#grant, undefined, closed.reason);
+        for (const p of [...this.#pending.values()]) {
+          if (!CHANGES.has(p.header.op)) continue;
+          this.#settle(p);
+          p.reject(new BlockError("EFENCED", this.#fenced!));
+        }
+      }
       this.#logger.log("warn", "link to node lost; reconnecting", {
         node: this.url,
         reason: closed.reason,
@@ -467,8 +587,14 @@ export class RemoteNode implements BlockDevice, MediaDevice {
       this.#scheduleReconnect();
       for (const p of [...this.#pending.values()]) this.#waitForLink(p);
     });
-    // Outstanding requests go out again in the order they were first made (ids ascend).
-    for (const p of this.#pending.values()) {
+    // The claim goes first, so what follows it is judged under it; then outstanding requests
+    // go out again in the order they were first made (ids ascend).
+    if (this.#reclaimId !== undefined) this.#pending.delete(this.#reclaimId);
+    const resend = [...this.#pending.values()];
+    // The exporter's grant only grows: claim with it when there is one, else with the held one.
+    const grant = this.#options.owner?.() ?? this.#grant;
+    if (grant !== undefined) this.#reclaim(link, grant);
+    for (const p of resend) {
       this.stats.resent++;
       this.#send(link, p);
     }

@@ -9,6 +9,9 @@
  * served plus replies not yet written to the socket). A link at its bound is not read further
  * until replies drain, so a proxy that stops reading is pushed back, then dropped after the
  * write stall timeout; nothing is buffered for it.
+ *
+ * Ownership (claim.ts): an exporter claims the node with an epoch; changes from any link that
+ * does not hold the node's grant are refused with EFENCED, reads are served to anyone.
  */
 import {
   type BlockDevice,
@@ -26,10 +29,19 @@ import type { Frame, Header } from "../../transport/types.ts";
 import { CHECKSUMS, frameChecksum, negotiateChecksum } from "./checksum.ts";
 import { mediaOf } from "../block/media.ts";
 import {
+  describeGrant,
+  type GrantStore,
+  grantStoreOf,
+  type OwnerGrant,
+} from "../block/owner_grant.ts";
+import { ClaimBook, type ClaimStats, FENCED_BYE, type LinkClaim, memoryGrants } from "./claim.ts";
+import {
+  claimAnswerSchema,
   decodeJson,
   encodeJson,
   EXTENT_HOLE,
   EXTENT_ZERO,
+  grantSchema,
   mediaPatchSchema,
   NODE_PROTOCOL_VERSION,
   nodeHeaderSchema,
@@ -49,6 +61,11 @@ export interface NodeServerOptions {
   readonly media?: MediaDevice;
   /** The storage id ("age") on the media, announced to proxies. */
   readonly storageId?: string;
+  /**
+   * Where the owner grant is kept (claim.ts); default: the device's own (file media keep it in
+   * their header), else memory. A storage served as a node passes one that claims its legs.
+   */
+  readonly grants?: GrantStore;
   /** Cluster secret; links without it are refused. */
   readonly secret?: string | Uint8Array;
   readonly tls?: DialOptions["tls"];
@@ -97,7 +114,7 @@ function costOf(rq: Request, payload: Uint8Array): number {
   }
 }
 
-export interface NodeServerStats {
+export interface NodeServerStats extends ClaimStats {
   requests: number;
   /** Payloads that arrived with a checksum that did not match: refused, asked again. */
   checksumErrors: number;
@@ -109,6 +126,8 @@ export interface NodeServer {
   /** Connections still in their handshake (strangers, until they prove themselves). */
   readonly pending: number;
   readonly stats: Readonly<NodeServerStats>;
+  /** The highest owner grant this node made (who may change it now). */
+  readonly grant: OwnerGrant;
   close(): Promise<void>;
 }
 
@@ -145,7 +164,19 @@ export async function serveNode(
   };
   const mediaReply = (state: Awaited<ReturnType<NonNullable<typeof media>["media"]>>) =>
     encodeJson({ ...state, storageId: state.storageId ?? null });
-  const stats: NodeServerStats = { requests: 0, checksumErrors: 0, links: 0 };
+  // A read-only node changes nothing, so its grants need not (and cannot) be stored.
+  const store = options.grants ??
+    (device.info().readOnly ? undefined : grantStoreOf(device)) ?? memoryGrants();
+  const book = new ClaimBook(store, options.node);
+  const counts = { requests: 0, checksumErrors: 0, links: 0 };
+  const stats: NodeServerStats = Object.defineProperties(counts, {
+    claims: { get: () => book.stats.claims, enumerable: true },
+    refusedClaims: { get: () => book.stats.refusedClaims, enumerable: true },
+    fencedRequests: { get: () => book.stats.fencedRequests, enumerable: true },
+  }) as NodeServerStats;
+
+  /** Every link and what it holds, so a winning claim can close the links it fenced. */
+  const claims = new Map<FramedLink, LinkClaim>();
 
   const onLink = (link: FramedLink): void => {
     const peer = proxyHelloSchema.safeParse(link.peer.info);
@@ -157,6 +188,9 @@ export async function serveNode(
       return;
     }
     stats.links++;
+    const claim: LinkClaim = { grant: undefined };
+    claims.set(link, claim);
+    void link.closed.then(() => claims.delete(link));
     const algorithm = negotiateChecksum(peer.data.checksums, offered);
     logger.log("info", "proxy connected", { peer: link.peer.node, checksum: algorithm ?? "none" });
     /** Sends a reply frame, with its checksum when the link has one. */
@@ -182,7 +216,7 @@ export async function serveNode(
 
     const handle = async (rq: Request, payload: Uint8Array): Promise<void> => {
       try {
-        const result = await execute(rq, payload);
+        const result = await execute(rq, payload, claim);
         if (result === undefined) reply(rq, { t: "rp", id: rq.id });
         else if (result instanceof Uint8Array) reply(rq, { t: "rp", id: rq.id }, result);
         else reply(rq, { t: "rp", id: rq.id, ext: result });
@@ -244,7 +278,8 @@ export async function serveNode(
       const rq = frame.header as Request;
       if (algorithm !== undefined) {
         const bound = { kind: "rq", op: rq.op, id: rq.id, off: rq.off, len: rq.len } as const;
-        const payload = rq.op === "write" || rq.op === "wbitmap" || rq.op === "setmedia"
+        const payload = rq.op === "write" || rq.op === "wbitmap" || rq.op === "setmedia" ||
+            rq.op === "claim"
           ? frame.payload
           : undefined;
         if (rq.ck !== frameChecksum(algorithm, { ...bound, flags: requestFlags(rq) }, payload)) {
@@ -268,7 +303,68 @@ export async function serveNode(
     });
   };
 
-  const execute = async (
+  /**
+   * Links holding an older grant are closed once a newer claim won: their exporter learns it
+   * was fenced when it reconnects and its claim is refused, even if it was idle.
+   */
+  const closeFenced = (current: OwnerGrant): void => {
+    for (const [link, held] of claims) {
+      if (held.grant === undefined || held.grant.epoch >= current.epoch) continue;
+      logger.log("warn", "closing a fenced owner's link", {
+        peer: link.peer.node,
+        held: held.grant.epoch,
+        owner: current.label,
+        epoch: current.epoch,
+      });
+      link.close(`${FENCED_BYE} ${describeGrant(current)}`);
+    }
+  };
+
+  /** Runs a change admitted for `link` (EFENCED when it does not hold the node's grant). */
+  const change = async <T>(link: LinkClaim, rq: Request, run: () => Promise<T>): Promise<T> => {
+    const release = await book.admit(link, rq.op);
+    try {
+      return await run();
+    } finally {
+      release();
+    }
+  };
+
+  // Runs until its first await when called: admission and claims are decided in arrival order.
+  const execute = (
+    rq: Request,
+    payload: Uint8Array,
+    link: LinkClaim,
+  ): Promise<Uint8Array | [number, number][] | undefined> => {
+    switch (rq.op) {
+      case "write":
+      case "flush":
+      case "trim":
+      case "zero":
+      case "setmedia":
+      case "wbitmap":
+        return change(link, rq, () => serveOp(rq, payload));
+      case "claim": {
+        let grant;
+        try {
+          grant = decodeJson(grantSchema, payload, "claim");
+        } catch (error) {
+          return Promise.reject(new BlockError("EINVAL", (error as Error).message));
+        }
+        return book.claim(link, grant).then((answer) => {
+          if (answer.granted) {
+            logger.log("info", "claimed", { owner: grant.label, epoch: grant.epoch });
+            closeFenced(answer.current);
+          }
+          return encodeJson(claimAnswerSchema.parse(answer));
+        });
+      }
+      default:
+        return serveOp(rq, payload);
+    }
+  };
+
+  const serveOp = async (
     rq: Request,
     payload: Uint8Array,
   ): Promise<Uint8Array | [number, number][] | undefined> => {
@@ -320,6 +416,7 @@ export async function serveNode(
           ...(patch.generations === undefined ? {} : { generations: patch.generations }),
           ...(patch.flags === undefined ? {} : { flags: patch.flags }),
           ...(patch.outdated === undefined ? {} : { outdated: patch.outdated }),
+          ...(patch.expectCurrent === undefined ? {} : { expectCurrent: patch.expectCurrent }),
         };
         return mediaReply(await needMedia(rq.op).updateMedia(clean));
       }
@@ -336,6 +433,8 @@ export async function serveNode(
           throw new BlockError("EINVAL", "digest: at most 65536 chunks per request");
         }
         return await needMedia(rq.op).digest(rq.off, rq.len, rq.ch ?? 1024 * 1024);
+      case "claim":
+        throw new BlockError("EINVAL", "claim is not a block operation");
     }
   };
 
@@ -364,6 +463,9 @@ export async function serveNode(
       return server.pending;
     },
     stats,
+    get grant() {
+      return book.granted;
+    },
     close: () => server.close("node server shutting down"),
   };
 }
