@@ -8,6 +8,9 @@
  *   GET    /api/tree                      the whole status (StatusJson)
  *   GET    /api/nodes/:node               one node of the tree
  *   GET    /metrics                       Prometheus text
+ *   GET    /healthz                       liveness: 200 "ok" while the process answers
+ *   GET    /readyz                        readiness: 200 while every block can be served (the
+ *                                         degradation said in the body), else 503 and why
  *   POST   /api/nodes/:node/:action       suspend | resume | dirty (body {} or none)
  *   POST   /api/nodes/:leg/clean          {"force": true} accepts a leg that may lack writes
  *   POST   /api/nodes/:mirror/verify      {"repairFrom": "leg1"} names the leg to trust
@@ -29,6 +32,7 @@ import {
 } from "../storage/control.ts";
 import { dashboardHtml } from "./dashboard.ts";
 import type { IoStats } from "./io.ts";
+import { healthOf } from "./health.ts";
 import { metricsText } from "./metrics.ts";
 import { bearerMatches } from "./token.ts";
 import { findNode, type StatusJson, treeJson } from "./tree.ts";
@@ -111,6 +115,21 @@ export function statusApp(source: StatusSource): Hono {
   app.get("/metrics", (c) => {
     c.header("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
     return c.body(metricsText(statusSnapshot(source)));
+  });
+
+  // Probes in the Kubernetes style: plain text, no token, never cached.
+  app.get("/healthz", (c) => {
+    c.header("Cache-Control", "no-store");
+    return c.text("ok\n");
+  });
+  app.get("/readyz", (c) => {
+    c.header("Cache-Control", "no-store");
+    const report = healthOf(treeJson(source.tree));
+    const body = report.health === "healthy"
+      ? "ok\n"
+      : `${report.health === "down" ? "not ready" : "ok"}: ${report.health}\n` +
+        report.reasons.map((r) => `  ${r}\n`).join("");
+    return c.text(body, report.health === "down" ? 503 : 200);
   });
 
   // Every control route checks the token first: a caller without it learns nothing and
