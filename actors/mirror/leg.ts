@@ -42,6 +42,10 @@ export interface Leg {
   /** Totals over every resync this leg took: bytes settled and bytes actually moved. */
   resyncedBytes: number;
   copiedBytes: number;
+  /** For status only: when the leg last moved to in-sync, and its error count then. */
+  rejoined: { readonly at: number; readonly errors: number } | undefined;
+  /** For status only: the last resync that finished (bytes settled, moved, when it ended). */
+  lastResync: { readonly bytes: number; readonly copied: number; readonly at: number } | undefined;
 }
 
 /** A leg that has done nothing yet, waiting for the mirror's start to judge it. */
@@ -68,6 +72,8 @@ export function newLeg(
     errors: 0,
     resyncedBytes: 0,
     copiedBytes: 0,
+    rejoined: undefined,
+    lastResync: undefined,
   };
 }
 
