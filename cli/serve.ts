@@ -12,7 +12,7 @@ import { clientUri } from "../nbd/address.ts";
 import { NbdServer } from "../nbd/server.ts";
 import { startStatusEndpoint } from "../status/endpoint.ts";
 import { CountingBlockDevice } from "../status/io.ts";
-import { assemble, type Storage } from "../storage/assemble.ts";
+import { assemble, type Storage, type TreeNode } from "../storage/assemble.ts";
 import { plannedMedia } from "../storage/leaves.ts";
 import { loadTopology, type Topology } from "../storage/topology.ts";
 import { parseDuration } from "../util/duration.ts";
@@ -20,6 +20,7 @@ import { consoleLogger, type Logger } from "../util/log.ts";
 import { osError } from "../util/os_error.ts";
 import { type Command, UsageError } from "./command.ts";
 import { parseFlags } from "./flags.ts";
+import { LOG_HELP } from "./global.ts";
 import { LIMIT_FLAGS, LIMITS_HELP, type NodeLimits, parseLimits } from "./node_limits.ts";
 import { type PlannedListen, preflight, statusListenUrl } from "./preflight.ts";
 import { nbdLimitFlags, nbdLimitHelp, nbdLimitsFrom } from "./nbd_flags.ts";
@@ -54,6 +55,7 @@ Options:
                       lost node before it fails with EIO (a leaf's "ioTimeout" wins; mirror
                       legs fail at once unless theirs says otherwise; default 30s)
 ${SHUTDOWN_HELP}
+${LOG_HELP}
 ${nbdLimitHelp(22)}
   -h, --help          show this help
 
@@ -106,6 +108,8 @@ export async function startStorage(
     ioTimeoutMs?: number;
     /** Names each part of the stop, so an abandoned shutdown says what it left. */
     step?: StopSignal["step"];
+    /** What the status endpoint shows of the tree (\`dst start\` adds its node processes). */
+    decorateTree?: (tree: TreeNode) => TreeNode;
   },
 ): Promise<Running> {
   const log = options.log;
@@ -176,7 +180,7 @@ export async function startStorage(
     if (options.status !== undefined) {
       const http = await startStatusEndpoint({
         name: topology.storage,
-        tree: storage.tree,
+        tree: options.decorateTree?.(storage.tree) ?? storage.tree,
         exports: uris,
         io: device.stats,
         control: storage.control,
@@ -228,7 +232,7 @@ async function run(args: string[]): Promise<number> {
   if (topology.export === undefined && topology.node === undefined) {
     throw new UsageError(`${values.config} has neither "export" nor "node": nothing to serve`);
   }
-  const log = consoleLogger("info", "dst serve");
+  const log = consoleLogger(undefined, "dst serve");
   const stopSignal = untilStopSignal({ log, deadlineMs });
   try {
     const running = await stopSignal.step("starting the storage", () =>
