@@ -35,13 +35,18 @@ Deno.test("cli: dst help COMMAND prints that command's help; --version says the 
 });
 
 Deno.test("cli: --memory 100 is refused as a missing unit, with the guess", async () => {
-  const small = await dst(["export", "--listen", "tcp://127.0.0.1:0", "--memory", "100"]);
+  // Bounded: a dst that took the size would serve until killed.
+  const bounded = { timeoutMs: 15_000 };
+  const small = await dst(["export", "--listen", "tcp://127.0.0.1:0", "--memory", "100"], bounded);
   assert.equal(small.code, 2);
   assert.match(small.stderr, /--memory 100: a number without a unit is bytes.*did you mean 100M\?/);
-  const odd = await dst(["export", "--listen", "tcp://127.0.0.1:0", "--memory", "2000001"]);
+  const odd = await dst(
+    ["export", "--listen", "tcp://127.0.0.1:0", "--memory", "2000001"],
+    bounded,
+  );
   assert.equal(odd.code, 2);
   assert.match(odd.stderr, /not a whole number of 512-byte sectors/);
-  const size = await dst(["start", "--size", "64", "--data", "/nonexistent/dst-test"]);
+  const size = await dst(["start", "--size", "64", "--data", "/nonexistent/dst-test"], bounded);
   assert.equal(size.code, 2);
   assert.match(size.stderr, /--size 64: .*did you mean 64M\?/);
 });

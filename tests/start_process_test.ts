@@ -126,7 +126,6 @@ Deno.test("dst start: nodes do not outlive a dst start killed with -9", async ()
     try {
       assert.equal(nodes.length, 3);
       kill(start.pid, "SIGKILL");
-      await start.exited();
       await waitFor(
         () => nodes.some(alive) ? undefined : true,
         15_000,
@@ -134,6 +133,7 @@ Deno.test("dst start: nodes do not outlive a dst start killed with -9", async ()
       );
     } finally {
       for (const pid of nodes.filter(alive)) kill(pid, "SIGKILL");
+      await start.exited();
     }
   });
 });
