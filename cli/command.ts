@@ -9,11 +9,16 @@ export interface Command {
   readonly summary: string;
   /** The full `--help` text. */
   readonly help: string;
+  /**
+   * Exit code for a bad command line (default 2). `dst status` answers health with 0, 1 and 2,
+   * so its usage errors need a code of their own.
+   */
+  readonly usageExitCode?: number;
   /** Runs with the arguments after the subcommand name; resolves the process exit code. */
   run(args: string[]): Promise<number>;
 }
 
-/** A bad command line: printed with the command's usage, exit code 2. */
+/** A bad command line: said in one line with where to find the options; exit code 2. */
 export class UsageError extends Error {
   override name = "UsageError";
 }

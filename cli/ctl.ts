@@ -4,12 +4,13 @@
  * with the bearer token from --token-file or DST_STATUS_TOKEN. Refusals come back as the
  * server's own words, with what to do for a missing token, an unknown node or an impossible act.
  */
-import { parseArgs } from "node:util";
 import { CONTROL_ACTIONS, type ControlAction, type LegSpec } from "../storage/control.ts";
 import { osReason } from "../util/os_error.ts";
 import { type Command, UsageError } from "./command.ts";
+import { parseFlagsAndArgs } from "./flags.ts";
+import { dataDirOf, findEndpoint, type Found, statusBase } from "./run_record.ts";
 
-const help = `Usage: dst ctl [--url URL] [--token-file PATH] ACTION ARGS...
+const help = `Usage: dst ctl [--url URL | --data DIR] [--token-file PATH] ACTION ARGS...
 
 Asks a running dst (serve or start, run with --status) to act on its mirrors.
 
@@ -31,9 +32,11 @@ Actions:
   remove-leg MIRROR LEG        remove a leg while serving (never the last in-sync one)
 
 Options:
-  --url URL           the status endpoint (default http://127.0.0.1:8080/); HOST:PORT is enough
+  --url URL           the status endpoint; HOST:PORT is enough. Default: DST_STATUS_URL, else
+                      the dst start serving from DIR (its start.json), else 127.0.0.1:8080
+  --data DIR          where to look for a running dst start (default DST_DATA, else .data)
   --token-file PATH   file holding the control token (dst serve --status-token-file); else
-                      DST_STATUS_TOKEN
+                      DST_STATUS_TOKEN, else the token file of the dst start found in DIR
   --force             clean: accept a leg's data even where it may lack writes
   --repair-from LEG   verify: repair differing chunks from this leg
   -h, --help          show this help
@@ -54,18 +57,16 @@ const ARITY: Record<ControlAction, readonly string[]> = {
 
 /** The base URL of a status endpoint, from "HOST:PORT" or a URL. */
 export function baseUrl(given: string): URL {
-  const text = /^[a-z]+:\/\//i.test(given) ? given : `http://${given}`;
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    throw new UsageError(`--url ${given} is not a URL (example: http://127.0.0.1:8080/)`);
-  }
-  if (url.protocol !== "http:" && url.protocol !== "https:") {
-    throw new UsageError(`--url ${given}: the status endpoint speaks http:// or https://`);
-  }
-  if (!url.pathname.endsWith("/")) url.pathname += "/";
-  return url;
+  return statusBase(given, "--url");
+}
+
+/**
+ * The token file of the `dst start` whose record named the endpoint, unless DST_STATUS_TOKEN
+ * says otherwise.
+ */
+function fromRecord(found: Found): string | undefined {
+  const env = Deno.env.get("DST_STATUS_TOKEN");
+  return env !== undefined && env !== "" ? undefined : found.tokenFile;
 }
 
 /** A leg spec from the command line: a node URL, or a topology leaf as JSON. */
@@ -150,24 +151,14 @@ function refusal(status: number, error: string, hasToken: boolean): string {
 }
 
 async function run(argv: string[]): Promise<number> {
-  let values;
-  let positionals;
-  try {
-    ({ values, positionals } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: true,
-      options: {
-        url: { type: "string", default: "http://127.0.0.1:8080/" },
-        "token-file": { type: "string" },
-        force: { type: "boolean" },
-        "repair-from": { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    }));
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
+  const { values, positionals } = parseFlagsAndArgs(argv, {
+    url: { type: "string" },
+    data: { type: "string" },
+    "token-file": { type: "string" },
+    force: { type: "boolean" },
+    "repair-from": { type: "string" },
+    help: { type: "boolean", short: "h" },
+  });
   if (values.help) {
     console.log(help);
     return 0;
@@ -190,8 +181,10 @@ async function run(argv: string[]): Promise<number> {
     ...(values.force ? { force: true } : {}),
     ...(values["repair-from"] === undefined ? {} : { repairFrom: values["repair-from"] }),
   });
-  const base = baseUrl(values.url);
-  const token = await loadToken(values["token-file"]);
+  if (values.url !== undefined) baseUrl(values.url); // a bad URL is a usage error first
+  const found = await findEndpoint(values.url, dataDirOf(values.data));
+  const base = baseUrl(found.url);
+  const token = await loadToken(values["token-file"] ?? fromRecord(found));
   const url = new URL(request.path, base);
   let response: Response;
   try {

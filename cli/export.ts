@@ -22,6 +22,7 @@ import { parseDuration } from "../util/duration.ts";
 import { osError, withOsContext } from "../util/os_error.ts";
 import { type Command, UsageError } from "./command.ts";
 import { parseFlags } from "./flags.ts";
+import { LOG_HELP } from "./global.ts";
 import { nbdLimitFlags, nbdLimitHelp, nbdLimitsFrom } from "./nbd_flags.ts";
 import type { NbdLimits } from "../nbd/limits.ts";
 import { parseSize as parseBytes } from "../util/size.ts";
@@ -60,6 +61,7 @@ Options:
   --status HOST:PORT  serve the export's status page, JSON and /metrics there (printed after
                    the URIs; loopback is safest)
 ${SHUTDOWN_HELP}
+${LOG_HELP}
 ${nbdLimitHelp(19)}
 ${tlsHelp(19)}
   -h, --help       show this help
@@ -73,13 +75,34 @@ Example:
     --tls-cert server-cert.pem --tls-key server-key.pem
   nbdinfo 'nbds://HOST:10809/dst?tls-certificates=DIR'   (DIR holds ca-cert.pem)`;
 
-/** Parses "4096", "64M", "1G", "512KiB"; throws UsageError naming `flag` on anything else. */
+/** Smallest device a bare number of bytes may ask for: less is taken for a missing unit. */
+const MIN_BARE_BYTES = 2 ** 20;
+
+/**
+ * Parses a device size: "64M", "1G", "512KiB", or a bare number of bytes. A bare number under
+ * 1 MiB ("--memory 100") is almost surely a missing unit, so it is refused with the guess; every
+ * size must be whole 512-byte sectors. Throws UsageError naming `flag`.
+ */
 export function parseSize(text: string, flag: string): number {
+  let bytes: number;
   try {
-    return parseBytes(text);
+    bytes = parseBytes(text);
   } catch (error) {
     throw new UsageError(`${flag} ${(error as Error).message}`);
   }
+  if (/^\s*\d+\s*$/.test(text) && bytes < MIN_BARE_BYTES) {
+    throw new UsageError(
+      `${flag} ${text.trim()}: a number without a unit is bytes, and ${bytes} bytes is too ` +
+        `small for a disk; did you mean ${text.trim()}M? (units K, M, G, T: 64M, 1G)`,
+    );
+  }
+  if (bytes % 512 !== 0) {
+    throw new UsageError(
+      `${flag} ${text.trim()}: ${bytes} bytes is not a whole number of 512-byte sectors ` +
+        "(examples: 64M, 1G)",
+    );
+  }
+  return bytes;
 }
 
 interface ExportPlan {
@@ -190,7 +213,7 @@ export function planExport(args: string[]): ExportPlan {
 
 async function run(args: string[]): Promise<number> {
   const plan = planExport(args);
-  const log = consoleLogger("info", "dst export");
+  const log = consoleLogger(undefined, "dst export");
   // Caught from the start, so a stop during startup is bounded by the deadline too.
   const stop = untilStopSignal({ log, deadlineMs: plan.shutdownMs });
   try {
@@ -327,7 +350,7 @@ async function openDevice(
       : [await withOsContext("read --ca", source.ca, () => Deno.readTextFile(source.ca!))];
     const remote = await RemoteNode.connect(source.url, {
       node: `export@${Deno.hostname()}`,
-      logger: consoleLogger("info", "dst export"),
+      logger: consoleLogger(undefined, "dst export"),
       ...(source.ioTimeoutMs === undefined ? {} : { ioTimeoutMs: source.ioTimeoutMs }),
       ...(secret === undefined ? {} : { secret }),
       ...(caCerts === undefined ? {} : { tls: { caCerts } }),

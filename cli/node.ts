@@ -15,6 +15,7 @@ import { afterScheme, parseHostPort, schemeOf } from "../transport/url.ts";
 import { consoleLogger, type Logger } from "../util/log.ts";
 import { type Command, UsageError } from "./command.ts";
 import { parseFlags } from "./flags.ts";
+import { LOG_HELP } from "./global.ts";
 import { parseSize } from "./export.ts";
 import { LIMIT_FLAGS, LIMITS_HELP, type NodeLimits, parseLimits } from "./node_limits.ts";
 import { readSecret } from "./secret.ts";
@@ -25,7 +26,7 @@ import { osError, withOsContext } from "../util/os_error.ts";
 const help = `Usage: dst node --listen URL --data (PATH | memory:) [--size SIZE] [--id NAME]
                 [--storage-id ID] [--read-only] [--secret-file PATH]
                 [--cert PEM --key PEM] [--ca PEM] [--status HOST:PORT]
-                [--shutdown-timeout DURATION] [LIMITS]
+                [--exit-with-parent] [--shutdown-timeout DURATION] [LIMITS]
 
 Serves one storage node to remote node proxies and prints the URL it listens on (with the real
 port when 0 was given) once ready.
@@ -48,7 +49,10 @@ Options:
   --ca PEM            quic: CA certificates to trust (PEM file)
   --status HOST:PORT  serve this node's status page, JSON and /metrics there (printed after
                       the URL; loopback is safest)
+  --exit-with-parent  stop gracefully when stdin closes: the process that started this node
+                      (and holds its stdin) has exited, however it died (as nbdkit's flag)
 ${SHUTDOWN_HELP}
+${LOG_HELP}
   -h, --help          show this help
 
 Limits (what peers can make the node hold; a refusal is logged once per burst):
@@ -75,6 +79,8 @@ export interface NodePlan {
   readonly limits: NodeLimits;
   /** How long a graceful stop may take. */
   readonly shutdownMs: number;
+  /** Stop when stdin reaches its end (the parent holding it is gone). */
+  readonly exitWithParent: boolean;
 }
 
 /** Turns the command line into a plan; every mistake is a UsageError (exit code 2). */
@@ -91,6 +97,7 @@ export function planNode(args: string[]): NodePlan {
     key: { type: "string" },
     ca: { type: "string" },
     status: { type: "string" },
+    "exit-with-parent": { type: "boolean" },
     ...LIMIT_FLAGS,
     "shutdown-timeout": { type: "string" },
     help: { type: "boolean", short: "h" },
@@ -137,7 +144,17 @@ export function planNode(args: string[]): NodePlan {
     status: values.status,
     limits: parseLimits(values),
     shutdownMs: shutdownTimeout(values["shutdown-timeout"]),
+    exitWithParent: values["exit-with-parent"] ?? false,
   };
+}
+
+/** Resolves when stdin ends: the process holding its other end has exited. */
+async function stdinClosed(): Promise<void> {
+  try {
+    for await (const _ of Deno.stdin.readable) { /* the parent sends nothing */ }
+  } catch {
+    // a broken pipe is an end too
+  }
 }
 
 /** Checks the listen URL's shape; returns its scheme. */
@@ -211,7 +228,7 @@ async function openDevice(
 
 async function run(args: string[]): Promise<number> {
   const plan = planNode(args);
-  const log = consoleLogger("info", "dst node");
+  const log = consoleLogger(undefined, "dst node");
   const secret = await readSecret(plan.secretFile);
   if (secret === undefined) {
     if (!isLocalOnly(plan.listen)) {
@@ -230,6 +247,7 @@ async function run(args: string[]): Promise<number> {
 
   // Signals are caught before the ready line, so a script may stop us as soon as it reads it.
   const stop = untilStopSignal({ log, deadlineMs: plan.shutdownMs });
+  if (plan.exitWithParent) void stdinClosed().then(() => stop.request("parent exited"));
   let created: string | undefined;
   let ready = false;
   try {

@@ -18,7 +18,7 @@ import { type ClusterStatus, withOwnership } from "../status/ownership.ts";
 import { parseClusterUrl } from "../cluster/address.ts";
 import { type ClusterPlan, type Elected, whenElected } from "../cluster/standby.ts";
 import { CountingBlockDevice } from "../status/io.ts";
-import { assemble, type Storage } from "../storage/assemble.ts";
+import { assemble, type Storage, type TreeNode } from "../storage/assemble.ts";
 import { plannedMedia } from "../storage/leaves.ts";
 import { loadTopology, type Topology } from "../storage/topology.ts";
 import { parseDuration } from "../util/duration.ts";
@@ -26,6 +26,7 @@ import { consoleLogger, type Logger } from "../util/log.ts";
 import { osError } from "../util/os_error.ts";
 import { type Command, UsageError } from "./command.ts";
 import { parseFlags } from "./flags.ts";
+import { LOG_HELP } from "./global.ts";
 import { LIMIT_FLAGS, LIMITS_HELP, type NodeLimits, parseLimits } from "./node_limits.ts";
 import { type PlannedListen, preflight, statusListenUrl } from "./preflight.ts";
 import { nbdLimitFlags, nbdLimitHelp, nbdLimitsFrom } from "./nbd_flags.ts";
@@ -78,6 +79,7 @@ Options:
                       lost node before it fails with EIO (a leaf's "ioTimeout" wins; mirror
                       legs fail at once unless theirs says otherwise; default 30s)
 ${SHUTDOWN_HELP}
+${LOG_HELP}
 ${nbdLimitHelp(22)}
 ${tlsHelp(22)}
                       (or the topology's "export.tls": {"mode", "cert", "key", "ca"})
@@ -140,6 +142,8 @@ export async function startStorage(
     ownership?: Ownership;
     /** The cluster this exporter was elected in, for status. */
     cluster?: ClusterStatus;
+    /** What the status endpoint shows of the tree (\`dst start\` adds its node processes). */
+    decorateTree?: (tree: TreeNode) => TreeNode;
   },
 ): Promise<Running> {
   const log = options.log;
@@ -232,7 +236,11 @@ export async function startStorage(
     if (options.status !== undefined) {
       const http = await startStatusEndpoint({
         name: topology.storage,
-        tree: withOwnership(storage.tree, ownership, options.cluster),
+        tree: withOwnership(
+          options.decorateTree?.(storage.tree) ?? storage.tree,
+          ownership,
+          options.cluster,
+        ),
         exports: uris,
         io: device.stats,
         control: storage.control,
@@ -301,7 +309,7 @@ async function run(args: string[]): Promise<number> {
   }
   const tls = tlsFiles === undefined ? undefined : await loadNbdTls(tlsFiles);
   const cluster = clusterPlan(values, topology.storage);
-  const log = consoleLogger("info", "dst serve");
+  const log = consoleLogger(undefined, "dst serve");
   const stopSignal = untilStopSignal({ log, deadlineMs });
   let elected: Elected | undefined;
   try {

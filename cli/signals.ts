@@ -37,8 +37,10 @@ export interface StopOptions {
 }
 
 export interface StopSignal {
-  /** Resolves with the first SIGTERM or SIGINT. */
-  readonly signal: Promise<Deno.Signal>;
+  /** Resolves with the first SIGTERM or SIGINT, or the reason given to {@link request}. */
+  readonly signal: Promise<string>;
+  /** Starts the shutdown as a first signal would (e.g. "parent exited"). */
+  request(reason: string): void;
   /**
    * Runs one named step of the work (starting up, closing the NBD server, flushing...), so an
    * abandoned shutdown can say what it left; `what` may be a function for a live description.
@@ -55,9 +57,9 @@ export const ABANDONED_EXIT = 1;
 export function untilStopSignal(options: StopOptions): StopSignal {
   const deadlineMs = options.deadlineMs ?? DEFAULT_SHUTDOWN_MS;
   const exit = options.exit ?? ((code: number) => Deno.exit(code));
-  const { promise, resolve } = Promise.withResolvers<Deno.Signal>();
+  const { promise, resolve } = Promise.withResolvers<string>();
   const running = new Set<{ what: string | (() => string) }>();
-  let received: Deno.Signal | undefined;
+  let received: string | undefined;
   let deadline: ReturnType<typeof setTimeout> | undefined;
   let disposed = false;
 
@@ -75,7 +77,7 @@ export function untilStopSignal(options: StopOptions): StopSignal {
       exit(ABANDONED_EXIT);
     }
   };
-  const onSignal = (signal: Deno.Signal) => {
+  const onSignal = (signal: string) => {
     if (received !== undefined) {
       abandon(`second ${signal} during shutdown`);
       return;
@@ -104,6 +106,9 @@ export function untilStopSignal(options: StopOptions): StopSignal {
   };
   return {
     signal: promise,
+    request: (reason) => {
+      if (received === undefined && !disposed) onSignal(reason);
+    },
     step: async (what, work) => {
       const entry = { what };
       running.add(entry);

@@ -6,14 +6,18 @@
  * fails takes back what it made. Ctrl-C stops everything cleanly, within the shutdown deadline.
  */
 import { resolve } from "node:path";
-import { consoleLogger, type Logger } from "../util/log.ts";
+import { consoleLogger, type Logger, logSettings } from "../util/log.ts";
 import { withOsContext } from "../util/os_error.ts";
 import { parseSize } from "./export.ts";
 import { parseTopology } from "../storage/topology.ts";
 import type { Command } from "./command.ts";
 import { parseFlags } from "./flags.ts";
+import { LOG_HELP } from "./global.ts";
 import { type PlannedListen, type PlannedMedia, preflight, statusListenUrl } from "./preflight.ts";
-import { startStorage } from "./serve.ts";
+import { type Running, startStorage } from "./serve.ts";
+import { attachCommands, shellQuote } from "./attach.ts";
+import { removeRecord, writeRecord } from "./run_record.ts";
+import { NodeSupervisor, withProcessDetail } from "./supervisor.ts";
 import { SHUTDOWN_HELP, shutdownTimeout, untilStopSignal } from "./signals.ts";
 
 const help = `Usage: dst start [--data DIR] [--size SIZE] [--nbd URL] [--status HOST:PORT]
@@ -22,46 +26,21 @@ const help = `Usage: dst start [--data DIR] [--size SIZE] [--nbd URL] [--status 
 Runs dst on its embedded default: a mirror over three local dst node processes on files
 under DIR, exported over NBD, with the status page up.
 
+A node process that dies is started again after a backoff (0.5 s growing to 30 s while it
+keeps dying); the status shows under each leg how its process is doing. While it serves,
+DIR/start.json tells \`dst status\` and \`dst ctl\` (run beside DIR, or given --data DIR)
+where the status page and the control token are. Ctrl-C stops the storage, then the nodes.
+
 Options:
   --data DIR          where the legs' media live (default .data); reopened on the next run
   --size SIZE         size of each leg when first created (default 256M)
   --nbd URL           where NBD clients attach (default tcp://127.0.0.1:10809)
   --status HOST:PORT  the status page (default 127.0.0.1:8080)
 ${SHUTDOWN_HELP}
+${LOG_HELP}
   -h, --help          show this help`;
 
 const LEGS = 3;
-
-interface NodeProcess {
-  readonly child: Deno.ChildProcess;
-  readonly url: string;
-}
-
-/** Starts `dst node` and waits for the line with its URL. */
-async function startNode(args: string[], name: string): Promise<NodeProcess> {
-  const main = new URL("../main.ts", import.meta.url).pathname;
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--unstable-net", "--allow-all", main, "node", ...args],
-    stdout: "piped",
-    stderr: "inherit",
-    stdin: "null",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  while (!text.includes("\n")) {
-    const { value, done } = await reader.read();
-    if (done) {
-      const status = await child.status;
-      throw new Error(`node ${name} exited with code ${status.code} before it was ready`);
-    }
-    text += value;
-  }
-  // Keep draining so the child never blocks on a full pipe.
-  void (async () => {
-    while (!(await reader.read().catch(() => ({ done: true }))).done) { /* discard */ }
-  })();
-  return { child, url: text.split("\n")[0]!.trim() };
-}
 
 /** The storage id ("age") of the default storage, made on the first run and kept in DIR. */
 async function storageId(dir: string, made: (path: string) => void): Promise<string> {
@@ -127,22 +106,15 @@ async function run(args: string[]): Promise<number> {
   const size = parseSize(values.size, "--size");
   const deadlineMs = shutdownTimeout(values["shutdown-timeout"]);
   const dir = resolve(values.data);
-  const log = consoleLogger("info", "dst");
-  const nodes: NodeProcess[] = [];
-  const killNodes = (signal: Deno.Signal) => {
-    for (const node of nodes) {
-      try {
-        node.child.kill(signal);
-      } catch {
-        // already gone
-      }
-    }
-  };
+  const log = consoleLogger(undefined, "dst");
+  const nodes: NodeSupervisor[] = [];
+  const killNodes = () => nodes.forEach((n) => n.signal("SIGKILL"));
   // Node processes never outlive an abandoned shutdown.
-  const stopSignal = untilStopSignal({ log, deadlineMs, onAbandon: () => killNodes("SIGKILL") });
+  const stopSignal = untilStopSignal({ log, deadlineMs, onAbandon: killNodes });
   /** Files and folders this run made, taken back if it fails before it serves. */
   const made: Made[] = [];
   let ready = false;
+  let running: Running | undefined;
   try {
     await checkStart(dir, values.nbd, values.status, size);
     if (!await exists(dir)) {
@@ -154,41 +126,46 @@ async function run(args: string[]): Promise<number> {
       made.push({ path: dir, folder: true });
     }
     const id = await storageId(dir, (path) => made.push({ path }));
+    const { level, format } = logSettings();
     for (let i = 0; i < LEGS; i++) {
       const media = `${dir}/leg${i}.img`;
       const existed = await exists(media);
       if (!existed) made.push({ path: media });
-      nodes.push(
-        await stopSignal.step(`starting node leg${i}`, () =>
-          startNode([
-            "--listen",
-            `unix://${dir}/leg${i}.sock`,
-            "--data",
-            media,
-            "--id",
-            `leg${i}`,
-            "--storage-id",
-            id,
-            "--shutdown-timeout",
-            `${deadlineMs}ms`,
-            ...(existed ? [] : ["--size", String(size)]),
-          ], `leg${i}`)),
-      );
+      const node = new NodeSupervisor(`leg${i}`, [
+        "--listen",
+        `unix://${dir}/leg${i}.sock`,
+        "--data",
+        media,
+        "--id",
+        `leg${i}`,
+        "--storage-id",
+        id,
+        "--shutdown-timeout",
+        `${deadlineMs}ms`,
+        "--exit-with-parent",
+        "--log-level",
+        level,
+        "--log-format",
+        format,
+        ...(existed ? [] : ["--size", String(size)]),
+      ], { log });
+      nodes.push(node);
+      await stopSignal.step(`starting node leg${i}`, () => node.start());
     }
-    const legs = nodes.map((_, i) => `leg${i}`);
+    const legs = nodes.map((n) => n.name);
     const topology = parseTopology({
       storage: "dst",
       nodes: {
         dst: { kind: "mirror", legs },
         ...Object.fromEntries(
-          nodes.map((n, i) => [`leg${i}`, { kind: "remote", url: n.url, storageId: id }]),
+          nodes.map((n) => [n.name, { kind: "remote", url: n.url!, storageId: id }]),
         ),
       },
       export: { listen: [values.nbd] },
     });
     const tokenFile = `${dir}/status-token`;
     if (!await exists(tokenFile)) made.push({ path: tokenFile });
-    const running = await stopSignal.step("starting the storage", () =>
+    running = await stopSignal.step("starting the storage", () =>
       startStorage(topology, {
         baseDir: dir,
         status: values.status,
@@ -196,45 +173,55 @@ async function run(args: string[]): Promise<number> {
         statusTokenFile: tokenFile,
         log,
         step: stopSignal.step,
+        // The status says under each leg how its node process is doing.
+        decorateTree: (tree) =>
+          withProcessDetail(tree, (name) => nodes.find((n) => n.name === name)?.status()),
       }));
     ready = true;
-    console.log(`dst is up: a ${LEGS}-leg mirror over dst node processes, media in ${dir}`);
-    for (const uri of running.uris) console.log(`NBD:    ${uri}`);
-    console.log(`status: ${running.statusUrl}`);
-    console.log(`token:  in ${dir}/status-token (control actions on the status page need it)`);
-    console.log(`Watch:  deno task dst status ${running.statusUrl} --watch`);
-    console.log(`Try:    nbdinfo ${running.uris[0]}`);
-    console.log(
-      `Attach: nbdfuse /mnt/dst ${running.uris[0]} & losetup -f --show /mnt/dst/nbd` +
-        `   (or: nbd-client where the kernel has nbd)`,
-    );
-    console.log("Ctrl-C stops it; the next run reopens the same data.");
+    await writeRecord(dir, {
+      pid: Deno.pid,
+      statusUrl: running.statusUrl!,
+      tokenFile,
+      nbd: running.uris,
+      startedAt: Date.now(),
+    });
+    printWelcome(dir, running);
     const signal = await stopSignal.signal;
     log.log("info", "shutting down", { signal });
+    // The storage first (NBD, flush, the mirror, its links), then the nodes it was using: a
+    // mirror that sees its legs' links drop would log them leaving the in-sync set.
     await running.stop();
+    running = undefined;
     return 0;
   } finally {
-    killNodes("SIGTERM");
+    await running?.stop();
     await stopSignal.step(
-      `stopping the node processes (${nodes.map((n) => n.child.pid).join(", ") || "none"})`,
-      async () => {
-        // Bounded even without a stop signal (a failed start): a node that does not go is killed.
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        const gone = Promise.all(nodes.map((n) => n.child.status));
-        const late = new Promise<"late">((r) => timer = setTimeout(() => r("late"), deadlineMs));
-        if (await Promise.race([gone, late]) === "late") {
-          log.log("warn", "node processes did not stop in time; killing them", {
-            pids: nodes.map((n) => n.child.pid),
-          });
-          killNodes("SIGKILL");
-        }
-        clearTimeout(timer);
-        await gone;
-      },
+      () =>
+        `stopping the node processes (${
+          nodes.map((n) => n.pid).filter((p) => p !== undefined).join(", ") || "none"
+        })`,
+      () => Promise.all(nodes.map((n) => n.stop(deadlineMs))),
     );
-    if (!ready) await removeMade(made, log);
+    if (ready) await removeRecord(dir, Deno.pid);
+    else await removeMade(made, log);
     stopSignal.dispose();
   }
+}
+
+function printWelcome(dir: string, running: Running): void {
+  const uri = running.uris[0]!;
+  const { attach, detach } = attachCommands(uri, dir);
+  console.log(`dst is up: a ${LEGS}-leg mirror over dst node processes, media in ${dir}`);
+  for (const u of running.uris) console.log(`NBD:    ${u}`);
+  console.log(`status: ${running.statusUrl}`);
+  console.log(`token:  in ${dir}/status-token (control actions on the status page need it)`);
+  console.log(
+    `Watch:  deno task dst status --watch      (exit code: 0 healthy, 1 degraded, 2 down)`,
+  );
+  console.log(`Try:    nbdinfo ${shellQuote(uri)}`);
+  console.log(`Attach: ${attach}`);
+  console.log(`Detach: ${detach}`);
+  console.log("Ctrl-C stops it; the next run reopens the same data.");
 }
 
 export const startCommand: Command = {

@@ -15,8 +15,18 @@
  * TTL, the lease may have lapsed and a standby may own the storage, so the term ends (`lost`)
  * even before etcd can be asked.
  */
-import { type Etcd3, type Lease } from "etcd3";
-import { Etcd3 as Client } from "etcd3";
+import type { Etcd3, Lease } from "etcd3";
+
+/**
+ * The etcd client is loaded when an election is joined, never before: only `--cluster` needs it,
+ * and an installed dst (one bundled file, deploy/install.ts) must not carry gRPC's CommonJS,
+ * which a bundle cannot hold. The specifier is computed so bundlers leave it alone.
+ */
+const ETCD3 = ["npm:etcd3", "1.1.2"].join("@");
+async function etcdClient(hosts: readonly string[]): Promise<Etcd3> {
+  const { Etcd3: Client } = await import(ETCD3) as typeof import("etcd3");
+  return new Client({ hosts: [...hosts], dialTimeout: 3000 });
+}
 
 /** Who runs for election. */
 export interface Candidate {
@@ -90,7 +100,7 @@ export class Election {
     if (!Number.isInteger(options.ttlSeconds) || options.ttlSeconds < 1) {
       throw new RangeError(`the lease time must be whole seconds, at least 1`);
     }
-    const client = new Client({ hosts: [...options.hosts], dialTimeout: 3000 });
+    const client = await etcdClient(options.hosts);
     const election = new Election(client, options, candidate);
     const before = Date.now();
     try {

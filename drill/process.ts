@@ -7,7 +7,8 @@
  * its lines can be watched (`onLine`) to time an election.
  */
 
-const mainTs = new URL("../main.ts", import.meta.url).pathname;
+import { selfArgs } from "../cli/self.ts";
+
 const STDERR_TAIL = 8192;
 
 export interface ProcessPlan {
@@ -83,14 +84,8 @@ export class DrillProcess {
   /** Spawns the process and waits until it printed its ready lines (at most `timeoutMs`). */
   async start(timeoutMs = 30_000): Promise<void> {
     if (this.#child !== undefined) throw new Error(`${this.name} is already running`);
-    const deno = [
-      Deno.execPath(),
-      "run",
-      "--unstable-net",
-      "--allow-all",
-      mainTs,
-      ...this.plan.args,
-    ];
+    // This same dst, from a checkout or an installed bundle alike.
+    const deno = [Deno.execPath(), ...selfArgs(), ...this.plan.args];
     const [cmd, ...args] = this.plan.ns === undefined
       ? deno
       : ["ip", "netns", "exec", this.plan.ns, ...deno];

@@ -10,6 +10,9 @@
  *   GET    /metrics                       Prometheus text
  *   GET    /api/events?since=ID           the event history after event ID (EventPage)
  *   GET    /api/samples?since=TIME        throughput and latency samples after TIME (ms)
+ *   GET    /healthz                       liveness: 200 "ok" while the process answers
+ *   GET    /readyz                        readiness: 200 while every block can be served (the
+ *                                         degradation said in the body), else 503 and why
  *   POST   /api/nodes/:node/:action       suspend | resume | dirty (body {} or none)
  *   POST   /api/nodes/:leg/clean          {"force": true} accepts a leg that may lack writes
  *   POST   /api/nodes/:mirror/verify      {"repairFrom": "leg1"} names the leg to trust
@@ -33,6 +36,7 @@ import { dashboardHtml } from "./dashboard.ts";
 import { EVENT_CAPACITY, type EventLog } from "./events.ts";
 import { SAMPLE_INTERVAL_MS, type SampleRing } from "./samples.ts";
 import type { IoStats } from "./io.ts";
+import { healthOf } from "./health.ts";
 import { metricsText } from "./metrics.ts";
 import { processInfo } from "./process.ts";
 import { bearerMatches } from "./token.ts";
@@ -137,6 +141,21 @@ export function statusApp(source: StatusSource): Hono {
   app.get("/metrics", (c) => {
     c.header("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
     return c.body(metricsText(statusSnapshot(source)));
+  });
+
+  // Probes in the Kubernetes style: plain text, no token, never cached.
+  app.get("/healthz", (c) => {
+    c.header("Cache-Control", "no-store");
+    return c.text("ok\n");
+  });
+  app.get("/readyz", (c) => {
+    c.header("Cache-Control", "no-store");
+    const report = healthOf(treeJson(source.tree));
+    const body = report.health === "healthy"
+      ? "ok\n"
+      : `${report.health === "down" ? "not ready" : "ok"}: ${report.health}\n` +
+        report.reasons.map((r) => `  ${r}\n`).join("");
+    return c.text(body, report.health === "down" ? 503 : 200);
   });
 
   // Every control route checks the token first: a caller without it learns nothing and

@@ -186,7 +186,10 @@ function card(node, leg, control, parent) {
   if (f.outOfSyncBytes !== undefined) add("out of sync", bytes(f.outOfSyncBytes));
   const counts = leg || {};
   add("reads", counts.reads); add("writes", counts.writes);
-  if (counts.errors) add("errors", counts.errors);
+  // Errors since the leg last rejoined; the lifetime count is /metrics' business.
+  const d = node.detail || {};
+  const errors = d.rejoined ? d.rejoined.errorsSince : counts.errors;
+  if (errors) add("errors", errors);
   if (f.reconnects) add("reconnects", f.reconnects);
   if (f.resent) add("resent", f.resent);
   if (f.timeouts) add("timeouts", f.timeouts);
@@ -194,9 +197,14 @@ function card(node, leg, control, parent) {
   for (const [k, v] of Object.entries(f.numbers || {})) {
     if (!leg || !(k in leg)) add(k, /Bytes$|Size$/.test(k) ? bytes(v) : v);
   }
-  if (leg && leg.resyncedBytes) add("resynced", bytes(leg.resyncedBytes));
-  if (leg && leg.copiedBytes) add("copied", bytes(leg.copiedBytes));
   c.append(meta);
+  if (leg && d.lastResync && !f.resync) {
+    c.append(el("div", "meta last-resync", "last resync " + bytes(d.lastResync.bytes) + " (moved " +
+      bytes(d.lastResync.copiedBytes) + ") " + duration(d.lastResync.agoMs / 1000) + " ago"));
+  }
+  if (d.process && typeof d.process.summary === "string") {
+    c.append(el("div", "meta process", "process: " + d.process.summary));
+  }
   const reason = (leg && leg.reason) || f.reason;
   if (reason && node.state !== "in-sync") c.append(el("div", "reason", reason));
   if (leg && leg.inStateMs !== undefined && node.state !== "in-sync") {

@@ -3,7 +3,9 @@
  * node's state (coloured when the terminal takes colour), its key facts, and a progress bar
  * under every node that is resyncing or verifying.
  */
+import { elapsedText } from "../util/elapsed.ts";
 import { formatSize } from "../util/size.ts";
+import { healthOf } from "./health.ts";
 import type { StatusJson, TreeJson } from "./tree.ts";
 
 const COLOURS: Record<string, string> = {
@@ -25,12 +27,7 @@ export interface TextOptions {
   readonly barWidth?: number;
 }
 
-export function durationText(seconds: number): string {
-  const s = Math.round(seconds);
-  if (s < 60) return `${s}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
-  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
-}
+export const durationText = elapsedText;
 
 /** `[#######.......]  45.0%` */
 export function progressBar(fraction: number, width: number): string {
@@ -40,10 +37,14 @@ export function progressBar(fraction: number, width: number): string {
 }
 
 export function statusText(status: StatusJson, options: TextOptions = {}): string {
-  const paint = (state: string) =>
-    options.colour ? `\x1b[${COLOURS[state] ?? "0"}m${state}\x1b[0m` : state;
+  const paint = (state: string, text = state) =>
+    options.colour ? `\x1b[${COLOURS[state] ?? "0"}m${text}\x1b[0m` : text;
   const width = options.barWidth ?? 30;
-  const lines: string[] = [`storage ${status.name}`];
+  const health = healthOf(status.tree);
+  const lines: string[] = [
+    `storage ${status.name}`,
+    `  health ${paint(HEALTH_STATE[health.health], health.health)}`,
+  ];
   for (const uri of status.exports) lines.push(`  attach ${uri}`);
   if (status.io !== undefined) {
     const { read, write } = status.io.ops;
@@ -59,6 +60,7 @@ export function statusText(status: StatusJson, options: TextOptions = {}): strin
   const visit = (node: TreeJson, prefix: string, last: boolean, root: boolean, leg?: LegLine) => {
     const branch = root ? "" : last ? "└─ " : "├─ ";
     const f = node.facts;
+    const legDetail = leg === undefined ? undefined : node.detail as LegDetail | undefined;
     const parts = [`${node.name} (${node.kind}) ${paint(node.state)}`, formatSize(node.size)];
     if (node.address !== undefined) parts.push(node.address);
     if (f.outOfSyncBytes !== undefined && f.outOfSyncBytes > 0) {
@@ -68,7 +70,9 @@ export function statusText(status: StatusJson, options: TextOptions = {}): strin
       parts.push(`gen ${f.generations.current.slice(0, 8)}`);
     }
     if (leg?.reads !== undefined) parts.push(`r ${leg.reads} w ${leg.writes ?? 0}`);
-    if ((leg?.errors ?? 0) > 0) parts.push(`errors ${leg!.errors}`);
+    // Errors since the leg last rejoined: the lifetime count is for /metrics.
+    const errors = legDetail?.rejoined?.errorsSince ?? leg?.errors ?? 0;
+    if (errors > 0) parts.push(`errors ${errors}`);
     if ((f.reconnects ?? 0) > 0) parts.push(`reconnects ${f.reconnects}`);
     for (const [k, v] of Object.entries(f.numbers ?? {})) {
       if (leg === undefined || !(k in leg)) {
@@ -81,7 +85,15 @@ export function statusText(status: StatusJson, options: TextOptions = {}): strin
     lines.push(`${prefix}${branch}${parts.join("  ")}`);
     const inner = root ? "" : prefix + (last ? "   " : "│  ");
     const reason = leg?.reason ?? f.reason;
-    if (reason !== undefined && node.state !== "in-sync") lines.push(`${inner}   ${reason}`);
+    if (node.state !== "in-sync") {
+      const ms = legDetail?.inStateMs;
+      const since = ms === undefined ? "" : `${node.state} for ${durationText(ms / 1000)} ` +
+        `(since ${clockTime(status.time - ms)})`;
+      const why = [since, reason].filter((t) => t !== undefined && t !== "").join(": ");
+      if (why !== "") lines.push(`${inner}   ${why}`);
+    }
+    const process = processSummary(node.detail);
+    if (process !== undefined) lines.push(`${inner}   ${process}`);
     if (f.resync !== undefined) {
       const r = f.resync;
       const bits = [progressBar(r.progress ?? 0, width), r.kind ?? "resync"];
@@ -90,6 +102,12 @@ export function statusText(status: StatusJson, options: TextOptions = {}): strin
       if (r.rateBytesPerSec !== undefined) bits.push(`${formatSize(r.rateBytesPerSec)}/s`);
       if (r.etaSeconds !== undefined) bits.push(`ETA ${durationText(r.etaSeconds)}`);
       lines.push(`${inner}   ${bits.join("  ")}`);
+    } else if (legDetail?.lastResync !== undefined) {
+      const r = legDetail.lastResync;
+      lines.push(
+        `${inner}   last resync ${formatSize(r.bytes)} (moved ${formatSize(r.copiedBytes)}) ` +
+          `${durationText(r.agoMs / 1000)} ago`,
+      );
     }
     const legs = new Map((f.legs ?? []).map((l) => [l.name, l]));
     node.children.forEach((child, i) =>
@@ -99,6 +117,32 @@ export function statusText(status: StatusJson, options: TextOptions = {}): strin
   visit(status.tree, "", true, true);
   return lines.join("\n") + "\n";
 }
+
+/** What a leg's own node detail adds (its mirror's LegStatus), as far as this view reads it. */
+interface LegDetail {
+  readonly inStateMs?: number;
+  readonly rejoined?: { readonly agoMs: number; readonly errorsSince: number };
+  readonly lastResync?: {
+    readonly bytes: number;
+    readonly copiedBytes: number;
+    readonly agoMs: number;
+  };
+}
+
+/** The line a supervisor put in a node's detail about its process ("restarted 2 times ..."). */
+export function processSummary(detail: Record<string, unknown> | undefined): string | undefined {
+  const process = detail?.process;
+  if (typeof process !== "object" || process === null) return undefined;
+  const summary = (process as { summary?: unknown }).summary;
+  return typeof summary === "string" ? `process: ${summary}` : undefined;
+}
+
+/** Local wall time HH:MM:SS of `ms` since the epoch. */
+function clockTime(ms: number): string {
+  return new Date(ms).toTimeString().slice(0, 8);
+}
+
+const HEALTH_STATE = { healthy: "in-sync", degraded: "degraded", down: "down" } as const;
 
 interface LegLine {
   readonly reads?: number;

@@ -17,7 +17,9 @@ Deno.test("dst export: sizes parse like 64M and 1G", () => {
   assert.equal(parseSize("64M", "--memory"), 64 * 2 ** 20);
   assert.equal(parseSize("1G", "--memory"), 2 ** 30);
   assert.equal(parseSize("512KiB", "--memory"), 512 * 1024);
-  assert.equal(parseSize("4096", "--memory"), 4096);
+  assert.equal(parseSize("4K", "--memory"), 4096);
+  assert.equal(parseSize("1048576", "--memory"), 2 ** 20, "a bare number of bytes, 1 MiB or more");
+  assert.throws(() => parseSize("4096", "--memory"), /did you mean 4096M\?/);
   assert.throws(() => parseSize("12Q", "--memory"), /not a size/);
   assert.throws(() => parseSize("0", "--memory"), /positive/);
 });
@@ -33,7 +35,7 @@ Deno.test("dst export: bad command lines exit 2 with a clear message", async () 
     ],
     [
       ["export", "--listen", "tcp://127.0.0.1:0", "--memory", "1M", "--frobnicate"],
-      /Unknown option/,
+      /unknown option --frobnicate/,
     ],
     [
       ["export", "--listen", "tcp://127.0.0.1:0", "--remote", "tcp://h:1", "--size", "1M"],

@@ -8,7 +8,7 @@
  * paths, so a person can look at what the page shows.
  */
 import assert from "node:assert/strict";
-import { chromium } from "playwright-core";
+import { chromium } from "npm:playwright-core@1.65.1";
 import { type DstProcess, spawnDst } from "./support/dst_process.ts";
 import { hasTool, inCI, mustRun } from "./support/nbd_harness.ts";
 import { DST_VERSION } from "../status/process.ts";

@@ -133,17 +133,18 @@ Deno.test("status text: the tree with branches, states, facts and resync progres
   const text = statusText(status, { barWidth: 20 });
   const lines = text.trimEnd().split("\n");
   assert.equal(lines[0], "storage m");
-  assert.equal(lines[1], "  attach nbd://h/dst");
-  assert.match(lines[2]!, /^m \(mirror\) down {2}64 MiB$/);
-  assert.match(lines[3]!, /^├─ a \(remote\) rebuilding {2}64 MiB {2}unix:\/\/\/tmp\/a\.sock/);
-  assert.match(lines[3]!, /gen aa11 {2}r 10 w 20 {2}reconnects 2 {2}checksum xxh64 \(1 bad\)$/);
+  assert.equal(lines[1], "  health down", "the verdict dst status exits with");
+  assert.equal(lines[2], "  attach nbd://h/dst");
+  assert.match(lines[3]!, /^m \(mirror\) down {2}64 MiB$/);
+  assert.match(lines[4]!, /^├─ a \(remote\) rebuilding {2}64 MiB {2}unix:\/\/\/tmp\/a\.sock/);
+  assert.match(lines[4]!, /gen aa11 {2}r 10 w 20 {2}reconnects 2 {2}checksum xxh64 \(1 bad\)$/);
   assert.equal(
-    lines[4],
+    lines[5],
     "│     [#####...............]  25.0%  resync  from b  48 MiB left  8 MiB/s  ETA 6s",
   );
-  assert.match(lines[5]!, /^└─ b \(file\) suspended {2}64 MiB .* errors 1$/);
-  assert.equal(lines[6], "      suspended");
-  assert.equal(lines.length, 7);
+  assert.match(lines[6]!, /^└─ b \(file\) suspended {2}64 MiB .* errors 1$/);
+  assert.equal(lines[7], "      suspended");
+  assert.equal(lines.length, 8);
   const coloured = statusText(status, { colour: true });
   assert.ok(coloured.includes("\x1b[35msuspended\x1b[0m"), "states are coloured");
   assert.equal(progressBar(2, 4), "[####] 100.0%");

@@ -227,9 +227,11 @@ Deno.test("status process: dst status --watch redraws until stopped; a dead URL 
   } finally {
     await node.stop();
   }
+  // Exit codes: 2 for an endpoint that cannot be reached (as for a storage that is down), 64
+  // for a command line that is wrong.
   const dead = await dst(["status", "http://127.0.0.1:1/"]);
-  assert.equal(dead.code, 1);
+  assert.equal(dead.code, 2);
   assert.match(dead.stderr, /cannot reach http:\/\/127\.0\.0\.1:1.*--status/);
   const bad = await dst(["status", "ftp://x"]);
-  assert.equal(bad.code, 2);
+  assert.equal(bad.code, 64);
 });

@@ -15,11 +15,18 @@ export interface Clock {
   setTimeout(fn: () => void, ms: number): Timer;
 }
 
-/** The real clock: `performance.now()` and the host's timers. */
+/** Longest delay the host's timers take (a longer one fires at once, with a warning). */
+const MAX_DELAY_MS = 2 ** 31 - 1;
+
+/**
+ * The real clock: `performance.now()` and the host's timers. A deadline already past (a negative
+ * delay) fires at once, as callers mean; passed as is, Deno's Node-compatible timers would print
+ * a TimeoutNegativeWarning on stderr.
+ */
 export const systemClock: Clock = {
   now: () => performance.now(),
   setTimeout(fn, ms) {
-    const id = setTimeout(fn, ms);
+    const id = setTimeout(fn, ms > 0 ? Math.min(MAX_DELAY_MS, ms) : 0);
     return { cancel: () => clearTimeout(id) };
   },
 };

@@ -216,6 +216,7 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
     m.reason = outcome.reason;
     m.since = this.clock.now();
     if (outcome.to === "in-sync") {
+      m.rejoined = { at: m.since, errors: m.errors };
       this.down = undefined;
       // The administrator picked this leg's data as the truth while none served.
       if (event.t === "clean" && othersInSync === 0) this.#adoptAsReference(m);

@@ -45,6 +45,10 @@ export interface Leg {
   copiedBytes: number;
   /** How long its answers took (observed for status only; nothing decides on it). */
   readonly latency: LegLatency;
+  /** For status only: when the leg last moved to in-sync, and its error count then. */
+  rejoined: { readonly at: number; readonly errors: number } | undefined;
+  /** For status only: the last resync that finished (bytes settled, moved, when it ended). */
+  lastResync: { readonly bytes: number; readonly copied: number; readonly at: number } | undefined;
 }
 
 /** A leg that has done nothing yet, waiting for the mirror's start to judge it. */
@@ -72,6 +76,8 @@ export function newLeg(
     resyncedBytes: 0,
     copiedBytes: 0,
     latency: new LegLatency(),
+    rejoined: undefined,
+    lastResync: undefined,
   };
 }
 

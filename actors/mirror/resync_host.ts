@@ -125,6 +125,11 @@ async function finish(core: MirrorCore, leg: Leg, epoch: number): Promise<void> 
   const stats = leg.resync?.stats;
   leg.resyncedBytes += stats?.bytesDone ?? 0;
   leg.copiedBytes += stats?.bytesCopied ?? 0;
+  leg.lastResync = {
+    bytes: stats?.bytesDone ?? 0,
+    copied: stats?.bytesCopied ?? 0,
+    at: core.clock.now(),
+  };
   leg.resync = undefined;
   core.dispatch(leg, { t: "resynced" }, epoch);
   core.logger.log("info", "resync done: leg is in sync", {

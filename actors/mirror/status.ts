@@ -42,6 +42,17 @@ export interface LegStatus {
   readonly copiedBytes: number;
   /** How long the leg took to answer the mirror's reads, changes and flushes. */
   readonly latency: Readonly<Record<LegOp, LatencySnapshot>>;
+  /**
+   * When the leg last rejoined the in-sync set, and the errors seen on it since (what a view
+   * shows: the lifetime `errors` is for counters).
+   */
+  readonly rejoined?: { readonly agoMs: number; readonly errorsSince: number };
+  /** The last resync that finished: bytes settled and moved, and how long ago it ended. */
+  readonly lastResync?: {
+    readonly bytes: number;
+    readonly copiedBytes: number;
+    readonly agoMs: number;
+  };
 }
 
 /** A snapshot of `leg` in a mirror of `size` bytes tracked in chunks of `chunkSize`. */
@@ -78,5 +89,18 @@ export function legStatus(leg: Leg, chunkSize: number, size: number, now: number
     resyncedBytes: leg.resyncedBytes + (r?.stats.bytesDone ?? 0),
     copiedBytes: leg.copiedBytes + (r?.stats.bytesCopied ?? 0),
     latency: leg.latency.snapshot(),
+    ...(leg.rejoined === undefined ? {} : {
+      rejoined: {
+        agoMs: Math.max(0, Math.round(now - leg.rejoined.at)),
+        errorsSince: errors - leg.rejoined.errors,
+      },
+    }),
+    ...(leg.lastResync === undefined ? {} : {
+      lastResync: {
+        bytes: leg.lastResync.bytes,
+        copiedBytes: leg.lastResync.copied,
+        agoMs: Math.max(0, Math.round(now - leg.lastResync.at)),
+      },
+    }),
   };
 }
