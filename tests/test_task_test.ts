@@ -12,7 +12,10 @@ const runner = new URL("./run.ts", import.meta.url).pathname;
 const TOOL = "dst-test-no-such-tool";
 const PACKAGE = "dst-test-no-such-package";
 
-/** Runs `cmd` in `cwd` to completion (killed after a minute). */
+/**
+ * Runs `cmd` in `cwd` to completion (killed after a minute), as a newcomer would outside CI:
+ * CI's own `CI=true` would turn a missing tool into a failure.
+ */
 async function run(
   cmd: string,
   args: string[],
@@ -21,7 +24,7 @@ async function run(
   const child = new Deno.Command(cmd, {
     args,
     cwd: options.cwd,
-    env: options.env,
+    env: { CI: "", ...options.env },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
