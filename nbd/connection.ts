@@ -11,7 +11,7 @@ import type { Logger } from "../util/log.ts";
 import type { Budget } from "./budget.ts";
 import { type ExportTable, HandshakeError, type HandshakeIo, negotiate } from "./handshake.ts";
 import type { NbdLimits } from "./limits.ts";
-import type { BufferPool } from "./pool.ts";
+import type { BufferPool } from "../util/buffer_pool.ts";
 import { Session, type SessionEnd } from "./session.ts";
 import { type ByteStream, StreamReader, StreamWriter, TruncatedError } from "./stream.ts";
 import type { NbdTls } from "./tls.ts";

@@ -5,6 +5,7 @@
  * at once. The export advertises 64 MiB through NBD_INFO_BLOCK_SIZE.
  */
 import type { BlockDevice, BlockInfo, Extent, ZeroOptions } from "../actors/block/contract.ts";
+import { type ReadPiece, readPieces } from "../actors/block/read_pieces.ts";
 
 /** The largest request the NBD edge takes, as nbdkit does. */
 export const NBD_MAX_REQUEST = 64 * 1024 * 1024;
@@ -42,15 +43,15 @@ class LargeRequests implements BlockDevice {
     return Promise.all(work);
   }
 
-  async read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
-    if (length <= this.inner.info().maxBlock) return this.inner.read(offset, length, into);
-    const out = into?.subarray(0, length) ?? new Uint8Array(length);
-    await this.#pieces(offset, length, async (at, n, within) => {
-      const piece = out.subarray(within, within + n);
-      const got = await this.inner.read(at, n, piece);
-      if (got.buffer !== piece.buffer || got.byteOffset !== piece.byteOffset) piece.set(got);
-    });
-    return out;
+  read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
+    const max = this.inner.info().maxBlock;
+    if (length <= max) return this.inner.read(offset, length, into);
+    const pieces: ReadPiece[] = [];
+    for (let at = 0; at < length; at += max) {
+      const n = Math.min(max, length - at);
+      pieces.push({ at, length: n, read: (view) => this.inner.read(offset + at, n, view) });
+    }
+    return readPieces(length, into, pieces);
   }
 
   async write(offset: number, data: Uint8Array, fua: boolean): Promise<void> {

@@ -16,7 +16,7 @@ import type { NbdExport } from "./export.ts";
 import { acceptLarge } from "./large_requests.ts";
 import type { ExportTable } from "./handshake.ts";
 import { type NbdLimits, resolveLimits } from "./limits.ts";
-import { BufferPool } from "./pool.ts";
+import { BufferPool } from "../util/buffer_pool.ts";
 import type { NbdTls } from "./tls.ts";
 import { removeStaleSocket } from "../transport/unix.ts";
 

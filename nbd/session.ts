@@ -7,7 +7,12 @@
  * Every request is validated once here, at the edge; a rejected one gets its protocol error and
  * the connection carries on.
  */
-import { BlockError, type BlockErrorCode, type Extent } from "../actors/block/contract.ts";
+import {
+  BlockError,
+  type BlockErrorCode,
+  type Extent,
+  landedIn,
+} from "../actors/block/contract.ts";
 import type { Logger } from "../util/log.ts";
 import { Budget } from "./budget.ts";
 import {
@@ -50,7 +55,7 @@ import {
   STATE_ZERO,
 } from "./constants.ts";
 import type { Negotiated } from "./handshake.ts";
-import type { BufferPool } from "./pool.ts";
+import type { BufferPool } from "../util/buffer_pool.ts";
 import {
   chunkHeaderSize,
   errorPayload,
@@ -391,19 +396,9 @@ export class Session {
     const device = this.#n.export.device;
     if (this.#mode === ReplyMode.Simple) {
       const buffer = this.#pool.get(SIMPLE_REPLY_SIZE + length);
-      try {
-        const into = buffer.subarray(SIMPLE_REPLY_SIZE, SIMPLE_REPLY_SIZE + length);
-        const data = await device.read(offset, length, into);
-        if (data.buffer !== buffer.buffer || data.byteOffset !== into.byteOffset) into.set(data);
-      } catch (error) {
-        this.#pool.put(buffer);
-        throw error;
-      }
+      const data = await this.#readInto(buffer, SIMPLE_REPLY_SIZE, offset, length);
       putSimpleReply(buffer, 0, 0, hHi, hLo);
-      this.#writer.send(buffer.subarray(0, SIMPLE_REPLY_SIZE + length), () => {
-        this.#pool.put(buffer, true);
-        this.#done(cost);
-      });
+      this.#sendReplyWithData(buffer, 0, SIMPLE_REPLY_SIZE, data, cost);
       return;
     }
 
@@ -421,14 +416,7 @@ export class Session {
     }
 
     const buffer = this.#pool.get(READ_HEADROOM + length);
-    try {
-      const into = buffer.subarray(READ_HEADROOM, READ_HEADROOM + length);
-      const data = await device.read(offset, length, into);
-      if (data.buffer !== buffer.buffer || data.byteOffset !== into.byteOffset) into.set(data);
-    } catch (error) {
-      this.#pool.put(buffer);
-      throw error;
-    }
+    const data = await this.#readInto(buffer, READ_HEADROOM, offset, length);
     if (extents === null) {
       // One data chunk, header written in the room in front of the data: one write, no copy.
       const at = READ_HEADROOM - 8 - chunkHeaderSize(this.#mode);
@@ -444,13 +432,57 @@ export class Session {
         8 + length,
       );
       put64(buffer, READ_HEADROOM - 8, offset);
-      this.#writer.send(buffer.subarray(at, READ_HEADROOM + length), () => {
-        this.#pool.put(buffer, true);
-        this.#done(cost);
-      });
+      this.#sendReplyWithData(buffer, at, READ_HEADROOM, data, cost);
       return;
     }
-    this.#sendSparse(hHi, hLo, offset, length, extents, buffer, cost);
+    this.#sendSparse(hHi, hLo, offset, length, extents, buffer, data, cost);
+  }
+
+  /**
+   * Reads into `buffer` after `headroom` bytes kept for the reply header. When the device
+   * returns the data elsewhere (a mirror that failed over: an abandoned attempt may still write
+   * into our buffer, and holds it), the returned view is what gets sent.
+   */
+  async #readInto(
+    buffer: Uint8Array,
+    headroom: number,
+    offset: number,
+    length: number,
+  ): Promise<Uint8Array> {
+    try {
+      return await this.#n.export.device.read(
+        offset,
+        length,
+        buffer.subarray(headroom, headroom + length),
+      );
+    } catch (error) {
+      this.#pool.put(buffer);
+      throw error;
+    }
+  }
+
+  /**
+   * Sends the reply header at `buffer[from, headroom)` and the data: one write with no copy
+   * when the data landed right behind the header, otherwise the header and the data as two
+   * segments. The pooled buffer goes back once both are written.
+   */
+  #sendReplyWithData(
+    buffer: Uint8Array,
+    from: number,
+    headroom: number,
+    data: Uint8Array,
+    cost: number,
+  ): void {
+    const release = () => {
+      this.#pool.put(buffer, true);
+      this.#done(cost);
+    };
+    if (landedIn(data, buffer.subarray(headroom))) {
+      this.#writer.send(buffer.subarray(from, headroom + data.length), release);
+      return;
+    }
+    this.#writer.send(buffer.subarray(from, headroom));
+    this.#writer.send(data, release);
   }
 
   /** Data runs as OFFSET_DATA chunks, zero runs as OFFSET_HOLE, then a final NONE chunk. */
@@ -461,6 +493,7 @@ export class Session {
     length: number,
     extents: Extent[],
     buffer: Uint8Array,
+    data: Uint8Array,
     cost: number,
   ): void {
     let at = 0;
@@ -481,7 +514,7 @@ export class Session {
       );
       put64(header, n, offset + dataStart);
       this.#writer.send(header);
-      this.#writer.send(buffer.subarray(READ_HEADROOM + dataStart, READ_HEADROOM + end));
+      this.#writer.send(data.subarray(dataStart, end));
     };
     for (const extent of extents) {
       if (at >= length) break;

@@ -134,13 +134,14 @@ type Lease = Chunk | Uint8Array;
  */
 export class ReceivedFrame implements Frame {
   #lease: Lease | undefined;
-  constructor(readonly header: Header, readonly payload: Uint8Array, lease: Lease) {
+  /** `lease` undefined: the payload is in a buffer the reader does not own (a target's). */
+  constructor(readonly header: Header, readonly payload: Uint8Array, lease: Lease | undefined) {
     this.#lease = lease;
   }
 
   /** The same frame with a validated header; the lease moves to the new frame. */
   withHeader(header: Header): ReceivedFrame {
-    const lease = this.#lease!;
+    const lease = this.#lease;
     this.#lease = undefined;
     return new ReceivedFrame(header, this.payload, lease);
   }
@@ -158,6 +159,14 @@ const SPARE_CHUNKS = 2;
 /** Large payload buffers kept for reuse, by count and by bytes. */
 const SPARE_LARGE = 8;
 const SPARE_LARGE_BYTES = 32 * 1024 * 1024;
+
+/**
+ * Where a large frame's payload should land, asked once its header is decoded (not yet
+ * validated): a view of exactly `payloadBytes` bytes (a caller's buffer waiting for this reply),
+ * or undefined for the reader's own buffer. What lands there is only the wire's bytes: the
+ * receiver still checks the frame before it trusts them.
+ */
+export type PayloadTarget = (header: Header, payloadBytes: number) => Uint8Array | undefined;
 
 /**
  * Reads frames from a byte source into chunk buffers. Frames that fit a chunk come out as views
@@ -180,6 +189,8 @@ export class FrameReader {
   #spareLargeBytes = 0;
   /** Bytes read from the source so far (keepalive watches it instead of a clock per read). */
   received = 0;
+  /** Where large payloads go instead of the reader's own buffers (see {@link PayloadTarget}). */
+  payloadTarget: PayloadTarget | undefined;
 
   constructor(source: ByteSource, options: FrameReaderOptions = {}) {
     this.#source = source;
@@ -368,7 +379,10 @@ export class FrameReader {
     // Decoded from a copy, so the frame holds its own buffer only, not the chunk.
     const head = bytes.slice(start + PREFIX_BYTES, start + headEnd);
     const header = decodeHeaderAt(head, 0, head.length);
-    const buffer = this.#largeBuffer(payloadBytes);
+    const target = this.payloadTarget?.(header, payloadBytes);
+    const buffer = target !== undefined && target.length === payloadBytes
+      ? target
+      : this.#largeBuffer(payloadBytes);
     const payload = buffer.length === payloadBytes ? buffer : buffer.subarray(0, payloadBytes);
     const carried = Math.min(this.#end - start - headEnd, payloadBytes);
     payload.set(bytes.subarray(start + headEnd, start + headEnd + carried));
@@ -384,6 +398,7 @@ export class FrameReader {
       filled += got;
       this.received += got;
     }
-    return new ReceivedFrame(header, payload, buffer);
+    // A payload read into its target is the caller's: the reader keeps no lease on it.
+    return new ReceivedFrame(header, payload, buffer === target ? undefined : buffer);
   }
 }

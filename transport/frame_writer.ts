@@ -5,6 +5,7 @@
  * shows as queued bytes that stop moving ({@link FrameWriter.progress}).
  */
 
+import { hold, type Release } from "../util/buffer_lease.ts";
 import { encodeHeader, PREFIX_BYTES, writePrefix } from "./frame.ts";
 import type { Duplex, Header } from "./types.ts";
 
@@ -23,6 +24,8 @@ interface Batch {
   staging: Uint8Array;
   segments: Uint8Array[];
   bytes: number;
+  /** Holds on the payloads written from their owners' buffers, let go once written. */
+  holds: Release[];
 }
 
 export interface FrameWriterOptions {
@@ -45,6 +48,7 @@ export class FrameWriter {
   #stagedAt = 0;
   #segmentStart = 0;
   #segments: Uint8Array[] = [];
+  #holds: Release[] = [];
   #pendingBytes = 0;
   #queuedBytes = 0;
   #writing = false;
@@ -105,6 +109,8 @@ export class FrameWriter {
     if (!inline) {
       this.#cutSegment();
       this.#segments.push(payload);
+      // Written from the owner's buffer: it stays the link's until the medium took it.
+      this.#holds.push(hold(payload));
     }
     this.#pendingBytes += size;
     this.#queuedBytes += size;
@@ -121,12 +127,20 @@ export class FrameWriter {
     return new Promise((resolve, reject) => this.#drainWaiters.push({ resolve, reject }));
   }
 
-  /** Fails every drain waiter (the link closed). */
+  /** Fails every drain waiter (the link closed); what was queued will never be written. */
   fail(error: Error): void {
     this.#failed ??= error;
+    if (!this.#writing) this.#letGoQueued();
     const waiters = this.#drainWaiters;
     this.#drainWaiters = [];
     for (const waiter of waiters) waiter.reject(error);
+  }
+
+  /** Lets go of the payloads queued and never to be written. */
+  #letGoQueued(): void {
+    const holds = this.#holds;
+    this.#holds = [];
+    for (const release of holds) release();
   }
 
   #cutSegment(): void {
@@ -139,8 +153,14 @@ export class FrameWriter {
   #takeBatch(): Batch | undefined {
     this.#cutSegment();
     if (this.#segments.length === 0) return undefined;
-    const batch = { staging: this.#staging, segments: this.#segments, bytes: this.#pendingBytes };
+    const batch = {
+      staging: this.#staging,
+      segments: this.#segments,
+      bytes: this.#pendingBytes,
+      holds: this.#holds,
+    };
     this.#segments = [];
+    this.#holds = [];
     this.#pendingBytes = 0;
     // Stage new frames in the other buffer while this batch is written.
     this.#staging = this.#spare ?? new Uint8Array(this.#stagingBytes);
@@ -157,9 +177,10 @@ export class FrameWriter {
   }
 
   async #writeLoop(): Promise<void> {
+    let batch: Batch | undefined;
     try {
       for (;;) {
-        const batch = this.#takeBatch();
+        batch = this.#takeBatch();
         if (batch === undefined) break;
         if (this.#duplex.writev !== undefined) {
           await this.#duplex.writev(batch.segments);
@@ -170,12 +191,15 @@ export class FrameWriter {
             this.progress++;
           }
         }
+        for (const release of batch.holds) release();
         this.#queuedBytes -= batch.bytes;
         if (batch.staging.length === this.#stagingBytes) this.#spare = batch.staging;
       }
     } catch (error) {
+      for (const release of batch?.holds ?? []) release();
       this.#writing = false;
       this.#failed ??= error as Error;
+      this.#letGoQueued();
       this.#options.onError(error as Error);
       return;
     }

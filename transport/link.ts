@@ -9,7 +9,13 @@ import type { Clock, Timer } from "../util/clock.ts";
 import { systemClock } from "../util/clock.ts";
 import type { Logger } from "../util/log.ts";
 import { silentLogger } from "../util/log.ts";
-import { DEFAULT_MAX_PAYLOAD_BYTES, FrameError, FrameReader, ReceivedFrame } from "./frame.ts";
+import {
+  DEFAULT_MAX_PAYLOAD_BYTES,
+  FrameError,
+  FrameReader,
+  type PayloadTarget,
+  ReceivedFrame,
+} from "./frame.ts";
 import { FrameWriter, LinkSendError, STAGING_BYTES } from "./frame_writer.ts";
 import {
   type HandshakeChannel,
@@ -205,6 +211,14 @@ export class FramedLink implements Link {
 
   recycle(frame: Frame): void {
     this.#reader.recycle(frame);
+  }
+
+  /**
+   * Where large payloads should land instead of the link's receive buffers: a receiver that
+   * knows which caller's buffer a reply is for saves a copy of its data (see PayloadTarget).
+   */
+  setPayloadTarget(target: PayloadTarget | undefined): void {
+    this.#reader.payloadTarget = target;
   }
 
   close(reason = "closed by this end"): void {

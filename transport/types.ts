@@ -102,6 +102,14 @@ export interface Link {
    * giving back a frame twice, or one from another link, does nothing.
    */
   recycle(frame: Frame): void;
+  /**
+   * Optional for receivers: where large payloads should land, asked per frame once its header is
+   * decoded (not yet validated); undefined keeps the link's own buffer. A receiver that knows
+   * which caller's buffer a reply is for saves a copy of its data.
+   */
+  setPayloadTarget?(
+    target: ((header: Header, payloadBytes: number) => Uint8Array | undefined) | undefined,
+  ): void;
   /** Resolves once, when the link is closed for any reason. */
   readonly closed: Promise<LinkClosed>;
   readonly isClosed: boolean;

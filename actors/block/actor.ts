@@ -36,6 +36,11 @@ export type BlockMessage =
     readonly op: "read";
     readonly offset: number;
     readonly length: number;
+    /**
+     * Where the data should land (a caller's pooled buffer, in this process: held by whoever
+     * keeps a view of it past the call, util/buffer_lease.ts).
+     */
+    readonly into?: Uint8Array;
     readonly replyTo: Reply;
   }
   | {
@@ -106,7 +111,7 @@ export async function serve(
       case "info":
         return { ok: true, info: device.info() };
       case "read":
-        return { ok: true, data: await device.read(m.offset, m.length) };
+        return { ok: true, data: await device.read(m.offset, m.length, m.into) };
       case "write":
         await device.write(m.offset, m.data, m.fua);
         return OK;
@@ -211,17 +216,17 @@ export class BlockClient implements BlockDevice {
   }
 
   async read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
-    const { data } = await this.#ask((replyTo) => ({ op: "read", offset, length, replyTo }));
+    // The actor reads straight into `into`. A caller that gave up on this read (its deadline)
+    // cannot have the buffer reused under a late answer: whatever still writes into it holds it.
+    const { data } = await this.#ask((replyTo) =>
+      into === undefined
+        ? { op: "read", offset, length, replyTo }
+        : { op: "read", offset, length, into: into.subarray(0, length), replyTo }
+    );
     if (data === undefined || data.length !== length) {
       throw new BlockError("EIO", `read of ${length} bytes returned ${data?.length ?? 0}`);
     }
-    if (into === undefined) return data;
-    // The copy happens here, after the ask resolved, never inside the actor: a reply that comes
-    // after the deadline is dropped, so a caller that gave up on this read (and reused `into`)
-    // can never have its buffer written behind its back.
-    const view = into.subarray(0, length);
-    view.set(data);
-    return view;
+    return data;
   }
 
   async write(offset: number, data: Uint8Array, fua: boolean): Promise<void> {

@@ -70,14 +70,20 @@ export class BlockError extends Error {
 export interface BlockDevice {
   info(): BlockInfo;
   /**
-   * Reads `length` bytes at `offset`. When `into` is given (at least `length` long) the data is
-   * placed there and a view of it returned, so the caller can reuse pooled buffers; otherwise the
-   * returned buffer is new and owned by the caller.
+   * Reads `length` bytes at `offset` and returns a view holding them. When `into` is given (at
+   * least `length` long) the data is placed there and a view of it returned, so the caller can
+   * reuse pooled buffers — except when `into` may still be written by an attempt the device
+   * abandoned (a mirror that failed over): the data then comes back in another buffer, and the
+   * caller uses the returned view (see {@link landedIn}), never `into`'s bytes. Without `into`
+   * the returned buffer is new and owned by the caller. A device that keeps a view of `into`
+   * past its call holds it (util/buffer_lease.ts).
    */
   read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array>;
   /**
-   * Writes `data`; with `fua` it resolves only once the data is durable. The device does not
-   * keep `data` once the promise settles: the caller may then reuse the buffer.
+   * Writes `data`; with `fua` it resolves only once the data is durable. A device that keeps a
+   * view of `data` past its call (a request waiting for its node, a link's send queue) holds it
+   * (util/buffer_lease.ts), so the buffer does not go back to its pool under it, even when a
+   * deadline above fails the write early.
    */
   write(offset: number, data: Uint8Array, fua: boolean): Promise<void>;
   /** Makes every acknowledged write durable. */
@@ -91,6 +97,11 @@ export interface BlockDevice {
   /** Hints that a range will be read soon. */
   cache(offset: number, length: number): Promise<void>;
   close(): Promise<void>;
+}
+
+/** Did a read's returned view land in `into` (its memory, at its start)? */
+export function landedIn(data: Uint8Array, into: Uint8Array): boolean {
+  return data.buffer === into.buffer && data.byteOffset === into.byteOffset;
 }
 
 /** The generation ids on a node's media (DRBD's current / bitmap / history). */

@@ -9,6 +9,7 @@
 import * as fs from "node:fs";
 import { BlockError, type BlockErrorCode } from "./contract.ts";
 import type { MediaIo } from "./media.ts";
+import { hold } from "../../util/buffer_lease.ts";
 
 /**
  * How reads and writes run. "sync": node:fs positional calls on the event loop thread — the
@@ -175,23 +176,38 @@ export class RawFile implements MediaIo {
     }
   }
 
+  /**
+   * Reads all of `buf`. Off this thread the buffer is held (util/buffer_lease.ts) until the
+   * kernel is done with it, even when a caller above gave up waiting.
+   */
   async pread(buf: Uint8Array, position: number): Promise<void> {
     if (this.io === "sync") return this.readNow(buf, position);
-    let done = 0;
-    while (done < buf.length) {
-      const n = await this.#readSome(buf.subarray(done), position + done);
-      if (n === 0) {
-        buf.fill(0, done); // past the end of the file
-        return;
+    const release = hold(buf);
+    try {
+      let done = 0;
+      while (done < buf.length) {
+        const n = await this.#readSome(buf.subarray(done), position + done);
+        if (n === 0) {
+          buf.fill(0, done); // past the end of the file
+          return;
+        }
+        done += n;
       }
-      done += n;
+    } finally {
+      release();
     }
   }
 
+  /** Writes all of `buf`, holding it while off this thread as {@link pread} does. */
   async pwrite(buf: Uint8Array, position: number): Promise<void> {
     if (this.io === "sync") return this.writeNow(buf, position);
-    let done = 0;
-    while (done < buf.length) done += await this.#writeSome(buf.subarray(done), position + done);
+    const release = hold(buf);
+    try {
+      let done = 0;
+      while (done < buf.length) done += await this.#writeSome(buf.subarray(done), position + done);
+    } finally {
+      release();
+    }
   }
 
   async sync(): Promise<void> {

@@ -5,6 +5,7 @@
  */
 import { type BlockDevice, BlockError, type BlockInfo, type Extent } from "../block/contract.ts";
 import { combineInfo } from "../block/info.ts";
+import { readPieces } from "../block/read_pieces.ts";
 
 /** One piece of a request, as seen by the child that serves it. */
 interface Piece {
@@ -38,13 +39,15 @@ export class LinearMapping implements BlockDevice {
   }
 
   async read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
-    const out = into ? into.subarray(0, length) : new Uint8Array(length);
-    await Promise.all(
-      this.#split(offset, length).map((p) =>
-        p.child.read(p.offset, p.length, out.subarray(p.at, p.at + p.length))
-      ),
+    return await readPieces(
+      length,
+      into,
+      this.#split(offset, length).map((p) => ({
+        at: p.at,
+        length: p.length,
+        read: (view) => p.child.read(p.offset, p.length, view),
+      })),
     );
-    return out;
   }
 
   async write(offset: number, data: Uint8Array, fua: boolean): Promise<void> {

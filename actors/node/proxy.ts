@@ -13,6 +13,7 @@
  * every change with EFENCED.
  */
 import { shortfall } from "../block/info.ts";
+import { hold, type Release } from "../../util/buffer_lease.ts";
 import {
   type BlockDevice,
   BlockError,
@@ -114,6 +115,21 @@ interface Pending {
   timer: Timer | undefined;
   /** Runs while the request waits for a lost link; it fails the request at the I/O timeout. */
   waiting: Timer | undefined;
+  /**
+   * Lets go of the caller's buffers (the payload sent, the buffer a read lands in): held until
+   * the request settles, whatever a deadline above did meanwhile (util/buffer_lease.ts).
+   */
+  release: Release;
+}
+
+/** Holds both buffers a request keeps a view of; one release lets go of both. */
+function holdBoth(payload: Uint8Array | undefined, into: Uint8Array | undefined): Release {
+  const a = payload === undefined ? undefined : hold(payload);
+  const b = into === undefined ? undefined : hold(into);
+  return () => {
+    a?.();
+    b?.();
+  };
 }
 
 /** Fails when a hello is not a dst node's, or of another storage. */
@@ -312,6 +328,7 @@ export class RemoteNode implements BlockDevice, MediaDevice {
       header: { t: "rq", op: "claim", off: 0, len: body.length },
       payload: body,
       into: undefined,
+      release: () => {},
       resolve: ({ payload }) => {
         let answer: ClaimAnswer;
         try {
@@ -499,6 +516,7 @@ export class RemoteNode implements BlockDevice, MediaDevice {
         reject,
         timer: undefined,
         waiting: undefined,
+        release: holdBoth(payload, into),
       };
       p.timer = this.#clock.setTimeout(() => {
         this.stats.timeouts++;
@@ -538,7 +556,17 @@ export class RemoteNode implements BlockDevice, MediaDevice {
     p.timer?.cancel();
     p.waiting?.cancel();
     this.#pending.delete(p.id);
+    p.release();
   }
+
+  /** A read reply's data lands straight in the buffer its caller is waiting with. */
+  #payloadTarget = (header: Header, payloadBytes: number): Uint8Array | undefined => {
+    const id = header.id;
+    if (header.t !== "ok" || typeof id !== "number") return undefined;
+    const p = this.#pending.get(id);
+    if (p === undefined || p.into === undefined || p.header.op !== "read") return undefined;
+    return p.header.len === payloadBytes ? p.into.subarray(0, payloadBytes) : undefined;
+  };
 
   /** The request waits for the link to come back, at most the I/O timeout. */
   #waitForLink(p: Pending): void {
@@ -560,6 +588,7 @@ export class RemoteNode implements BlockDevice, MediaDevice {
       this.#hello!.checksums,
     );
     link.receive((frame) => this.#onFrame(link, frame));
+    link.setPayloadTarget?.(this.#payloadTarget);
     for (const p of this.#pending.values()) {
       p.waiting?.cancel();
       p.waiting = undefined;
@@ -697,17 +726,22 @@ export class RemoteNode implements BlockDevice, MediaDevice {
       link.close(`read ${p.id} returned ${frame.payload.length} bytes, asked ${p.header.len}`);
       return;
     }
-    this.#settle(p);
     if (frame.payload.length === 0) {
+      this.#settle(p);
       link.recycle(frame);
       p.resolve({ header, payload: frame.payload });
     } else if (p.into !== undefined) {
-      // One copy into the caller's buffer, and the link gets its receive memory back at once.
+      // Already there when the link read it into the caller's buffer; else one copy, and the
+      // link gets its receive memory back at once.
       const view = p.into.subarray(0, frame.payload.length);
-      view.set(frame.payload);
+      const landed = frame.payload.buffer === view.buffer &&
+        frame.payload.byteOffset === view.byteOffset;
+      if (!landed) view.set(frame.payload);
       link.recycle(frame);
+      this.#settle(p);
       p.resolve({ header, payload: view });
     } else {
+      this.#settle(p);
       p.resolve({ header, payload: frame.payload }); // the caller owns the payload now
     }
   }

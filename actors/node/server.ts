@@ -21,6 +21,7 @@ import {
   type MediaDevice,
 } from "../block/contract.ts";
 import { RangeLock } from "../block/range_lock.ts";
+import { BufferPool } from "../../util/buffer_pool.ts";
 import { type Logger, silentLogger } from "../../util/log.ts";
 import type { Clock } from "../../util/clock.ts";
 import { type DialOptions, serve, type Server } from "../../transport/dial.ts";
@@ -145,6 +146,11 @@ export function nodeHello(
   };
 }
 
+/** A read reply in a pooled buffer: `done` once it is handed to the link. */
+class Lent {
+  constructor(readonly data: Uint8Array, readonly done: () => void) {}
+}
+
 export async function serveNode(
   url: string,
   device: BlockDevice,
@@ -155,6 +161,8 @@ export async function serveNode(
   const maxInFlight = options.maxInFlight ?? NODE_LIMITS.maxInFlight;
   const maxLinkBytes = options.maxLinkBytes ?? NODE_LIMITS.maxLinkBytes;
   const writes = new RangeLock();
+  /** Read replies are read into these and go back once their link wrote them. */
+  const pool = new BufferPool();
   const media = options.media ?? mediaOf(device);
   const needMedia = (op: string) => {
     if (media === undefined) {
@@ -219,7 +227,11 @@ export async function serveNode(
         const result = await execute(rq, payload, claim);
         if (result === undefined) reply(rq, { t: "rp", id: rq.id });
         else if (result instanceof Uint8Array) reply(rq, { t: "rp", id: rq.id }, result);
-        else reply(rq, { t: "rp", id: rq.id, ext: result });
+        else if (result instanceof Lent) {
+          // The link holds the buffer until it wrote it; then it goes back to the pool.
+          reply(rq, { t: "rp", id: rq.id }, result.data);
+          result.done();
+        } else reply(rq, { t: "rp", id: rq.id, ext: result });
       } catch (error) {
         const code = error instanceof BlockError ? error.code : "EIO";
         const text = error instanceof BlockError
@@ -335,7 +347,7 @@ export async function serveNode(
     rq: Request,
     payload: Uint8Array,
     link: LinkClaim,
-  ): Promise<Uint8Array | [number, number][] | undefined> => {
+  ): Promise<Uint8Array | Lent | [number, number][] | undefined> => {
     switch (rq.op) {
       case "write":
       case "flush":
@@ -367,10 +379,21 @@ export async function serveNode(
   const serveOp = async (
     rq: Request,
     payload: Uint8Array,
-  ): Promise<Uint8Array | [number, number][] | undefined> => {
+  ): Promise<Uint8Array | Lent | [number, number][] | undefined> => {
     switch (rq.op) {
-      case "read":
-        return await device.read(rq.off, rq.len);
+      case "read": {
+        // Read into a pooled buffer: no fresh (zeroed) memory per read.
+        const buffer = pool.get(rq.len);
+        try {
+          return new Lent(
+            await device.read(rq.off, rq.len, buffer.subarray(0, rq.len)),
+            () => pool.put(buffer),
+          );
+        } catch (error) {
+          pool.put(buffer);
+          throw error;
+        }
+      }
       case "write": {
         if (payload.length !== rq.len) {
           throw new BlockError("EINVAL", `write of ${rq.len} bytes carried ${payload.length}`);

@@ -9,6 +9,10 @@ import {
   type Extent,
   type ZeroOptions,
 } from "../../actors/block/contract.ts";
+import { hold } from "../../util/buffer_lease.ts";
+
+/** What a hung read writes into its buffer when released (see FaultyDevice.read). */
+export const LATE_ANSWER = 0xee;
 
 export type FaultMode = "healthy" | "error" | "hang";
 
@@ -40,7 +44,21 @@ export class FaultyDevice implements BlockDevice {
     return op();
   }
 
+  /**
+   * A hung read behaves as a read whose answer is still on the wire: it holds the buffer it was
+   * given and, when released, writes junk (0xee) into it, as a late answer landing there would.
+   */
   read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
+    if (this.mode === "hang" && into !== undefined) {
+      const release = hold(into);
+      return new Promise<Uint8Array>((_, reject) =>
+        this.#hung.push(() => {
+          into.fill(LATE_ANSWER, 0, length);
+          release();
+          reject(new BlockError("EIO", "released hang"));
+        })
+      );
+    }
     return this.#gate(() => this.inner.read(offset, length, into));
   }
   write(offset: number, data: Uint8Array, fua: boolean): Promise<void> {

@@ -1,6 +1,7 @@
 /** The buffer pool hands back what it was given, sizes classes so headers fit, and is bounded. */
 import assert from "node:assert/strict";
-import { BufferPool } from "./pool.ts";
+import { BufferPool } from "./buffer_pool.ts";
+import { hold } from "./buffer_lease.ts";
 
 Deno.test("pool: a returned buffer is reused for the same class", () => {
   const pool = new BufferPool();
@@ -53,4 +54,18 @@ Deno.test("pool: idle bytes are bounded over all classes, not per class", () => 
   for (const b of held) pool.put(b);
   assert.ok(pool.idleBytes <= 4 * 1024 * 1024, `kept ${pool.idleBytes} idle bytes`);
   assert.ok(pool.idleBytes > 0);
+});
+
+Deno.test("pool: a buffer still held by a leg comes back only when the leg lets go", () => {
+  const pool = new BufferPool();
+  const a = pool.get(4096);
+  const release = hold(a.subarray(100, 200)); // e.g. a request still waiting for its node
+  pool.put(a); // the owner (the NBD session) is done with it
+  const b = pool.get(4096);
+  assert.notEqual(b, a, "not handed out again while held");
+  release();
+  release(); // a second release changes nothing
+  pool.put(b);
+  const c = pool.get(4096);
+  assert.ok(c === a || c === b, "back in the pool once free");
 });

@@ -4,7 +4,12 @@
  * (a fresh buffer costs about 2 µs even at 4 KiB). Bounded: the pool keeps at most a total of
  * idle bytes, each class at most half of it, and never keeps buffers for huge requests, so what
  * a burst of large requests allocated goes back to the system once they are answered.
+ *
+ * Every buffer is lent (util/buffer_lease.ts): `put` is its owner letting go, and the buffer comes
+ * back only once everything that still holds a view of it (a request waiting for its node, a
+ * link's send queue) has let go too.
  */
+import { lend, type Release } from "./buffer_lease.ts";
 
 const MIN_CLASS = 12; // 4 KiB
 const MAX_CLASS = 27; // 128 MiB
@@ -27,6 +32,8 @@ export class BufferPool {
   readonly #maxIdle: number;
   readonly #maxClassIdle: number;
   readonly #maxPooled: number;
+  /** Each lent buffer's owner release, and whether the owner vouched it may be freed. */
+  readonly #owners = new WeakMap<ArrayBufferLike, { release: Release; free: boolean }>();
   #idle = 0;
 
   constructor(limits: PoolLimits = {}) {
@@ -48,21 +55,34 @@ export class BufferPool {
   get(size: number): Uint8Array {
     const cls = classOf(size);
     if (cls > MAX_CLASS) return new Uint8Array(size);
-    const buffer = this.#free[cls]!.pop();
-    if (buffer === undefined) return new Uint8Array((1 << cls) + SLACK);
-    this.#idleBytes[cls]! -= buffer.length;
-    this.#idle -= buffer.length;
-    return buffer;
+    let buffer = this.#free[cls]!.pop();
+    if (buffer === undefined) buffer = new Uint8Array((1 << cls) + SLACK);
+    else {
+      this.#idleBytes[cls]! -= buffer.length;
+      this.#idle -= buffer.length;
+    }
+    const lent = buffer;
+    const owner = { release: lend(lent, () => this.#back(lent, owner.free)), free: false };
+    this.#owners.set(lent.buffer, owner);
+    return lent;
   }
 
   /**
-   * Gives back a buffer obtained from {@link get}; the caller must not touch it afterwards.
-   * With `free`, the caller also vouches that nothing else holds a view of it (a reply already
-   * written, not a payload a device might still be sending): one the pool does not keep is then
-   * detached, which frees its memory now rather than at some later garbage collection, so an
-   * idle server gives back what a burst of huge requests took.
+   * The owner lets go of a buffer obtained from {@link get}; it must not touch it afterwards.
+   * It comes back to the pool once nothing holds a view of it any more. With `free`, the owner
+   * says the buffer need not outlive its holders: one the pool does not keep is then detached,
+   * which frees its memory now rather than at some later garbage collection, so an idle server
+   * gives back what a burst of huge requests took.
    */
   put(buffer: Uint8Array, free = false): void {
+    const owner = this.#owners.get(buffer.buffer);
+    if (owner === undefined) return;
+    this.#owners.delete(buffer.buffer);
+    owner.free = free;
+    owner.release();
+  }
+
+  #back(buffer: Uint8Array, free: boolean): void {
     const length = buffer.byteLength;
     if (buffer.byteOffset !== 0 || buffer.buffer.byteLength !== length) return;
     const cls = classOf(length);
