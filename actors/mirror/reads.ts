@@ -1,10 +1,11 @@
 /**
  * The mirror's read path: a read goes to one in-sync leg (the read policy picks) and fails over
- * to the next on error. A leg that refuses the request is at fault only if another leg serves
+ * to the next on error; a large read is split across the in-sync legs. A leg that refuses the request is at fault only if another leg serves
  * it; when every leg refuses, the client hears the refusal. Extents and cache hints ask one leg.
  */
 import type { Extent } from "../block/contract.ts";
 import type { MirrorCore } from "./core.ts";
+import { type ReadPiece, readPieces } from "../block/read_pieces.ts";
 import { describe, isRequestError } from "./errors.ts";
 import { invariant } from "./invariants.ts";
 import type { Leg } from "./leg.ts";
@@ -26,7 +27,41 @@ export function pickReadLeg(
   return leg;
 }
 
-export async function readFromLegs(
+/**
+ * A read at least this large, with round-robin reads and two or more legs in sync, is split
+ * across the legs so their links and disks work on it at once.
+ */
+export const SPLIT_READ = 256 * 1024;
+/** The smallest piece a split read gives one leg. */
+const MIN_PIECE = 128 * 1024;
+
+export function readFromLegs(
+  core: MirrorCore,
+  policy: ReadPolicy,
+  offset: number,
+  length: number,
+  into?: Uint8Array,
+): Promise<Uint8Array> {
+  const legs = policy.name === "round-robin" && length >= SPLIT_READ
+    ? Math.min(core.inSyncCount(), Math.floor(length / MIN_PIECE))
+    : 1;
+  if (legs < 2) return readFailingOver(core, policy, offset, length, into);
+  // Pieces in whole 4 KiB blocks, the last taking what is left.
+  const piece = Math.ceil(length / legs / 4096) * 4096;
+  const pieces: ReadPiece[] = [];
+  for (let at = 0; at < length; at += piece) {
+    const n = Math.min(piece, length - at);
+    pieces.push({
+      at,
+      length: n,
+      read: (view) => readFailingOver(core, policy, offset + at, n, view),
+    });
+  }
+  return readPieces(length, into, pieces);
+}
+
+/** One read from one in-sync leg, failing over to the next on error. */
+async function readFailingOver(
   core: MirrorCore,
   policy: ReadPolicy,
   offset: number,
@@ -42,19 +77,18 @@ export async function readFromLegs(
     const epoch = leg.epoch;
     const started = core.clock.now();
     try {
-      // The leg reads into a buffer of its own, never into the caller's: a leg that times out
-      // is abandoned but may still answer later, and must not write into `into` after the
-      // caller has it back (from another leg) and reused it.
-      const data = await core.timed(leg, leg.device.read(offset, length));
+      // The first attempt reads straight into the caller's buffer. A later one reads into a
+      // buffer of its own: the attempt before it may have been abandoned at its deadline and
+      // still write into `into` (it holds it, so it is not reused under it), and the caller
+      // takes the returned view, not `into` (BlockDevice.read).
+      const target = attempt === 0 ? into : undefined;
+      const data = await core.timed(leg, leg.device.read(offset, length, target));
       leg.reads++;
       leg.latency.read.record(core.clock.now() - started);
       for (const r of refused) {
         core.fail(r.leg, r.epoch, `read refused by this leg alone (${describe(r.error)})`);
       }
-      if (into === undefined) return data;
-      const view = into.subarray(0, length);
-      view.set(data);
-      return view;
+      return data;
     } catch (error) {
       lastError = error;
       if (isRequestError(error)) refused.push({ leg, epoch, error });
