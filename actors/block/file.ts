@@ -31,7 +31,7 @@ import {
   updateMedia,
   writeBitmap,
 } from "./media.ts";
-import { type IoMode, RawFile } from "./raw_file.ts";
+import { type IoMode, RawFile, type RawMedia } from "./raw_file.ts";
 import type { Random } from "../../util/random.ts";
 
 export const FILE_MAX_BLOCK = 32 * 1024 * 1024;
@@ -49,6 +49,8 @@ export interface FileCreateOptions {
   readonly random?: Random;
   /** Format even when the media already holds a dst storage (its data is lost). */
   readonly overwrite?: boolean;
+  /** Media already open to use instead of opening `path` (a simulated disk). */
+  readonly raw?: RawMedia;
 }
 
 export interface FileOpenOptions {
@@ -59,10 +61,12 @@ export interface FileOpenOptions {
   readonly expectSize?: number;
   readonly expectLeg?: number;
   readonly io?: IoMode;
+  /** Media already open to use instead of opening `path` (a simulated disk). */
+  readonly raw?: RawMedia;
 }
 
 export class FileBlockDevice implements BlockDevice, MediaDevice {
-  readonly #file: RawFile;
+  readonly #file: RawMedia;
   #meta: MediaMeta;
   #info: BlockInfo;
   #closed = false;
@@ -74,7 +78,7 @@ export class FileBlockDevice implements BlockDevice, MediaDevice {
   /** Serializes metadata updates so copies alternate strictly. */
   #metaChain: Promise<unknown> = Promise.resolve();
 
-  private constructor(file: RawFile, meta: MediaMeta, readOnly: boolean) {
+  private constructor(file: RawMedia, meta: MediaMeta, readOnly: boolean) {
     this.#file = file;
     this.#meta = meta;
     this.#info = this.#makeInfo(readOnly);
@@ -82,7 +86,7 @@ export class FileBlockDevice implements BlockDevice, MediaDevice {
 
   /** Formats `path` (created if missing) as a new node holding `size` bytes of zeros. */
   static async create(options: FileCreateOptions): Promise<FileBlockDevice> {
-    const file = RawFile.open({
+    const file = options.raw ?? RawFile.open({
       path: options.path,
       readOnly: false,
       create: true,
@@ -122,7 +126,7 @@ export class FileBlockDevice implements BlockDevice, MediaDevice {
   /** Opens formatted media; throws MediaError when it is unformatted, damaged or foreign. */
   static async open(options: FileOpenOptions): Promise<FileBlockDevice> {
     const readOnly = options.readOnly ?? false;
-    const file = RawFile.open({
+    const file = options.raw ?? RawFile.open({
       path: options.path,
       readOnly,
       ...(options.io ? { io: options.io } : {}),
