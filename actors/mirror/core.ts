@@ -18,6 +18,7 @@ import {
 import { newGenerationId, NO_GENERATION } from "../block/media.ts";
 import type { Clock } from "../../util/clock.ts";
 import type { Logger } from "../../util/log.ts";
+import type { Random } from "../../util/random.ts";
 import { combineInfo } from "../block/info.ts";
 import { ChunkBits } from "./chunk_bits.ts";
 import { noLegsError } from "./errors.ts";
@@ -86,6 +87,8 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
   readonly gen: GenerationStamps;
   readonly clock: Clock;
   readonly logger: Logger;
+  /** Source of generation and storage ids; undefined: the system's secure random. */
+  readonly random: Random | undefined;
   readonly pace: ResyncPace;
   readonly timeoutMs: number;
   readonly idleMs: number;
@@ -107,10 +110,12 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
     options: MirrorOptions,
     clock: Clock,
     logger: Logger,
+    random?: Random,
   ) {
     if (devices.length === 0) throw new RangeError("a mirror needs at least one leg");
     this.clock = clock;
     this.logger = logger;
+    this.random = random;
     this.legs = devices.map((device, i) =>
       newLeg(options.names?.[i] ?? `leg${i}`, device, options.media?.[i], clock.now())
     );
@@ -132,7 +137,7 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
       fail: (leg: Leg, epoch: number, why: string) => this.fail(leg, epoch, why),
     };
     this.bitmap = new WriteIntentBitmap(this.chunks, host);
-    this.gen = new GenerationStamps(options.storageId, this.chunkSize, host);
+    this.gen = new GenerationStamps(options.storageId, this.chunkSize, host, random);
     this.pace = options.pace ?? {};
     this.idleMs = options.activityIdleMs ?? 5000;
     this.probeMs = options.probeMs ?? 2000;
@@ -288,7 +293,7 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
     const g = leg.known?.generations;
     this.gen.current = g !== undefined && g.current !== NO_GENERATION
       ? g
-      : { current: newGenerationId(), bitmap: NO_GENERATION, history: [] };
+      : { current: newGenerationId(this.random), bitmap: NO_GENERATION, history: [] };
   }
 
   /**

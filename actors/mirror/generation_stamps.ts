@@ -9,6 +9,7 @@
 import { BlockError, type MediaGenerations } from "../block/contract.ts";
 import { newGenerationId, NO_GENERATION } from "../block/media.ts";
 import { describe } from "./errors.ts";
+import type { Random } from "../../util/random.ts";
 import { legId, memberFlags, rotate, settle } from "./generations.ts";
 import type { Leg } from "./leg.ts";
 
@@ -31,11 +32,19 @@ export class GenerationStamps {
   #settling: Promise<void> | undefined;
   readonly #chunkSize: number;
   readonly #host: GenerationsHost;
+  readonly #random: Random | undefined;
 
-  constructor(storageId: string | undefined, chunkSize: number, host: GenerationsHost) {
+  /** `random`: the source of new ids (default: the system's secure random). */
+  constructor(
+    storageId: string | undefined,
+    chunkSize: number,
+    host: GenerationsHost,
+    random?: Random,
+  ) {
     this.storageId = storageId;
     this.#chunkSize = chunkSize;
     this.#host = host;
+    this.#random = random;
   }
 
   /** A rotation or settling being stamped, if any. */
@@ -60,8 +69,8 @@ export class GenerationStamps {
       this.mustRotate = false;
       this.#rotating = (async () => {
         const before = this.current ??
-          { current: newGenerationId(), bitmap: NO_GENERATION, history: [] };
-        this.current = rotate(before, newGenerationId());
+          { current: newGenerationId(this.#random), bitmap: NO_GENERATION, history: [] };
+        this.current = rotate(before, newGenerationId(this.#random));
         await this.stampReference();
       })().finally(() => (this.#rotating = undefined));
       await this.#rotating;
