@@ -54,7 +54,7 @@ export async function startMirror(core: MirrorCore): Promise<void> {
   }
   const members = withMedia.filter((l) => isMember(l.known, core.gen.storageId));
   core.gen.storageId ??= members[0]?.known?.storageId ??
-    withMedia.find((l) => l.known?.storageId)?.known?.storageId ?? newStorageId();
+    withMedia.find((l) => l.known?.storageId)?.known?.storageId ?? newStorageId(core.random);
   // Reference: the consistent members not behind any other; they must agree on one
   // generation. A leg whose resync was interrupted is never a reference: it is judged.
   const consistent = members.filter((l) => !isInconsistent(l.known));
@@ -126,7 +126,7 @@ export async function startMirror(core: MirrorCore): Promise<void> {
   const refGens = reference[0]!.known?.generations;
   core.gen.current = refGens !== undefined && refGens.current !== NO_GENERATION
     ? refGens
-    : { current: newGenerationId(), bitmap: NO_GENERATION, history: [] };
+    : { current: newGenerationId(core.random), bitmap: NO_GENERATION, history: [] };
   // Union of every reachable leg's stored bitmap: chunks that may differ (misses, and the
   // activity log: chunks with writes in flight when the mirror last stopped).
   const union = new ChunkBits(core.chunks);
