@@ -6,7 +6,7 @@
  * leave, and the write is acknowledged by the others; only when every in-sync leg refuses the
  * request the same way does the client hear it.
  */
-import type { BlockDevice, BlockError } from "../block/contract.ts";
+import { type BlockDevice, BlockError } from "../block/contract.ts";
 import type { Clock } from "../../util/clock.ts";
 import { describe, isRequestError } from "./errors.ts";
 import type { GenerationStamps } from "./generation_stamps.ts";
@@ -47,6 +47,7 @@ export function writeToLegs(
     if (!host.persist) {
       const spread = taken(host, await everyLeg(host, what, op), first, last);
       host.recordMisses(spread.missed, first, last);
+      stillHeld(host, spread, what);
       checkAcknowledged(host.legs, spread.took, what);
       return;
     }
@@ -57,20 +58,40 @@ export function writeToLegs(
     try {
       if (host.gen.mustRotate) await host.gen.ensureRotated();
       if (!host.bitmap.isDurable(durableAt)) await host.bitmap.store(durableAt);
-      const { took, missed } = taken(host, await everyLeg(host, what, op), first, last);
-      if (missed.length > 0) {
-        const newBits = host.recordMisses(missed, first, last);
+      const spread = taken(host, await everyLeg(host, what, op), first, last);
+      if (spread.missed.length > 0) {
+        const newBits = host.recordMisses(spread.missed, first, last);
         // Acknowledged only under a generation the missing legs are behind, with their
         // chunks marked durably on the legs that serve.
         await host.gen.ensureRotated();
         if (newBits) await host.bitmap.store();
       }
-      checkAcknowledged(host.legs, took, what);
+      stillHeld(host, spread, what);
+      checkAcknowledged(host.legs, spread.took, what);
     } finally {
       host.bitmap.endWrite(first, last, host.clock.now());
     }
   });
 }
+
+/**
+ * Before the acknowledgement: every leg in sync now must be in the life it had when the change
+ * went out. A leg that took it and then left and came back (the mirror took back its last leg
+ * after a crash) may have lost it with its unsynced writes: the client must not hear success.
+ * With no leg in sync any more, none holds it for sure either.
+ */
+function stillHeld(host: WriteHost, spread: Taken, what: string): void {
+  const inSync = host.legs.filter((l) => l.state === "in-sync");
+  const moved = inSync.filter((l) => spread.sentAt.has(l) && spread.sentAt.get(l) !== l.epoch);
+  if (inSync.length === 0 || moved.length > 0) {
+    const why = moved.length > 0
+      ? `${moved.map((l) => l.name).join(", ")} left and came back before it was acknowledged`
+      : "every leg that took it left before it was acknowledged";
+    throw new BlockError("EIO", `${what}: ${why}; it may or may not have been applied`);
+  }
+}
+
+type Taken = Extract<Spread, { kind: "taken" }>;
 
 /** The spread of a change that was taken; a refused one marks its divergent legs and throws. */
 function taken(host: WriteHost, spread: Spread, first: number, last: number) {
@@ -81,7 +102,13 @@ function taken(host: WriteHost, spread: Spread, first: number, last: number) {
 
 /** Which legs took a change, and which lack it (not targeted, failed, or refused it). */
 export type Spread =
-  | { readonly kind: "taken"; readonly took: ReadonlySet<Leg>; readonly missed: readonly Leg[] }
+  | {
+    readonly kind: "taken";
+    readonly took: ReadonlySet<Leg>;
+    readonly missed: readonly Leg[];
+    /** Each target leg's epoch when the change went out to it. */
+    readonly sentAt: ReadonlyMap<Leg, number>;
+  }
   /**
    * Every in-sync leg refused the request: the client hears `error`, and no leg is at fault.
    * `divergent`: rebuilding legs that took it anyway, which now differ from the in-sync ones.
@@ -134,5 +161,6 @@ export async function everyLeg(
     kind: "taken",
     took,
     missed: host.legs.filter((l) => !took.has(l) && l.state !== "removed"),
+    sentAt: new Map(targets.map((l, i) => [l, epochs[i]!])),
   };
 }
