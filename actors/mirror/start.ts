@@ -117,8 +117,10 @@ export async function startMirror(core: MirrorCore): Promise<void> {
         legs: core.legs.length,
       });
     } else {
-      // A new storage: nothing is a member yet; the first reachable leg's data is the truth.
-      reference = [first];
+      // No leg's media carries the storage's age: a leg that keeps no media (a storage served
+      // as a node) may hold its data, media without the age holds none. Else a new storage:
+      // the first reachable leg's data is the truth.
+      reference = [core.legs.find((l) => l.media === undefined) ?? first];
     }
     for (const l of reference) l.adopt = true;
   }
