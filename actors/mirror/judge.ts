@@ -151,9 +151,13 @@ export function decideVerdict(host: JudgeHost, leg: Leg, facts: JudgeFacts): Ver
       generation: state.generations.current,
     });
   }
-  // No reference generations: a split brain is unresolved, nothing to judge against.
   if (host.gen.current === undefined) {
-    return { kind: "out", why: "waiting: no leg serves to judge it against" };
+    // No reference generations and no leg serving: a split brain is unresolved.
+    if (host.inSyncCount() === 0) {
+      return { kind: "out", why: "waiting: no leg serves to judge it against" };
+    }
+    // Legs serve but keep no media (linears, storages): nothing tells what it holds.
+    return { kind: "resync", need: ChunkBits.full(host.chunks), adopt: true };
   }
   if (leg.adopt || !isMember(state, host.gen.storageId)) {
     host.logger.log("warn", "leg's media lacks the storage's age: resyncing it in full", {
