@@ -61,11 +61,15 @@ export class GenerationStamps {
   /** New current generation on the serving legs, once after a leg left (before the next ack). */
   async ensureRotated(): Promise<void> {
     if (this.#settling !== undefined) await this.#settling;
-    while (this.mustRotate) {
+    for (;;) {
+      // A rotation still being stamped counts too: until it landed on every serving leg (or
+      // failed the ones it did not reach), a write acknowledged now would be under a
+      // generation some serving leg lacks.
       if (this.#rotating !== undefined) {
         await this.#rotating;
         continue;
       }
+      if (!this.mustRotate) return;
       this.mustRotate = false;
       this.#rotating = (async () => {
         const before = this.current ??
