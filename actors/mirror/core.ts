@@ -13,9 +13,10 @@ import {
   type BlockInfo,
   type Extent,
   type MediaDevice,
+  type MediaGenerations,
   type ZeroOptions,
 } from "../block/contract.ts";
-import { newGenerationId, NO_GENERATION } from "../block/media.ts";
+import { HISTORY_SLOTS, newGenerationId, NO_GENERATION } from "../block/media.ts";
 import type { Clock } from "../../util/clock.ts";
 import type { Logger } from "../../util/log.ts";
 import type { Random } from "../../util/random.ts";
@@ -302,7 +303,7 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
    * set while no leg served were stored nowhere: the whole bitmap goes to it.
    */
   #readmitted(leg: Leg): void {
-    this.gen.current = leg.known!.generations;
+    this.gen.current = abandoning(this.gen.current, leg.known!.generations);
     this.bitmap.allPagesChanged();
     if (this.persist) void this.bitmap.store().catch(() => {});
     this.logger.log("warn", "the mirror took back its last in-sync leg: serving again", {
@@ -393,4 +394,24 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
   status(leg: Leg): LegStatus {
     return legStatus(leg, this.chunkSize, this.size, this.clock.now());
   }
+}
+
+/**
+ * The generations of a leg taken back as the last in-sync one (`own`), keeping in its history
+ * the ones the mirror rotated to after it (`mine`) that never reached it. Those were stamped on
+ * legs that left before it (they hold nothing acknowledged that it lacks): listed, such a leg is
+ * judged behind, not written apart.
+ */
+function abandoning(
+  mine: MediaGenerations | undefined,
+  own: MediaGenerations,
+): MediaGenerations {
+  if (mine === undefined || mine.current === own.current) return own;
+  const line = [mine.current, ...mine.history];
+  const at = line.indexOf(own.current);
+  const abandoned = (at < 0 ? line : line.slice(0, at)).filter((id) =>
+    id !== NO_GENERATION && id !== own.bitmap && !own.history.includes(id)
+  );
+  if (abandoned.length === 0) return own;
+  return { ...own, history: [...abandoned, ...own.history].slice(0, HISTORY_SLOTS) };
 }
