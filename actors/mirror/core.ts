@@ -22,6 +22,7 @@ import type { Logger } from "../../util/log.ts";
 import type { Random } from "../../util/random.ts";
 import { combineInfo } from "../block/info.ts";
 import { ChunkBits } from "./chunk_bits.ts";
+import { isInconsistent, isMember } from "./generations.ts";
 import { noLegsError } from "./errors.ts";
 import { GenerationStamps } from "./generation_stamps.ts";
 import { checkLegs, invariant, InvariantError } from "./invariants.ts";
@@ -217,6 +218,14 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
       },
     );
     for (const effect of outcome.effects) runEffect(this, effect, m);
+    // A leg stamped with the serving generation (a resync about to finish) that leaves now
+    // must be left behind it, as an in-sync leg that leaves is: else, after a restart, it
+    // would pass for a peer of the legs that went on taking writes.
+    if (
+      outcome.to !== "in-sync" && !outcome.effects.includes("rotate") && this.#carriesCurrent(m)
+    ) {
+      runEffect(this, "rotate", m);
+    }
     checkLegs(this.legs, this.bitmap.bits);
     this.#onLegState?.(this.status(leg));
     if (event.t === "judged" && event.verdict.kind === "readmit") {
@@ -279,6 +288,14 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
         break;
     }
     this.bitmap.setAll(leg.need);
+  }
+
+  /** Does `leg`'s media say it is a consistent member at the mirror's current generation? */
+  #carriesCurrent(leg: Leg): boolean {
+    const known = leg.known;
+    return known !== undefined && this.gen.current !== undefined &&
+      known.generations.current === this.gen.current.current && !isInconsistent(known) &&
+      isMember(known, this.gen.storageId);
   }
 
   /** The mirror went down when `leg`, its last in-sync leg, left: remember it (readmit). */
