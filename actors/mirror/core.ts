@@ -221,9 +221,7 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
     // A leg stamped with the serving generation (a resync about to finish) that leaves now
     // must be left behind it, as an in-sync leg that leaves is: else, after a restart, it
     // would pass for a peer of the legs that went on taking writes.
-    if (
-      outcome.to !== "in-sync" && !outcome.effects.includes("rotate") && this.#carriesCurrent(m)
-    ) {
+    if (from === "rebuilding" && outcome.to !== "in-sync" && this.#carriesCurrent(m)) {
       runEffect(this, "rotate", m);
     }
     checkLegs(this.legs, this.bitmap.bits);
