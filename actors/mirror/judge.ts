@@ -97,7 +97,10 @@ export async function readFacts(host: JudgeHost, leg: Leg): Promise<JudgeFacts> 
   }
 }
 
-/** The leg's stored bitmap, in this mirror's chunks (undefined when it keeps none). */
+/**
+ * The leg's stored bitmap, in this mirror's chunks (undefined when it keeps none; every chunk
+ * when it cannot be read).
+ */
 export async function loadBits(
   host: Pick<JudgeHost, "info" | "chunks" | "chunkSize" | "logger" | "timed">,
   leg: Leg,
@@ -112,11 +115,13 @@ export async function loadBits(
       ? new ChunkBits(host.chunks, bits.bytes)
       : rechunk(bits, stored, host.chunkSize, host.chunks);
   } catch (error) {
-    host.logger.log("warn", "cannot read a leg's bitmap", {
+    // What it marks is not known: every chunk may differ (never none, which loses the chunks
+    // only this leg's bitmap marked, the writes the others missed).
+    host.logger.log("warn", "cannot read a leg's bitmap: taking every chunk as marked", {
       leg: leg.name,
       error: describe(error),
     });
-    return undefined;
+    return ChunkBits.full(host.chunks);
   }
 }
 
