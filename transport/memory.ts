@@ -21,7 +21,7 @@ export interface Faults {
   delayMs: number;
   /** Up to this much more latency, drawn per unit. */
   delayJitterMs: number;
-  /** Probability that a unit is held back and delivered after the next one. */
+  /** Probability that a unit is held back and delivered after the next one (or a bit late). */
   reorder: number;
   /** Probability that a unit is delivered twice. */
   duplicate: number;
@@ -223,6 +223,15 @@ class MemoryDuplex implements Duplex {
     if (late !== undefined) throw late;
     if (faults.reorder > 0 && pipe.held === undefined && network.chance(faults.reorder)) {
       pipe.held = unit;
+      // Overtaken by the next unit, or delivered late if none comes (a stream waiting for it
+      // would otherwise wait forever).
+      const timer = network.clock.setTimeout(() => {
+        pipe.timers.delete(timer);
+        if (pipe.held !== unit) return;
+        pipe.held = undefined;
+        this.#deliver(unit);
+      }, faults.delayMs + faults.delayJitterMs + 1);
+      pipe.timers.add(timer);
       return;
     }
     this.#deliver(unit);
