@@ -192,6 +192,7 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
     if (outcome.kind !== "move") return outcome;
     const m = leg as MutableLeg;
     const from = m.state;
+    const lacked = m.need?.copy();
     this.#changeNeed(m, outcome.need, event);
     if (outcome.adopt) m.adopt = true;
     m.state = outcome.to;
@@ -203,6 +204,8 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
       // The administrator picked this leg's data as the truth while none served.
       if (event.t === "clean" && othersInSync === 0) this.#adoptAsReference(m);
       if (event.t === "judged" && event.verdict.kind === "readmit") this.#readmitted(m);
+      // It is the truth now: where it lacked writes, the others may hold them; they differ.
+      if (othersInSync === 0 && lacked !== undefined) this.#spreadNeed(m, lacked);
     } else if (from === "in-sync" && othersInSync === 0) {
       this.#wentDown(m);
     }
@@ -294,6 +297,20 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
     return known !== undefined && this.gen.current !== undefined &&
       known.generations.current === this.gen.current.current && !isInconsistent(known) &&
       isMember(known, this.gen.storageId);
+  }
+
+  /**
+   * `leg` became the one in-sync leg, lacking `lacked` (writes that only other legs took, some
+   * never acknowledged): every other leg now differs from it there, and needs those chunks.
+   */
+  #spreadNeed(leg: Leg, lacked: ChunkBits): void {
+    if (lacked.isEmpty()) return;
+    for (const l of this.legs) {
+      if (l === leg || l.state === "removed" || l.state === "in-sync") continue;
+      (l as MutableLeg).need ??= new ChunkBits(this.chunks);
+      l.need!.or(lacked);
+    }
+    this.bitmap.setAll(lacked);
   }
 
   /** The mirror went down when `leg`, its last in-sync leg, left: remember it (readmit). */
