@@ -59,13 +59,13 @@ export function writeToLegs(
       if (host.gen.mustRotate) await host.gen.ensureRotated();
       if (!host.bitmap.isDurable(durableAt)) await host.bitmap.store(durableAt);
       const spread = taken(host, await everyLeg(host, what, op), first, last);
-      if (spread.missed.length > 0) {
-        const newBits = host.recordMisses(spread.missed, first, last);
-        // Acknowledged only under a generation the missing legs are behind, with their
-        // chunks marked durably on the legs that serve.
-        await host.gen.ensureRotated();
-        if (newBits) await host.bitmap.store();
-      }
+      const newBits = spread.missed.length > 0 &&
+        host.recordMisses(spread.missed, first, last);
+      // Acknowledged only under a generation every serving leg carries (a rotation begun
+      // before, still being stamped, included) and the missing legs are behind, with their
+      // chunks marked durably on the legs that serve.
+      await host.gen.ensureRotated();
+      if (newBits) await host.bitmap.store();
       stillHeld(host, spread, what);
       checkAcknowledged(host.legs, spread.took, what);
     } finally {
