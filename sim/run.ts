@@ -61,7 +61,7 @@ export async function runSeed(seed: number, options: SeedOptions = {}): Promise<
   const { nodes, levels } = measure(w.shape.root);
   w.trace.event(`seed ${seed}: ${w.shape.family}, ${nodes} nodes, ${levels} levels`);
   w.trace.event(`tree ${JSON.stringify(w.shape.root)}`);
-  w.trace.event(`tuning ${JSON.stringify(w.tuning)} network ${JSON.stringify(w.network.rates)}`);
+  w.trace.event(`tuning ${JSON.stringify(w.tuning)} network ${JSON.stringify(w.faultRates)}`);
   w.trace.event(`workload ${JSON.stringify(w.workload.mix)} faults ${JSON.stringify(faults.plan)}`);
   try {
     for (const leaf of w.treeLeaves()) void leaf.start();
@@ -70,6 +70,7 @@ export async function runSeed(seed: number, options: SeedOptions = {}): Promise<
     if (!up) w.fail(`the storage did not start within ${SETUP_MS / 1000} s`);
     if (!w.failed) {
       w.workload.start();
+      w.faults();
       faults.start();
       await w.driver.run(w.sim.now() + (options.ticks ?? DEFAULT_TICKS), () => w.failed);
     }

@@ -63,6 +63,7 @@ export class World implements SimHost, ExporterObserver {
   healing = false;
   #incarnations = new Map<string, number>();
   #calmFor: string | undefined;
+  readonly #faultRates: NetworkRates;
   #rates: NetworkRates | undefined;
   #spares = 0;
 
@@ -74,9 +75,9 @@ export class World implements SimHost, ExporterObserver {
     this.driver = new Driver(this.sim, { maxSteps: options.maxSteps ?? 2_000_000 });
     this.trace = new Trace(() => this.sim.now(), options.verbose ?? false);
     this.own = new ProcessClock(this.sim);
-    this.network = new SimNetwork(new ProcessClock(this.sim), this.rng("network"), {
-      ...drawRates(this.rng("rates"), options.gaps ?? false),
-    });
+    // The tree starts on a calm network; the seed's rates apply once it serves (faults()).
+    this.network = new SimNetwork(new ProcessClock(this.sim), this.rng("network"), CALM);
+    this.#faultRates = drawRates(this.rng("rates"), options.gaps ?? false);
     this.shape = drawShape(this.rng("shape"), this.gaps);
     this.model = new TreeModel(this.shape.root);
     this.tuning = drawExporterTuning(this.rng("tuning"));
@@ -159,6 +160,16 @@ export class World implements SimHost, ExporterObserver {
       this.network.setRates(this.#rates);
       this.trace.event("calm over");
     }
+  }
+
+  /** The seed's network faults begin (the tree is up). */
+  faults(): void {
+    this.network.setRates(this.#faultRates);
+  }
+
+  /** The network faults the seed draws. */
+  get faultRates(): NetworkRates {
+    return this.#faultRates;
   }
 
   /** Why the network is calm now (see relax), if it is. */
