@@ -9,6 +9,10 @@
  *   under a linear leg that restarts loses unsynced writes without its mirror hearing of it.
  * - `generation-history`: a leg away while its mirror rotated its generation more times than the
  *   media keeps (4) shares no current id with the serving legs, and is refused as a split brain.
+ * - `partial-rotation`: a rotation stamped on some legs only (one's stamp hung), one of which
+ *   then became a resync target: after an exporter restart the target's generation is newer
+ *   than the reference's, and it is refused ("holds writes the serving legs never saw").
+ *   Not steered around (it is rare); its seed is in the known failing list.
  * - `frame-desync`: one flipped bit in a frame's length prefix leaves the receiver waiting for
  *   a payload that never ends; keepalive counts bytes, the peer keeps sending, and the link
  *   never closes: every request on it times out, forever (only bit flips expose it).
