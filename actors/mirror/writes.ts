@@ -64,7 +64,7 @@ export function writeToLegs(
       // Acknowledged only under a generation every serving leg carries (a rotation begun
       // before, still being stamped, included) and the missing legs are behind, with their
       // chunks marked durably on the legs that serve.
-      await host.gen.ensureRotated();
+      if (host.gen.mustRotate || host.gen.pending !== undefined) await host.gen.ensureRotated();
       if (newBits) await host.bitmap.store();
       stillHeld(host, spread, what);
       checkAcknowledged(host.legs, spread.took, what);
