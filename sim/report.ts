@@ -9,7 +9,7 @@ import type { SeedResult } from "./run.ts";
 export function describeFailure(r: SeedResult, flags = ""): string {
   const lines = [
     `seed ${r.seed} FAILED (${r.family}, ${r.nodes} nodes, ${r.levels} levels, ` +
-    `trace ${r.digest.slice(0, 16)})`,
+    `trace ${r.digest})`,
     ...r.failures.map((f) => `  failure: ${f}`),
     "  fault schedule:",
     ...(r.schedule ?? []).map((s) => `    ${s}`),
