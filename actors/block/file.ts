@@ -206,15 +206,20 @@ export class FileBlockDevice implements BlockDevice, MediaDevice {
   }
 
   /** The media state a mirror reads (MediaDevice). */
-  media(): Promise<MediaState> {
+  /**
+   * The media state a mirror reads (MediaDevice), once the updates asked for before it landed:
+   * an update still queued (a slow disk) must not land after a reader took the older state.
+   */
+  async media(): Promise<MediaState> {
+    await this.#metaChain;
     const m = this.#meta;
-    return Promise.resolve({
+    return {
       storageId: m.storageId,
       generations: m.generations,
       flags: m.flags,
       bitmapBytes: m.bitmapBytes,
       outdated: m.outdated,
-    });
+    };
   }
 
   async updateMedia(patch: MediaPatch): Promise<MediaState> {
