@@ -196,6 +196,8 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
     this.#changeNeed(m, outcome.need, event);
     if (outcome.adopt) m.adopt = true;
     m.state = outcome.to;
+    // Its resync's progress ends with the rebuilding (a clean or a failure ends it too).
+    if (from === "rebuilding") m.resync = undefined;
     m.epoch++;
     m.reason = outcome.reason;
     m.since = this.clock.now();
