@@ -108,6 +108,25 @@ export const REGRESSIONS: readonly KeptSeed[] = [
     found: "writes that missed no leg were acknowledged while a rotation was still being stamped " +
       "(a split brain after the next restart); writes.ts: every write waits for the rotation",
   },
+  {
+    seed: 1631,
+    options: LONG,
+    found: "the operator removed the leg the mirror had gone down with (the only one holding " +
+      "every acknowledged write): no leg could ever be taken back; maintenance.ts: refused",
+  },
+  {
+    seed: 2577,
+    options: LONG,
+    found: "a stamp hung in a node's disk landed after the mirror had read the node's older " +
+      "media state; the leg never matched the mirror's generations again (down for good); " +
+      "file.ts: media() answers after the updates queued before it",
+  },
+  {
+    seed: 2615,
+    options: LONG,
+    found: "a rebuilding leg marked clean kept showing a resync in progress forever; core.ts: " +
+      "resync progress ends with the rebuilding",
+  },
 ];
 
 /** Seeds that fail for a known design gap (sim/gaps.ts), with what to replay them with. */
