@@ -13,6 +13,10 @@
  *   then became a resync target: after an exporter restart the target's generation is newer
  *   than the reference's, and it is refused ("holds writes the serving legs never saw").
  *   Not steered around (it is rare); its seed is in the known failing list.
+ * - `late-metadata`: a metadata update (a generation stamp) the mirror gave up on lands later,
+ *   carrying an 'outdated' record that no longer holds; a later start trusts it and goes on
+ *   without the leg holding the newest writes. Needs the design's fencing (claim epochs on the
+ *   media). Rare; not steered around; its seed is in the known failing list.
  * - `frame-desync`: one flipped bit in a frame's length prefix leaves the receiver waiting for
  *   a payload that never ends; keepalive counts bytes, the peer keeps sending, and the link
  *   never closes: every request on it times out, forever (only bit flips expose it).
