@@ -1,7 +1,9 @@
 /**
  * In-process transport, `mem://NAME`, for tests and simulation: pipes between duplexes with
- * seeded fault injection (drop, delay, reorder, reset, partition, bit flips). Faults apply per
- * write unit, which is frame-aligned because the link hands whole frames to `writev`.
+ * seeded fault injection (drop, duplicate, delay, reorder, reset, partition, bit flips). Faults
+ * apply per write unit, which is frame-aligned because the link hands whole frames to `writev`.
+ * A simulation gives each connection's direction its own faults (`faultsFor`), names the process
+ * that dials (`MemoryTransport`'s `from`), and crashes a process's every connection at once.
  */
 
 import type { Clock, Timer } from "../util/clock.ts";
@@ -19,8 +21,10 @@ export interface Faults {
   delayMs: number;
   /** Up to this much more latency, drawn per unit. */
   delayJitterMs: number;
-  /** Probability that a unit is held back and delivered after the next one. */
+  /** Probability that a unit is held back and delivered after the next one (or a bit late). */
   reorder: number;
+  /** Probability that a unit is delivered twice. */
+  duplicate: number;
   /** Probability that a write resets the connection (both ends fail). */
   reset: number;
   /** Probability that one bit of a unit is flipped. */
@@ -36,6 +40,7 @@ export function noFaults(): Faults {
     delayMs: 0,
     delayJitterMs: 0,
     reorder: 0,
+    duplicate: 0,
     reset: 0,
     corrupt: 0,
     partitioned: false,
@@ -49,6 +54,12 @@ export interface MemoryNetworkOptions {
   readonly faults?: Partial<Faults>;
   /** Bytes buffered per direction before writes wait for the reader. Default 4 MiB. */
   readonly pipeBytes?: number;
+  /**
+   * The faults of units written by one end of a connection from `from` (the dialing process,
+   * when named) to the listener `to`; default: the network's `faults` for every connection.
+   * The objects are read on every write, so changing them changes live connections.
+   */
+  readonly faultsFor?: (from: string | undefined, to: string, end: "dialer" | "listener") => Faults;
 }
 
 /** The error a read or write gets after an (injected or requested) reset. */
@@ -164,6 +175,11 @@ class MemoryDuplex implements Duplex {
     readonly inbound: Pipe,
     readonly outbound: Pipe,
     readonly remote: string,
+    /** What goes wrong with the units this end writes. */
+    readonly faults: Faults,
+    /** The dialing process (when named) and the listener's name: who this connection joins. */
+    readonly from: string | undefined,
+    readonly to: string,
   ) {}
 
   read(into: Uint8Array): Promise<number | null> {
@@ -181,7 +197,7 @@ class MemoryDuplex implements Duplex {
       : this.outbound.broken;
     if (broken !== undefined) throw broken;
     const network = this.network;
-    const faults = network.faults;
+    const faults = this.faults;
     if (faults.partitioned) return;
     if (faults.reset > 0 && network.chance(faults.reset)) {
       this.reset("connection reset (injected fault)");
@@ -207,9 +223,19 @@ class MemoryDuplex implements Duplex {
     if (late !== undefined) throw late;
     if (faults.reorder > 0 && pipe.held === undefined && network.chance(faults.reorder)) {
       pipe.held = unit;
+      // Overtaken by the next unit, or delivered late if none comes (a stream waiting for it
+      // would otherwise wait forever).
+      const timer = network.clock.setTimeout(() => {
+        pipe.timers.delete(timer);
+        if (pipe.held !== unit) return;
+        pipe.held = undefined;
+        this.#deliver(unit);
+      }, faults.delayMs + faults.delayJitterMs + 1);
+      pipe.timers.add(timer);
       return;
     }
     this.#deliver(unit);
+    if (faults.duplicate > 0 && network.chance(faults.duplicate)) this.#deliver(unit);
     if (pipe.held !== undefined) {
       const held = pipe.held;
       pipe.held = undefined;
@@ -219,7 +245,7 @@ class MemoryDuplex implements Duplex {
 
   #deliver(unit: Uint8Array): void {
     const pipe = this.outbound;
-    const faults = this.network.faults;
+    const faults = this.faults;
     const clock = this.network.clock;
     const now = clock.now();
     if (faults.delayMs <= 0 && faults.delayJitterMs <= 0 && pipe.lastDeliverAt <= now) {
@@ -296,6 +322,7 @@ export class MemoryNetwork {
   readonly random: Random;
   readonly clock: Clock;
   readonly #pipeBytes: number;
+  readonly #faultsFor: MemoryNetworkOptions["faultsFor"];
   readonly #listeners = new Map<string, MemoryListener>();
   readonly #open = new Set<MemoryDuplex>();
   #connections = 0;
@@ -305,6 +332,7 @@ export class MemoryNetwork {
     this.random = options.random ?? new SeededRandom(options.seed ?? 1);
     this.clock = options.clock ?? systemClock;
     this.#pipeBytes = options.pipeBytes ?? 4 * 1024 * 1024;
+    this.#faultsFor = options.faultsFor;
   }
 
   /** True with probability `p`, from the seeded source. */
@@ -320,18 +348,29 @@ export class MemoryNetwork {
     return listener;
   }
 
-  connect(url: string): Duplex {
+  /** Connects to `url`; `from` names the dialing process (see `faultsFor` and `crash`). */
+  connect(url: string, from?: string): Duplex {
     const name = afterScheme(url, "mem");
     const listener = this.#listeners.get(name);
     if (listener === undefined) {
       throw new Error(`${url}: connection refused (nothing listens there)`);
     }
-    if (this.faults.partitioned) throw new Error(`${url}: unreachable (network partitioned)`);
+    const dialer = this.#faultsFor?.(from, name, "dialer") ?? this.faults;
+    if (dialer.partitioned) throw new Error(`${url}: unreachable (network partitioned)`);
+    const accepter = this.#faultsFor?.(from, name, "listener") ?? this.faults;
     const n = ++this.#connections;
     const toServer = new Pipe(this.#pipeBytes);
     const toClient = new Pipe(this.#pipeBytes);
-    const client = new MemoryDuplex(this, toClient, toServer, url);
-    const server = new MemoryDuplex(this, toServer, toClient, `${url}#client-${n}`);
+    const client = new MemoryDuplex(this, toClient, toServer, url, dialer, from, name);
+    const server = new MemoryDuplex(
+      this,
+      toServer,
+      toClient,
+      `${url}#${from ?? "client"}-${n}`,
+      accepter,
+      from,
+      name,
+    );
     client.peer = server;
     server.peer = client;
     this.#open.add(client);
@@ -343,6 +382,26 @@ export class MemoryNetwork {
   /** Resets every open connection (both ends see a reset). */
   resetAll(reason = "connection reset"): void {
     for (const duplex of [...this.#open]) duplex.reset(reason);
+  }
+
+  /** Resets every open connection between process `a` (as dialer) and listener `b`, or back. */
+  resetBetween(a: string, b: string, reason = "connection reset"): void {
+    for (const duplex of [...this.#open]) {
+      if ((duplex.from === a && duplex.to === b) || (duplex.from === b && duplex.to === a)) {
+        duplex.reset(reason);
+      }
+    }
+  }
+
+  /**
+   * A process died: every connection it dialed or accepted (on the listener of its name) is
+   * reset, and that listener is gone. Nothing it sent and nobody read yet is delivered.
+   */
+  crash(name: string): void {
+    for (const duplex of [...this.#open]) {
+      if (duplex.from === name || duplex.to === name) duplex.reset(`${name} crashed`);
+    }
+    this.#listeners.get(name)?.close();
   }
 
   /** Open connection ends, for tests. */
@@ -360,11 +419,15 @@ export class MemoryNetwork {
 export class MemoryTransport implements Transport {
   readonly scheme = "mem";
 
-  constructor(readonly network: MemoryNetwork = defaultMemoryNetwork) {}
+  /** `from`: the name of the process that dials through this transport (a simulation's). */
+  constructor(
+    readonly network: MemoryNetwork = defaultMemoryNetwork,
+    readonly from?: string,
+  ) {}
 
   connect(url: string): Promise<Duplex> {
     try {
-      return Promise.resolve(this.network.connect(url));
+      return Promise.resolve(this.network.connect(url, this.from));
     } catch (error) {
       return Promise.reject(error);
     }

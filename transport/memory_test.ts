@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { ManualClock } from "../util/clock.ts";
 import { dial, serve } from "./dial.ts";
 import type { Faults } from "./memory.ts";
-import { ConnectionResetError, MemoryNetwork, MemoryTransport } from "./memory.ts";
+import { ConnectionResetError, MemoryNetwork, MemoryTransport, noFaults } from "./memory.ts";
 import type { Duplex, Frame, Link } from "./types.ts";
 
 const text = new TextEncoder();
@@ -198,4 +198,72 @@ Deno.test("a corrupted header closes the link with a reason, not a crash", async
   assert.match(closed.reason, /bad frame|invalid/);
   network.faults.corrupt = 0;
   await server.close();
+});
+
+Deno.test("reorder: a held unit no later unit overtakes is delivered a little late", async () => {
+  const clock = new ManualClock();
+  const { a, b, close } = await pair({ reorder: 1 }, 1, clock);
+  await a.write(text.encode("alone"));
+  let got: string | null | undefined;
+  const reading = readString(b).then((s) => (got = s));
+  await Promise.resolve();
+  assert.equal(got, undefined, "held back");
+  clock.advance(1);
+  await reading;
+  assert.equal(got, "alone", "not held forever: a stream waiting for it would wait forever");
+  close();
+});
+
+Deno.test("duplicate: a unit can arrive twice", async () => {
+  const { a, b, close } = await pair({ duplicate: 1 });
+  await a.write(text.encode("x"));
+  assert.equal(await readString(b), "xx");
+  close();
+});
+
+Deno.test("faults per connection direction, and the dialing process named", async () => {
+  const seen: string[] = [];
+  const lost = { ...noFaults(), drop: 1 };
+  const network = new MemoryNetwork({
+    faultsFor: (from, to, end) => {
+      seen.push(`${from}>${to}:${end}`);
+      return end === "dialer" ? lost : noFaults();
+    },
+  });
+  const listener = network.listen("mem://node");
+  const accepted = listener[Symbol.asyncIterator]().next();
+  const a = await new MemoryTransport(network, "exporter").connect("mem://node");
+  const b = (await accepted).value as Duplex;
+  assert.deepEqual(seen, ["exporter>node:dialer", "exporter>node:listener"]);
+  await a.write(text.encode("request")); // the dialer's units vanish
+  await b.write(text.encode("reply")); // the listener's arrive
+  assert.equal(await readString(a), "reply");
+  lost.drop = 0; // the objects are live: changing them changes the connection
+  await a.write(text.encode("again"));
+  assert.equal(await readString(b), "again");
+  a.close();
+  b.close();
+  listener.close();
+});
+
+Deno.test("crash: every connection of a process is reset and its listener is gone", async () => {
+  const network = new MemoryNetwork();
+  const listener = network.listen("mem://node");
+  const accepted = listener[Symbol.asyncIterator]().next();
+  const fromExporter = network.connect("mem://node", "exporter");
+  const atNode = (await accepted).value as Duplex;
+  const other = network.listen("mem://other");
+  const otherAccepted = other[Symbol.asyncIterator]().next();
+  const unrelated = network.connect("mem://other", "someone");
+  await otherAccepted;
+  const pending = fromExporter.read(new Uint8Array(8));
+  network.crash("node");
+  await assert.rejects(pending, /node crashed/);
+  await assert.rejects(atNode.write(text.encode("late")), ConnectionResetError);
+  assert.throws(() => network.connect("mem://node"), /connection refused/);
+  assert.equal(network.openConnections, 2, "the other connection lives on");
+  network.resetBetween("someone", "other");
+  await assert.rejects(unrelated.write(text.encode("x")), ConnectionResetError);
+  assert.equal(network.openConnections, 0);
+  other.close();
 });

@@ -51,7 +51,9 @@ export class RefusalLog {
   #tick(): void {
     this.#timer = undefined;
     const quietFor = this.#clock.now() - this.#lastAt;
-    if (quietFor < this.#quietMs) {
+    // Within a millisecond counts as quiet: the clock may land a hair short of the due time
+    // (float rounding), and re-arming for that hair fires at once, again and again.
+    if (quietFor < this.#quietMs - 1) {
       this.#timer = this.#clock.setTimeout(() => this.#tick(), this.#quietMs - quietFor);
       return;
     }

@@ -35,7 +35,7 @@ import {
 } from "./media.ts";
 import { lockMedia, type MediaLock } from "./media_lock.ts";
 import { checkExpectedGeneration, type OwnerGrant } from "./owner_grant.ts";
-import { type IoMode, RawFile } from "./raw_file.ts";
+import { type IoMode, RawFile, type RawMedia } from "./raw_file.ts";
 import type { Random } from "../../util/random.ts";
 
 export const FILE_MAX_BLOCK = 32 * 1024 * 1024;
@@ -53,6 +53,8 @@ export interface FileCreateOptions {
   readonly random?: Random;
   /** Format even when the media already holds a dst storage (its data is lost). */
   readonly overwrite?: boolean;
+  /** Media already open to use instead of opening `path` (a simulated disk). */
+  readonly raw?: RawMedia;
 }
 
 export interface FileOpenOptions {
@@ -63,10 +65,12 @@ export interface FileOpenOptions {
   readonly expectSize?: number;
   readonly expectLeg?: number;
   readonly io?: IoMode;
+  /** Media already open to use instead of opening `path` (a simulated disk). */
+  readonly raw?: RawMedia;
 }
 
 export class FileBlockDevice implements BlockDevice, MediaDevice {
-  readonly #file: RawFile;
+  readonly #file: RawMedia;
   readonly #lock: MediaLock;
   #meta: MediaMeta;
   #info: BlockInfo;
@@ -79,7 +83,7 @@ export class FileBlockDevice implements BlockDevice, MediaDevice {
   /** Serializes metadata updates so copies alternate strictly. */
   #metaChain: Promise<unknown> = Promise.resolve();
 
-  private constructor(file: RawFile, lock: MediaLock, meta: MediaMeta, readOnly: boolean) {
+  private constructor(file: RawMedia, lock: MediaLock, meta: MediaMeta, readOnly: boolean) {
     this.#file = file;
     this.#lock = lock;
     this.#meta = meta;
@@ -88,7 +92,7 @@ export class FileBlockDevice implements BlockDevice, MediaDevice {
 
   /** Formats `path` (created if missing) as a new node holding `size` bytes of zeros. */
   static async create(options: FileCreateOptions): Promise<FileBlockDevice> {
-    const file = RawFile.open({
+    const file = options.raw ?? RawFile.open({
       path: options.path,
       readOnly: false,
       create: true,
@@ -96,7 +100,7 @@ export class FileBlockDevice implements BlockDevice, MediaDevice {
     });
     let lock: MediaLock | undefined;
     try {
-      lock = lockMedia(options.path, true);
+      lock = options.raw ? unlocked(options.path) : lockMedia(options.path, true);
       const layout = layoutFor(options.size, options.chunkSize ?? DEFAULT_CHUNK);
       if (!options.overwrite) {
         const existing = await openMedia(file).catch(() => undefined);
@@ -131,14 +135,14 @@ export class FileBlockDevice implements BlockDevice, MediaDevice {
   /** Opens formatted media; throws MediaError when it is unformatted, damaged or foreign. */
   static async open(options: FileOpenOptions): Promise<FileBlockDevice> {
     const readOnly = options.readOnly ?? false;
-    const file = RawFile.open({
+    const file = options.raw ?? RawFile.open({
       path: options.path,
       readOnly,
       ...(options.io ? { io: options.io } : {}),
     });
     let lock: MediaLock | undefined;
     try {
-      lock = lockMedia(options.path, !readOnly);
+      lock = options.raw ? unlocked(options.path) : lockMedia(options.path, !readOnly);
       const meta = await openMedia(file, {
         ...(options.expectStorageId !== undefined ? { storageId: options.expectStorageId } : {}),
         ...(options.expectSize !== undefined ? { dataSize: options.expectSize } : {}),
@@ -214,15 +218,20 @@ export class FileBlockDevice implements BlockDevice, MediaDevice {
   }
 
   /** The media state a mirror reads (MediaDevice). */
-  media(): Promise<MediaState> {
+  /**
+   * The media state a mirror reads (MediaDevice), once the updates asked for before it landed:
+   * an update still queued (a slow disk) must not land after a reader took the older state.
+   */
+  async media(): Promise<MediaState> {
+    await this.#metaChain;
     const m = this.#meta;
-    return Promise.resolve({
+    return {
       storageId: m.storageId,
       generations: m.generations,
       flags: m.flags,
       bitmapBytes: m.bitmapBytes,
       outdated: m.outdated,
-    });
+    };
   }
 
   /** Changes the media state; `expectCurrent` is checked in the same turn as the update. */
@@ -476,4 +485,9 @@ function pick<T extends object, K extends keyof T>(from: T, keys: readonly K[]):
   const out: Partial<T> = {};
   for (const key of keys) if (from[key] !== undefined) out[key] = from[key];
   return out;
+}
+
+/** Media handed in already open (the simulator's disks) come without an OS lock to take. */
+function unlocked(path: string): MediaLock {
+  return { path, release: () => {} };
 }

@@ -63,6 +63,30 @@ function errno(lib: Libc): number {
   return at ? new Deno.UnsafePointerView(at).getInt32() : 0;
 }
 
+/**
+ * What the file device needs of its raw media: positional I/O (synchronous for "sync" mode),
+ * sync, and the fallocate/lseek extras with what the media says it can do. {@link RawFile} is
+ * the real one; a simulation passes a simulated disk that loses what was not synced on a crash.
+ */
+export interface RawMedia extends MediaIo {
+  readonly path: string;
+  readonly io: IoMode;
+  readonly isBlockDevice: boolean;
+  readonly canPunch: boolean;
+  readonly canZeroRange: boolean;
+  readonly fallocateAlign: number;
+  readonly canSeekData: boolean;
+  truncate(size: number): void;
+  readNow(buf: Uint8Array, position: number): void;
+  writeNow(buf: Uint8Array, position: number): void;
+  punchHole(position: number, length: number): Promise<boolean>;
+  zeroRange(position: number, length: number): Promise<boolean>;
+  seekData(position: number, end: number): number;
+  seekHole(position: number, end: number): number;
+  willNeed(position: number, length: number): void;
+  close(): void;
+}
+
 export interface RawFileOptions {
   readonly path: string;
   readonly readOnly: boolean;
@@ -72,7 +96,7 @@ export interface RawFileOptions {
 }
 
 /** One open file or block device; every position is absolute. */
-export class RawFile implements MediaIo {
+export class RawFile implements RawMedia {
   readonly path: string;
   readonly io: IoMode;
   readonly isBlockDevice: boolean;

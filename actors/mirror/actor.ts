@@ -15,6 +15,7 @@ import type { ActorSystem } from "../runtime/system.ts";
 import { type Clock, systemClock, type Timer } from "../../util/clock.ts";
 import { coarseSystemClock } from "../../util/coarse_clock.ts";
 import type { Logger } from "../../util/log.ts";
+import { systemRandom } from "../../util/random.ts";
 import { ControlRefused, MirrorCore, type MirrorOptions } from "./core.ts";
 import { describe } from "./errors.ts";
 import type { FenceRecord } from "./fencing.ts";
@@ -82,7 +83,10 @@ export function mirrorBehavior(
   return (ctx) => {
     const clock = options.clock ?? (ctx.clock === systemClock ? coarseSystemClock : ctx.clock);
     const log = options.logger ?? ctx.log;
-    const core = new MirrorCore(devices, options, clock, log);
+    // Ids come from the system's random only when it is seeded (a simulation): otherwise the
+    // secure one.
+    const random = ctx.random === systemRandom ? undefined : ctx.random;
+    const core = new MirrorCore(devices, options, clock, log, random);
     made(core);
     const device = guard(core);
     const sweeper = new Sweeper(core);

@@ -17,13 +17,16 @@ import {
   type BlockInfo,
   type Extent,
   type MediaDevice,
+  type MediaGenerations,
   type ZeroOptions,
 } from "../block/contract.ts";
-import { newGenerationId, NO_GENERATION } from "../block/media.ts";
+import { HISTORY_SLOTS, newGenerationId, NO_GENERATION } from "../block/media.ts";
 import type { Clock } from "../../util/clock.ts";
 import type { Logger } from "../../util/log.ts";
+import type { Random } from "../../util/random.ts";
 import { combineInfo } from "../block/info.ts";
 import { ChunkBits } from "./chunk_bits.ts";
+import { isInconsistent, isMember } from "./generations.ts";
 import { noLegsError } from "./errors.ts";
 import { GenerationStamps } from "./generation_stamps.ts";
 import { checkLegs, invariant, InvariantError } from "./invariants.ts";
@@ -93,6 +96,8 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
   readonly gen: GenerationStamps;
   readonly clock: Clock;
   readonly logger: Logger;
+  /** Source of generation and storage ids; undefined: the system's secure random. */
+  readonly random: Random | undefined;
   readonly pace: ResyncPace;
   readonly timeoutMs: number;
   readonly idleMs: number;
@@ -117,10 +122,12 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
     options: MirrorOptions,
     clock: Clock,
     logger: Logger,
+    random?: Random,
   ) {
     if (devices.length === 0) throw new RangeError("a mirror needs at least one leg");
     this.clock = clock;
     this.logger = logger;
+    this.random = random;
     this.legs = devices.map((device, i) =>
       this.newLeg(options.names?.[i] ?? `leg${i}`, device, options.media?.[i])
     );
@@ -143,7 +150,7 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
       fail: (leg: Leg, epoch: number, why: string) => this.fail(leg, epoch, why),
     };
     this.bitmap = new WriteIntentBitmap(this.chunks, host);
-    this.gen = new GenerationStamps(options.storageId, this.chunkSize, host);
+    this.gen = new GenerationStamps(options.storageId, this.chunkSize, host, random);
     this.pace = options.pace ?? {};
     this.idleMs = options.activityIdleMs ?? 5000;
     this.probeMs = options.probeMs ?? 2000;
@@ -209,9 +216,12 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
     if (outcome.kind !== "move") return outcome;
     const m = leg as MutableLeg;
     const from = m.state;
+    const lacked = m.need?.copy();
     this.#changeNeed(m, outcome.need, event);
     if (outcome.adopt) m.adopt = true;
     m.state = outcome.to;
+    // Its resync's progress ends with the rebuilding (a clean or a failure ends it too).
+    if (from === "rebuilding") m.resync = undefined;
     m.epoch++;
     m.reason = outcome.reason;
     m.since = this.clock.now();
@@ -221,6 +231,8 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
       // The administrator picked this leg's data as the truth while none served.
       if (event.t === "clean" && othersInSync === 0) this.#adoptAsReference(m);
       if (event.t === "judged" && event.verdict.kind === "readmit") this.#readmitted(m);
+      // It is the truth now: where it lacked writes, the others may hold them; they differ.
+      if (othersInSync === 0 && lacked !== undefined) this.#spreadNeed(m, lacked);
     } else if (from === "in-sync" && othersInSync === 0) {
       this.#wentDown(m);
     }
@@ -236,6 +248,12 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
       },
     );
     for (const effect of outcome.effects) runEffect(this, effect, m);
+    // A leg stamped with the serving generation (a resync about to finish) that leaves now
+    // must be left behind it, as an in-sync leg that leaves is: else, after a restart, it
+    // would pass for a peer of the legs that went on taking writes.
+    if (from === "rebuilding" && outcome.to !== "in-sync" && this.#carriesCurrent(m)) {
+      runEffect(this, "rotate", m);
+    }
     checkLegs(this.legs, this.bitmap.bits);
     this.#onLegState?.(this.status(leg));
     if (event.t === "judged" && event.verdict.kind === "readmit") {
@@ -323,6 +341,28 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
     this.bitmap.setAll(leg.need);
   }
 
+  /** Does `leg`'s media say it is a consistent member at the mirror's current generation? */
+  #carriesCurrent(leg: Leg): boolean {
+    const known = leg.known;
+    return known !== undefined && this.gen.current !== undefined &&
+      known.generations.current === this.gen.current.current && !isInconsistent(known) &&
+      isMember(known, this.gen.storageId);
+  }
+
+  /**
+   * `leg` became the one in-sync leg, lacking `lacked` (writes that only other legs took, some
+   * never acknowledged): every other leg now differs from it there, and needs those chunks.
+   */
+  #spreadNeed(leg: Leg, lacked: ChunkBits): void {
+    if (lacked.isEmpty()) return;
+    for (const l of this.legs) {
+      if (l === leg || l.state === "removed" || l.state === "in-sync") continue;
+      (l as MutableLeg).need ??= new ChunkBits(this.chunks);
+      l.need!.or(lacked);
+    }
+    this.bitmap.setAll(lacked);
+  }
+
   /** The mirror went down when `leg`, its last in-sync leg, left: remember it (readmit). */
   #wentDown(leg: Leg): void {
     if (!this.persist || this.gen.current === undefined) return;
@@ -336,7 +376,7 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
     const g = leg.known?.generations;
     this.gen.current = g !== undefined && g.current !== NO_GENERATION
       ? g
-      : { current: newGenerationId(), bitmap: NO_GENERATION, history: [] };
+      : { current: newGenerationId(this.random), bitmap: NO_GENERATION, history: [] };
   }
 
   /**
@@ -345,7 +385,7 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
    * set while no leg served were stored nowhere: the whole bitmap goes to it.
    */
   #readmitted(leg: Leg): void {
-    this.gen.current = leg.known!.generations;
+    this.gen.current = abandoning(this.gen.current, leg.known!.generations);
     this.bitmap.allPagesChanged();
     if (this.persist) void this.bitmap.store().catch(() => {});
     this.logger.log("warn", "the mirror took back its last in-sync leg: serving again", {
@@ -468,4 +508,24 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
   status(leg: Leg): LegStatus {
     return legStatus(leg, this.chunkSize, this.size, this.clock.now());
   }
+}
+
+/**
+ * The generations of a leg taken back as the last in-sync one (`own`), keeping in its history
+ * the ones the mirror rotated to after it (`mine`) that never reached it. Those were stamped on
+ * legs that left before it (they hold nothing acknowledged that it lacks): listed, such a leg is
+ * judged behind, not written apart.
+ */
+function abandoning(
+  mine: MediaGenerations | undefined,
+  own: MediaGenerations,
+): MediaGenerations {
+  if (mine === undefined || mine.current === own.current) return own;
+  const line = [mine.current, ...mine.history];
+  const at = line.indexOf(own.current);
+  const abandoned = (at < 0 ? line : line.slice(0, at)).filter((id) =>
+    id !== NO_GENERATION && id !== own.bitmap && !own.history.includes(id)
+  );
+  if (abandoned.length === 0) return own;
+  return { ...own, history: [...abandoned, ...own.history].slice(0, HISTORY_SLOTS) };
 }

@@ -48,7 +48,14 @@ export async function judge(core: MirrorCore, leg: Leg, epoch: number): Promise<
   const facts = await readFacts(core, leg);
   if (leg.epoch !== epoch || core.closed) return;
   if (facts.kind === "media") leg.known = facts.state;
-  core.dispatch(leg, { t: "judged", verdict: decideVerdict(core, leg, facts) }, epoch);
+  const decide = () => {
+    if (leg.epoch !== epoch || core.closed) return;
+    core.dispatch(leg, { t: "judged", verdict: decideVerdict(core, leg, facts) }, epoch);
+  };
+  // The last in-sync leg may be taken back: only once no write is in flight, so a write that
+  // it failed (or took) in its earlier life has ended and been accounted for first.
+  if (core.down?.leg === leg) await core.lock(0, core.size, () => Promise.resolve(decide()));
+  else decide();
 }
 
 /** Marks the leg's media a resync target (its need durable first), then starts its actor. */

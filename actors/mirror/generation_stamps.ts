@@ -11,6 +11,7 @@
 import { BlockError, type MediaGenerations } from "../block/contract.ts";
 import { newGenerationId, NO_GENERATION } from "../block/media.ts";
 import { describe } from "./errors.ts";
+import type { Random } from "../../util/random.ts";
 import { FLAG_CLEAN_STOP, legId, memberFlags, rotate, settle } from "./generations.ts";
 import type { Leg } from "./leg.ts";
 
@@ -33,11 +34,19 @@ export class GenerationStamps {
   #settling: Promise<void> | undefined;
   readonly #chunkSize: number;
   readonly #host: GenerationsHost;
+  readonly #random: Random | undefined;
 
-  constructor(storageId: string | undefined, chunkSize: number, host: GenerationsHost) {
+  /** `random`: the source of new ids (default: the system's secure random). */
+  constructor(
+    storageId: string | undefined,
+    chunkSize: number,
+    host: GenerationsHost,
+    random?: Random,
+  ) {
     this.storageId = storageId;
     this.#chunkSize = chunkSize;
     this.#host = host;
+    this.#random = random;
   }
 
   /** A rotation or settling being stamped, if any. */
@@ -54,16 +63,20 @@ export class GenerationStamps {
   /** New current generation on the serving legs, once after a leg left (before the next ack). */
   async ensureRotated(): Promise<void> {
     if (this.#settling !== undefined) await this.#settling;
-    while (this.mustRotate) {
+    for (;;) {
+      // A rotation still being stamped counts too: until it landed on every serving leg (or
+      // failed the ones it did not reach), a write acknowledged now would be under a
+      // generation some serving leg lacks.
       if (this.#rotating !== undefined) {
         await this.#rotating;
         continue;
       }
+      if (!this.mustRotate) return;
       this.mustRotate = false;
       this.#rotating = (async () => {
         const before = this.current ??
-          { current: newGenerationId(), bitmap: NO_GENERATION, history: [] };
-        this.current = rotate(before, newGenerationId());
+          { current: newGenerationId(this.#random), bitmap: NO_GENERATION, history: [] };
+        this.current = rotate(before, newGenerationId(this.#random));
         await this.stampReference();
       })().finally(() => (this.#rotating = undefined));
       await this.#rotating;

@@ -82,7 +82,10 @@ export async function readFacts(host: JudgeHost, leg: Leg): Promise<JudgeFacts> 
   }
 }
 
-/** The leg's stored bitmap, in this mirror's chunks (undefined when it keeps none). */
+/**
+ * The leg's stored bitmap, in this mirror's chunks (undefined when it keeps none; every chunk
+ * when it cannot be read).
+ */
 export async function loadBits(
   host: Pick<JudgeHost, "info" | "chunks" | "chunkSize" | "logger" | "timed">,
   leg: Leg,
@@ -97,11 +100,13 @@ export async function loadBits(
       ? new ChunkBits(host.chunks, bits.bytes)
       : rechunk(bits, stored, host.chunkSize, host.chunks);
   } catch (error) {
-    host.logger.log("warn", "cannot read a leg's bitmap", {
+    // What it marks is not known: every chunk may differ (never none, which loses the chunks
+    // only this leg's bitmap marked, the writes the others missed).
+    host.logger.log("warn", "cannot read a leg's bitmap: taking every chunk as marked", {
       leg: leg.name,
       error: describe(error),
     });
-    return undefined;
+    return ChunkBits.full(host.chunks);
   }
 }
 
@@ -136,9 +141,13 @@ export function decideVerdict(host: JudgeHost, leg: Leg, facts: JudgeFacts): Ver
       generation: state.generations.current,
     });
   }
-  // No reference generations: a split brain is unresolved, nothing to judge against.
   if (host.gen.current === undefined) {
-    return { kind: "out", why: "waiting: no leg serves to judge it against" };
+    // No reference generations and no leg serving: a split brain is unresolved.
+    if (host.inSyncCount() === 0) {
+      return { kind: "out", why: "waiting: no leg serves to judge it against" };
+    }
+    // Legs serve but keep no media (linears, storages): nothing tells what it holds.
+    return { kind: "resync", need: ChunkBits.full(host.chunks), adopt: true };
   }
   if (leg.adopt || !isMember(state, host.gen.storageId)) {
     host.logger.log("warn", "leg's media lacks the storage's age: resyncing it in full", {

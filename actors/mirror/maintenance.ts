@@ -57,6 +57,14 @@ export async function act(core: MirrorCore, action: MirrorAction): Promise<Actio
     case "add-leg":
       return await addLeg(core, action.leg, action.device, action.media);
     case "remove-leg": {
+      const leg = core.leg(action.leg);
+      if (core.down?.leg === leg && core.inSyncCount() === 0) {
+        throw new ControlRefused(
+          `${action.leg}: it was the last leg in sync when the mirror went down and is the only ` +
+            "one known to hold every acknowledged write; bring it back (it is taken back by " +
+            "itself) before removing it",
+        );
+      }
       const done = event(core, action.leg, { t: "remove" }, "removed", "");
       core.legs.splice(core.legs.findIndex((l) => l.name === action.leg), 1);
       if (core.bitmap.recompute() && core.persist) void core.bitmap.store().catch(() => {});

@@ -119,19 +119,29 @@ async function finish(core: MirrorCore, leg: Leg, epoch: number): Promise<void> 
     core.fail(leg, epoch, `finishing its resync failed: ${describe(error)}`);
     return;
   }
-  if (leg.epoch !== epoch) return;
-  if (!leg.need!.isEmpty()) return again();
-  leg.adopt = false;
-  const stats = leg.resync?.stats;
-  leg.resyncedBytes += stats?.bytesDone ?? 0;
-  leg.copiedBytes += stats?.bytesCopied ?? 0;
-  leg.lastResync = {
-    bytes: stats?.bytesDone ?? 0,
-    copied: stats?.bytesCopied ?? 0,
-    at: core.clock.now(),
-  };
-  leg.resync = undefined;
-  core.dispatch(leg, { t: "resynced" }, epoch);
+  // Writes begun during the flush and the stamp went to this leg too: it joins only once they
+  // ended (a write it failed or missed takes it out, or marks what it lacks), in one turn under
+  // the whole device's lock, so no write is in flight to it while it moves.
+  const joined = await core.lock(0, core.size, () => {
+    if (leg.epoch !== epoch || !leg.need!.isEmpty()) return Promise.resolve(undefined);
+    leg.adopt = false;
+    const stats = leg.resync?.stats;
+    leg.resyncedBytes += stats?.bytesDone ?? 0;
+    leg.copiedBytes += stats?.bytesCopied ?? 0;
+    leg.lastResync = {
+      bytes: stats?.bytesDone ?? 0,
+      copied: stats?.bytesCopied ?? 0,
+      at: core.clock.now(),
+    };
+    leg.resync = undefined;
+    core.dispatch(leg, { t: "resynced" }, epoch);
+    return Promise.resolve({ stats });
+  });
+  if (joined === undefined) {
+    if (leg.epoch === epoch) again();
+    return;
+  }
+  const { stats } = joined;
   core.logger.log("info", "resync done: leg is in sync", {
     leg: leg.name,
     bytes: stats?.bytesDone ?? 0,

@@ -54,7 +54,7 @@ export async function startMirror(core: MirrorCore): Promise<void> {
   }
   const members = withMedia.filter((l) => isMember(l.known, core.gen.storageId));
   core.gen.storageId ??= members[0]?.known?.storageId ??
-    withMedia.find((l) => l.known?.storageId)?.known?.storageId ?? newStorageId();
+    withMedia.find((l) => l.known?.storageId)?.known?.storageId ?? newStorageId(core.random);
   // Reference: the consistent members not behind any other; they must agree on one
   // generation. A leg whose resync was interrupted is never a reference: it is judged.
   const consistent = members.filter((l) => !isInconsistent(l.known));
@@ -117,8 +117,10 @@ export async function startMirror(core: MirrorCore): Promise<void> {
         legs: core.legs.length,
       });
     } else {
-      // A new storage: nothing is a member yet; the first reachable leg's data is the truth.
-      reference = [first];
+      // No leg's media carries the storage's age: a leg that keeps no media (a storage served
+      // as a node) may hold its data, media without the age holds none. Else a new storage:
+      // the first reachable leg's data is the truth.
+      reference = [core.legs.find((l) => l.media === undefined) ?? first];
     }
     for (const l of reference) l.adopt = true;
   }
@@ -126,7 +128,7 @@ export async function startMirror(core: MirrorCore): Promise<void> {
   const refGens = reference[0]!.known?.generations;
   core.gen.current = refGens !== undefined && refGens.current !== NO_GENERATION
     ? refGens
-    : { current: newGenerationId(), bitmap: NO_GENERATION, history: [] };
+    : { current: newGenerationId(core.random), bitmap: NO_GENERATION, history: [] };
   // Union of every reachable leg's stored bitmap: chunks that may differ (misses, and the
   // activity log: chunks with writes in flight when the mirror last stopped).
   const union = new ChunkBits(core.chunks);

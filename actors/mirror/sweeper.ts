@@ -38,8 +38,9 @@ export class Sweeper {
     core.gen.settleIfDue(core.legs.every((l) => l.state === "in-sync"));
     if (core.probeMs > 0 && now - this.#lastProbe >= core.probeMs) {
       this.#lastProbe = now;
+      // Legs without media too: nothing else tells when a linear or a storage is back.
       for (const l of core.legs) {
-        if (l.state === "out" && l.media !== undefined) core.dispatch(l, { t: "reachable" });
+        if (l.state === "out") core.dispatch(l, { t: "reachable" });
       }
     }
   }

@@ -48,10 +48,12 @@ export async function verify(core: MirrorCore, repairFrom?: string): Promise<Ver
   for (let c = 0; c < core.chunks && !core.closed; c++) {
     const offset = c * core.chunkSize;
     const length = Math.min(core.chunkSize, core.size - offset);
-    const alive = legs.filter((l) => l.state === "in-sync");
-    if (alive.length < 2) break;
-    const digests = await core.lock(offset, length, () =>
-      Promise.all(alive.map((l) => {
+    // The legs compared are the ones in sync once the chunk is locked: a leg that left while
+    // a write held the lock may lack that write, and is no disagreement.
+    let alive: Leg[] = [];
+    const digests = await core.lock(offset, length, () => {
+      alive = legs.filter((l) => l.state === "in-sync");
+      return Promise.all(alive.map((l) => {
         const epoch = l.epoch;
         return core.timed(l, l.media!.digest(offset, length, core.chunkSize)).then(
           hex,
@@ -60,7 +62,9 @@ export async function verify(core: MirrorCore, repairFrom?: string): Promise<Ver
             return undefined;
           },
         );
-      })));
+      }));
+    });
+    if (alive.length < 2) break;
     compared++;
     const counts = new Map<string, number>();
     for (const d of digests) if (d !== undefined) counts.set(d, (counts.get(d) ?? 0) + 1);

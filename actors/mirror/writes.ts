@@ -7,7 +7,7 @@
  * request the same way does the client hear it. A leg answering EFENCED fences the mirror
  * (fencing.ts): the change fails before any leg is marked, and nothing is acknowledged after.
  */
-import type { BlockDevice, BlockError } from "../block/contract.ts";
+import { type BlockDevice, BlockError } from "../block/contract.ts";
 import type { Clock } from "../../util/clock.ts";
 import { describe, isRequestError } from "./errors.ts";
 import type { GenerationStamps } from "./generation_stamps.ts";
@@ -52,6 +52,7 @@ export function writeToLegs(
     if (!host.persist) {
       const spread = taken(host, await everyLeg(host, what, op), first, last);
       host.recordMisses(spread.missed, first, last);
+      stillHeld(host, spread, what);
       checkAcknowledged(host.legs, spread.took, what, host.fenced);
       return;
     }
@@ -62,22 +63,42 @@ export function writeToLegs(
     try {
       if (host.gen.mustRotate) await host.gen.ensureRotated();
       if (!host.bitmap.isDurable(durableAt)) await host.bitmap.store(durableAt);
-      const { took, missed } = taken(host, await everyLeg(host, what, op), first, last);
-      if (missed.length > 0) {
-        const newBits = host.recordMisses(missed, first, last);
-        // Acknowledged only under a generation the missing legs are behind, with their
-        // chunks marked durably on the legs that serve.
-        await host.gen.ensureRotated();
-        if (newBits) await host.bitmap.store();
-      }
+      const spread = taken(host, await everyLeg(host, what, op), first, last);
+      const newBits = spread.missed.length > 0 &&
+        host.recordMisses(spread.missed, first, last);
+      // Acknowledged only under a generation every serving leg carries (a rotation begun
+      // before, still being stamped, included) and the missing legs are behind, with their
+      // chunks marked durably on the legs that serve.
+      if (host.gen.mustRotate || host.gen.pending !== undefined) await host.gen.ensureRotated();
+      if (newBits) await host.bitmap.store();
       // Fencing may have come while the stamps and bits were stored (on some legs only).
       if (host.fenced !== undefined) throw fencedError(what, host.fenced);
-      checkAcknowledged(host.legs, took, what, host.fenced);
+      stillHeld(host, spread, what);
+      checkAcknowledged(host.legs, spread.took, what, host.fenced);
     } finally {
       host.bitmap.endWrite(first, last, host.clock.now());
     }
   });
 }
+
+/**
+ * Before the acknowledgement: every leg in sync now must be in the life it had when the change
+ * went out. A leg that took it and then left and came back (the mirror took back its last leg
+ * after a crash) may have lost it with its unsynced writes: the client must not hear success.
+ * With no leg in sync any more, none holds it for sure either.
+ */
+function stillHeld(host: WriteHost, spread: Taken, what: string): void {
+  const inSync = host.legs.filter((l) => l.state === "in-sync");
+  const moved = inSync.filter((l) => spread.sentAt.has(l) && spread.sentAt.get(l) !== l.epoch);
+  if (inSync.length === 0 || moved.length > 0) {
+    const why = moved.length > 0
+      ? `${moved.map((l) => l.name).join(", ")} left and came back before it was acknowledged`
+      : "every leg that took it left before it was acknowledged";
+    throw new BlockError("EIO", `${what}: ${why}; it may or may not have been applied`);
+  }
+}
+
+type Taken = Extract<Spread, { kind: "taken" }>;
 
 /** The spread of a change that was taken; a refused one marks its divergent legs and throws. */
 function taken(host: WriteHost, spread: Spread, first: number, last: number) {
@@ -88,7 +109,13 @@ function taken(host: WriteHost, spread: Spread, first: number, last: number) {
 
 /** Which legs took a change, and which lack it (not targeted, failed, or refused it). */
 export type Spread =
-  | { readonly kind: "taken"; readonly took: ReadonlySet<Leg>; readonly missed: readonly Leg[] }
+  | {
+    readonly kind: "taken";
+    readonly took: ReadonlySet<Leg>;
+    readonly missed: readonly Leg[];
+    /** Each target leg's epoch when the change went out to it. */
+    readonly sentAt: ReadonlyMap<Leg, number>;
+  }
   /**
    * Every in-sync leg refused the request: the client hears `error`, and no leg is at fault.
    * `divergent`: rebuilding legs that took it anyway, which now differ from the in-sync ones.
@@ -151,5 +178,6 @@ export async function everyLeg(
     kind: "taken",
     took,
     missed: host.legs.filter((l) => !took.has(l) && l.state !== "removed"),
+    sentAt: new Map(targets.map((l, i) => [l, epochs[i]!])),
   };
 }
