@@ -271,7 +271,7 @@ export class Exporter {
       deadAfterMs: t.deadAfterMs,
       backoff: { initialMs: 50, maxMs: t.backoffMaxMs },
       // A mirror leg whose link drops fails at once (storage/assemble.ts does the same).
-      ...(parent === "mirror" ? { holdMs: 0 } : {}),
+      ...(parent === "mirror" ? { ioTimeoutMs: 0 } : {}),
       onState: (state) => {
         if (proc.alive) this.#hooks.get(spec.id)?.(state);
       },
