@@ -22,8 +22,15 @@ export const MEDIA_PAGE = 4096;
 export const BITMAP_OFFSET = 2 * MEDIA_PAGE;
 /** The data area starts on a multiple of this, never before it. */
 export const METADATA_ALIGN = 1024 * 1024;
-/** Older current generation ids kept, newest first. */
-export const HISTORY_SLOTS = 4;
+/**
+ * Older current generation ids kept, newest first. A mirror rotates its generation each time a
+ * leg leaves the in-sync set, so under repeated faults a leg that stayed away is many rotations
+ * behind: with too short a history it could no longer be told apart from a split brain (the
+ * simulator found that with 4). The first 4 sit where they always did, the rest further on.
+ */
+export const HISTORY_SLOTS = 64;
+/** History slots in the header's first history field (media written before there were more). */
+const HISTORY_SLOTS_FIRST = 4;
 /** Outdated leg ids kept (a mirror with more legs than this records the first ones only). */
 export const OUTDATED_SLOTS = 32;
 /**
@@ -174,13 +181,14 @@ const F_CURRENT = 80;
 const F_BITMAP_GEN = 88;
 const F_FLAGS = 96;
 const F_HISTORY_COUNT = 100;
-const F_HISTORY = 104; // HISTORY_SLOTS * 8 bytes
+const F_HISTORY = 104; // HISTORY_SLOTS_FIRST * 8 bytes
 const F_OUTDATED_COUNT = 160;
 const F_OUTDATED = 164; // OUTDATED_SLOTS * 16 bytes, to 676
 const F_OWNER_EPOCH = 680;
 const F_OWNER = 688; // 16 bytes
 const F_OWNER_LABEL_LEN = 704;
 const F_OWNER_LABEL = 708; // OWNER_LABEL_BYTES
+const F_HISTORY_MORE = 1024; // (HISTORY_SLOTS - HISTORY_SLOTS_FIRST) * 8 bytes, to 1504
 const F_CHECKSUM = MEDIA_PAGE - 32; // sha-256 over [0, F_CHECKSUM)
 
 /** The layout for a data area of `dataSize` bytes tracked in chunks of `chunkSize`. */
@@ -347,6 +355,13 @@ export async function writeBitmap(
   await io.sync();
 }
 
+/** Where history slot `i` sits in the header. */
+function historyAt(i: number): number {
+  return i < HISTORY_SLOTS_FIRST
+    ? F_HISTORY + i * 8
+    : F_HISTORY_MORE + (i - HISTORY_SLOTS_FIRST) * 8;
+}
+
 function encodeHeader(meta: MediaMeta): Uint8Array {
   const page = new Uint8Array(MEDIA_PAGE);
   const view = new DataView(page.buffer);
@@ -368,7 +383,7 @@ function encodeHeader(meta: MediaMeta): Uint8Array {
     throw new RangeError(`at most ${HISTORY_SLOTS} history generations, got ${history.length}`);
   }
   view.setUint32(F_HISTORY_COUNT, history.length, true);
-  history.forEach((id, i) => page.set(unhex(id, 8, "history generation"), F_HISTORY + i * 8));
+  history.forEach((id, i) => page.set(unhex(id, 8, "history generation"), historyAt(i)));
   const outdated = meta.outdated.slice(0, OUTDATED_SLOTS);
   view.setUint32(F_OUTDATED_COUNT, outdated.length, true);
   outdated.forEach((id, i) => page.set(unhex(id, 16, "outdated leg id"), F_OUTDATED + i * 16));
@@ -430,7 +445,7 @@ function decodeHeader(page: Uint8Array): MediaMeta | MediaError {
   }
   const history: string[] = [];
   for (let i = 0; i < historyCount; i++) {
-    history.push(hex(page.subarray(F_HISTORY + i * 8, F_HISTORY + i * 8 + 8)));
+    history.push(hex(page.subarray(historyAt(i), historyAt(i) + 8)));
   }
   const outdated: string[] = [];
   for (let i = 0; i < outdatedCount; i++) {

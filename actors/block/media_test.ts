@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import {
   BITMAP_OFFSET,
   formatMedia,
+  HISTORY_SLOTS,
   layoutFor,
   MEDIA_PAGE,
   MediaError,
@@ -128,6 +129,28 @@ Deno.test("media: updates alternate between the two copies and survive reopen", 
   });
   await assert.rejects(
     updateMedia(io, meta, { generations: { current: "xyz", bitmap: NO_GENERATION, history: [] } }),
+    RangeError,
+  );
+});
+
+Deno.test("media: a long generation history survives reopen; its first four stay where older media kept them", async () => {
+  const io = new MemoryMedia(2 * MiB);
+  const meta = await formatMedia(io, { dataSize: MiB });
+  const history = Array.from({ length: HISTORY_SLOTS }, (_, i) => i.toString(16).padStart(16, "0"));
+  await updateMedia(io, meta, {
+    generations: { current: "ef".repeat(8), bitmap: history[9]!, history },
+  });
+  const opened = await openMedia(io);
+  assert.deepEqual(opened.generations.history, history);
+  // Media written by a dst that kept four: the count and the first field are all it read.
+  const header = io.bytes.subarray(opened.sequence % 2 === 0 ? 0 : MEDIA_PAGE);
+  assert.equal(new DataView(header.buffer, header.byteOffset).getUint32(100, true), HISTORY_SLOTS);
+  assert.deepEqual(header.subarray(104, 112), new Uint8Array(8)); // history[0] is all zeros
+  assert.deepEqual(header.subarray(112, 120), Uint8Array.of(0, 0, 0, 0, 0, 0, 0, 1));
+  await assert.rejects(
+    updateMedia(io, opened, {
+      generations: { current: "ef".repeat(8), bitmap: NO_GENERATION, history: [...history, "ab"] },
+    }),
     RangeError,
   );
 });

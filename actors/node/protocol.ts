@@ -8,7 +8,7 @@
  */
 import { z } from "zod";
 import type { BlockErrorCode, BlockInfo } from "../block/contract.ts";
-import { OUTDATED_SLOTS } from "../block/media.ts";
+import { HISTORY_SLOTS, OUTDATED_SLOTS } from "../block/media.ts";
 import type { Header } from "../../transport/types.ts";
 
 /** Bumped on any incompatible change to these messages; checked in the link handshake. */
@@ -159,7 +159,7 @@ const legIdSchema = z.string().regex(/^[0-9a-f]{32}$/);
 const generationsSchema = z.strictObject({
   current: generationId,
   bitmap: generationId,
-  history: z.array(generationId).max(4),
+  history: z.array(generationId).max(HISTORY_SLOTS),
 });
 
 /** `setmedia` payload: a MediaPatch. */
@@ -168,7 +168,8 @@ export const mediaPatchSchema = z.strictObject({
   generations: generationsSchema.optional(),
   flags: z.number().int().min(0).max(0xffffffff).optional(),
   outdated: z.array(legIdSchema).max(OUTDATED_SLOTS).optional(),
-  expectCurrent: z.array(generationId).max(16).optional(),
+  // What the leg was last seen at, and the mirror's current, bitmap and history ids.
+  expectCurrent: z.array(generationId).max(HISTORY_SLOTS + 3).optional(),
 });
 
 /** An owner grant on the wire: `claim` payload, and in its reply. */
