@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { planNode } from "../cli/node.ts";
+import { FENCED_EXIT } from "../cli/serve.ts";
 import { loadTopology } from "../storage/topology.ts";
 import { run, skipWithout } from "./support/nbd_harness.ts";
 import { kill, withTempDir } from "./support/cli_run.ts";
@@ -111,6 +112,9 @@ Deno.test({
         await Deno.writeTextFile(path, text.replaceAll("/usr/local/bin/dst", bin));
         units.push(path);
       }
+      // A fenced exporter stays down: restarting it would claim the nodes back from the newer one.
+      const serveUnit = await Deno.readTextFile(units[1]!);
+      assert.match(serveUnit, new RegExp(`^RestartPreventExitStatus=${FENCED_EXIT}$`, "m"));
       const verify = await run("systemd-analyze", ["verify", "--man=no", ...units], {
         timeoutMs: 60_000,
       });
