@@ -12,27 +12,31 @@
  *   deno task bench [--quick] [--suite local|remote|all] [--transport tcp|unix|both]
  *                   [--runtime SECONDS] [--only TARGET-SUBSTRING]
  */
-import { parseArgs } from "node:util";
+import { benchArgs, numberFlag } from "./args.ts";
 import { totalCpu } from "./cpu.ts";
 import { fio as runFio, type Job, type Result } from "./fio.ts";
 import { type Comparison, report } from "./nbd_report.ts";
 import { startTarget, type TargetName, type Transport } from "./targets.ts";
 
-const { values } = parseArgs({
-  args: Deno.args,
-  options: {
-    quick: { type: "boolean" },
-    suite: { type: "string" },
-    transport: { type: "string" },
-    runtime: { type: "string" },
-    only: { type: "string" },
-  },
+const USAGE = "usage: deno task bench [--quick] [--suite local|remote|all] " +
+  "[--transport tcp|unix|both] [--runtime SECONDS] [--only TARGET-SUBSTRING]";
+const values = benchArgs(USAGE, {
+  quick: { type: "boolean" },
+  suite: { type: "string" },
+  transport: { type: "string" },
+  runtime: { type: "string" },
+  only: { type: "string" },
 });
 const quick = values.quick ?? false;
-const runtime = Number(values.runtime ?? (quick ? 1 : 3));
-const transports: Transport[] = (values.transport ?? "both") === "both"
+const runtime = numberFlag(values.runtime, "--runtime", quick ? 1 : 3, USAGE);
+const transportFlag = values.transport ?? "both";
+if (!["tcp", "unix", "both"].includes(transportFlag)) {
+  console.error(`bench: --transport must be tcp, unix or both, got "${transportFlag}"\n${USAGE}`);
+  Deno.exit(2);
+}
+const transports: Transport[] = transportFlag === "both"
   ? ["tcp", "unix"]
-  : [values.transport as Transport];
+  : [transportFlag as Transport];
 const GiB = 1024 ** 3;
 const size = quick ? GiB / 4 : GiB;
 const root = new URL("..", import.meta.url).pathname;

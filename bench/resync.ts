@@ -5,25 +5,23 @@
  * bare TCP throughput of the same machine in the same run (a plain Deno socket copy), so the
  * figure is a ratio, not a number that depends on the day.
  *
- *   deno task bench:resync [--size 1G] [--parallel N]
+ *   deno task bench:resync [--size MIB] [--parallel N] [--chunk SIZE] [--unix]
  */
-import { parseArgs } from "node:util";
+import { benchArgs, numberFlag } from "./args.ts";
 import { spawnDst } from "../tests/support/dst_process.ts";
 import { freePort } from "./free_port.ts";
 import { fio } from "./fio.ts";
 
 const MiB = 1024 * 1024;
 
-const { values } = parseArgs({
-  args: Deno.args,
-  options: {
-    size: { type: "string", default: "1024" },
-    parallel: { type: "string" },
-    chunk: { type: "string", default: "1M" },
-    unix: { type: "boolean" },
-  },
+const USAGE = "usage: deno task bench:resync [--size MIB] [--parallel N] [--chunk SIZE] [--unix]";
+const values = benchArgs(USAGE, {
+  size: { type: "string", default: "1024" },
+  parallel: { type: "string" },
+  chunk: { type: "string", default: "1M" },
+  unix: { type: "boolean" },
 });
-const SIZE = Number(values.size) * MiB;
+const SIZE = numberFlag(values.size, "--size", 1024, USAGE) * MiB;
 
 /** Bare loopback TCP: one connection, 1 MiB writes, `bytes` through; bytes per second. */
 async function bareTcp(bytes: number): Promise<number> {

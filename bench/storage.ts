@@ -7,21 +7,20 @@
  *   deno task bench:storage [--quick] [--runtime SECONDS] [--read-policy round-robin|nearest]
  *                           [--only TARGET-SUBSTRING]
  */
-import { parseArgs } from "node:util";
+import { benchArgs, numberFlag } from "./args.ts";
 import { type DstProcess, spawnDst } from "../tests/support/dst_process.ts";
 import { fio, type Job, type Result } from "./fio.ts";
 
-const { values } = parseArgs({
-  args: Deno.args,
-  options: {
-    quick: { type: "boolean" },
-    runtime: { type: "string" },
-    "read-policy": { type: "string" },
-    only: { type: "string" },
-  },
+const USAGE = "usage: deno task bench:storage [--quick] [--runtime SECONDS] " +
+  "[--read-policy round-robin|nearest] [--only TARGET-SUBSTRING]";
+const values = benchArgs(USAGE, {
+  quick: { type: "boolean" },
+  runtime: { type: "string" },
+  "read-policy": { type: "string" },
+  only: { type: "string" },
 });
 const quick = values.quick ?? false;
-const runtime = Number(values.runtime ?? (quick ? 2 : 4));
+const runtime = numberFlag(values.runtime, "--runtime", quick ? 2 : 4, USAGE);
 const MiB = 1024 * 1024;
 const size = (quick ? 256 : 1024) * MiB;
 const root = new URL("..", import.meta.url).pathname;

@@ -121,4 +121,13 @@ async function main(args: string[]): Promise<number> {
   return failed.length === 0 ? 0 : 1;
 }
 
-if (import.meta.main) Deno.exit(await main(Deno.args));
+if (import.meta.main) {
+  try {
+    Deno.exit(await main(Deno.args));
+  } catch (e) {
+    // A bad flag (or anything else before the seeds run): one clear line and the usage.
+    const message = e instanceof Error ? e.message : String(e);
+    console.error(`sim: ${message}${message.includes("usage:") ? "" : `\n${USAGE}`}`);
+    Deno.exit(2);
+  }
+}

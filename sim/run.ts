@@ -44,6 +44,7 @@ let current: World | undefined;
 
 // A rejection nobody handles is a bug of the code under test: it fails the seed, never the run.
 globalThis.addEventListener("unhandledrejection", (event) => {
+  if (current === undefined) return; // not a seed's: the runner's own error, reported as such
   event.preventDefault();
   const reason = event.reason as Error | undefined;
   current?.fail(`unhandled rejection: ${reason?.stack ?? String(event.reason)}`);
