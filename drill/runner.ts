@@ -41,6 +41,8 @@ export interface DrillReport {
   /** sha256 of each node's data area after everything stopped. */
   readonly legs: Readonly<Record<string, string>>;
   readonly events: readonly DrillEvent[];
+  /** When the drill failed: the end of each process's log, to tell why without a rerun. */
+  readonly logs?: Readonly<Record<string, string>>;
   readonly durationMs: number;
 }
 
@@ -491,6 +493,9 @@ export async function runDrill(drill: Drill, options: DrillOptions = {}): Promis
     },
     legs,
     events,
+    ...(failures.length === 0 ? {} : {
+      logs: Object.fromEntries([...procs.values()].map((p) => [p.name, p.stderrTail])),
+    }),
     durationMs: Math.round(now()),
   };
 }

@@ -33,10 +33,19 @@ async function runDrillFile(file: string): Promise<DrillReport | undefined> {
     report.verdict === "pass" ? 0 : 1,
     `exit code follows the verdict\n${stderr}`,
   );
-  assert.deepEqual(report.failures, [], `${file} failed:\n${summary}`);
+  assert.deepEqual(report.failures, [], `${file} failed:\n${summary}\n${story(report)}`);
   assert.equal(report.verdict, "pass");
   console.log(`${file} (${report.durationMs} ms)\n${summary}`);
   return report;
+}
+
+/** A failed drill's timeline and the end of each process's log: why, without a rerun. */
+function story(report: DrillReport): string {
+  const events = report.events.slice(-80).map((e) => `${(e.t / 1000).toFixed(2)}s ${e.what}`);
+  const logs = Object.entries(report.logs ?? {}).map(([name, log]) =>
+    `--- ${name} (end of its log) ---\n${log.slice(-3000)}`
+  );
+  return ["--- timeline (last 80 events) ---", ...events, ...logs].join("\n");
 }
 
 /** The checks every passing report must carry, so a drill cannot pass by checking nothing. */
