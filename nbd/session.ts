@@ -7,16 +7,10 @@
  * Every request is validated once here, at the edge; a rejected one gets its protocol error and
  * the connection carries on.
  */
-import {
-  BlockError,
-  type BlockErrorCode,
-  type Extent,
-  landedIn,
-} from "../actors/block/contract.ts";
+import { BlockError, type Extent } from "../actors/block/contract.ts";
 import type { Logger } from "../util/log.ts";
 import { Budget } from "./budget.ts";
 import {
-  BASE_ALLOCATION_ID,
   CMD_BLOCK_STATUS,
   CMD_CACHE,
   CMD_DISC,
@@ -30,41 +24,19 @@ import {
   CMD_TRIM,
   CMD_WRITE,
   CMD_WRITE_ZEROES,
-  commandName,
   COMPACT_REQUEST_SIZE,
-  EINVAL,
-  EIO,
-  ENOMEM,
-  ENOSPC,
-  ENOTSUP,
-  EOVERFLOW,
-  EPERM,
   ESHUTDOWN,
   EXTENDED_REQUEST_SIZE,
   MIN_DOS_LENGTH,
   READ_HEADROOM,
   REPLY_FLAG_DONE,
-  REPLY_TYPE_BLOCK_STATUS,
-  REPLY_TYPE_BLOCK_STATUS_EXT,
-  REPLY_TYPE_ERROR,
-  REPLY_TYPE_NONE,
   REPLY_TYPE_OFFSET_DATA,
-  REPLY_TYPE_OFFSET_HOLE,
   SIMPLE_REPLY_SIZE,
-  STATE_HOLE,
-  STATE_ZERO,
 } from "./constants.ts";
 import type { Negotiated } from "./handshake.ts";
 import type { BufferPool } from "../util/buffer_pool.ts";
-import {
-  chunkHeaderSize,
-  errorPayload,
-  put32,
-  put64,
-  putChunkHeader,
-  putSimpleReply,
-  ReplyMode,
-} from "./reply.ts";
+import { chunkHeaderSize, put64, putChunkHeader, putSimpleReply, ReplyMode } from "./reply.ts";
+import { MAX_EXTENTS, MIN_HOLE, ReplySender } from "./reply_sender.ts";
 import { RequestHeader, type RequestLimits, validateRequest } from "./request.ts";
 import type { ByteStream, StreamReader, StreamWriter } from "./stream.ts";
 
@@ -79,25 +51,8 @@ export interface SessionOptions {
   readonly log: Logger;
 }
 
-const ERRNO: Record<BlockErrorCode, number> = {
-  EPERM,
-  EIO,
-  ENOMEM,
-  EINVAL,
-  ENOSPC,
-  EOVERFLOW,
-  ENOTSUP,
-  ESHUTDOWN,
-  ETIMEDOUT: EIO,
-  EFENCED: EIO,
-};
-
 /** Reads at least this long look for holes so zeros need not cross the wire. */
 const SPARSE_READ = 64 * 1024;
-/** Zero runs shorter than this are sent as data: a hole chunk would not save anything. */
-const MIN_HOLE = 4096;
-/** Most descriptors in one block status reply; the client asks again for the rest. */
-const MAX_EXTENTS = 2048;
 /**
  * What a block status request is charged: the largest reply it can queue. Other payload-free
  * replies (an ack, an error of at most 4 KiB of text) are bounded by the request count alone.
@@ -130,6 +85,7 @@ export class Session {
   readonly #mode: ReplyMode;
   readonly #limits: RequestLimits;
   readonly #header = new RequestHeader();
+  readonly #reply: ReplySender;
   readonly #local: Budget;
   readonly #shared: Budget;
   #stopping = false;
@@ -162,6 +118,13 @@ export class Session {
       maxBlock: negotiated.sizes.max,
       blockStatus: negotiated.blockStatus,
     };
+    this.#reply = new ReplySender(
+      writer,
+      this.#mode,
+      this.#pool,
+      options.log,
+      (cost) => this.#done(cost),
+    );
   }
 
   /** Requests read and not yet answered on the socket. */
@@ -251,7 +214,7 @@ export class Session {
         }
         const error = rejection?.error ?? ESHUTDOWN;
         const message = rejection?.message ?? "server is shutting down";
-        this.#sendError(req.handleHi, req.handleLo, req.offset, error, message, cost);
+        this.#reply.error(req.handleHi, req.handleLo, req.offset, error, message, cost);
         continue;
       }
       if (type === CMD_WRITE) {
@@ -333,11 +296,11 @@ export class Session {
     this.#n.export.device.write(offset, data, (flags & CMD_FLAG_FUA) !== 0).then(
       () => {
         this.#pool.put(buffer);
-        this.#sendOk(hHi, hLo, offset, cost);
+        this.#reply.ok(hHi, hLo, offset, cost);
       },
       (error) => {
         this.#pool.put(buffer);
-        this.#sendFailure(hHi, hLo, offset, error, CMD_WRITE, cost);
+        this.#reply.failure(hHi, hLo, offset, error, CMD_WRITE, cost);
       },
     );
   }
@@ -361,20 +324,20 @@ export class Session {
         work = this.#read(hHi, hLo, offset, length, flags, cost);
         break;
       case CMD_FLUSH:
-        work = device.flush().then(() => this.#sendOk(hHi, hLo, offset, cost));
+        work = device.flush().then(() => this.#reply.ok(hHi, hLo, offset, cost));
         break;
       case CMD_TRIM:
-        work = device.trim(offset, length, fua).then(() => this.#sendOk(hHi, hLo, offset, cost));
+        work = device.trim(offset, length, fua).then(() => this.#reply.ok(hHi, hLo, offset, cost));
         break;
       case CMD_CACHE:
-        work = device.cache(offset, length).then(() => this.#sendOk(hHi, hLo, offset, cost));
+        work = device.cache(offset, length).then(() => this.#reply.ok(hHi, hLo, offset, cost));
         break;
       case CMD_WRITE_ZEROES:
         work = device.zero(offset, length, {
           fua,
           fastZero: (flags & CMD_FLAG_FAST_ZERO) !== 0,
           mayTrim: (flags & CMD_FLAG_NO_HOLE) === 0,
-        }).then(() => this.#sendOk(hHi, hLo, offset, cost));
+        }).then(() => this.#reply.ok(hHi, hLo, offset, cost));
         break;
       case CMD_BLOCK_STATUS:
         work = this.#blockStatus(hHi, hLo, offset, length, flags, cost);
@@ -382,7 +345,7 @@ export class Session {
       default:
         work = Promise.reject(new BlockError("EINVAL", `unexpected command ${type}`));
     }
-    work.then(undefined, (error) => this.#sendFailure(hHi, hLo, offset, error, type, cost));
+    work.then(undefined, (error) => this.#reply.failure(hHi, hLo, offset, error, type, cost));
   }
 
   async #read(
@@ -398,7 +361,7 @@ export class Session {
       const buffer = this.#pool.get(SIMPLE_REPLY_SIZE + length);
       const data = await this.#readInto(buffer, SIMPLE_REPLY_SIZE, offset, length);
       putSimpleReply(buffer, 0, 0, hHi, hLo);
-      this.#sendReplyWithData(buffer, 0, SIMPLE_REPLY_SIZE, data, cost);
+      this.#reply.withData(buffer, 0, SIMPLE_REPLY_SIZE, data, cost);
       return;
     }
 
@@ -409,7 +372,7 @@ export class Session {
       extents = await device.extents(offset, length);
       const first = extents[0];
       if (first !== undefined && first.zero && first.length >= length) {
-        this.#sendHole(hHi, hLo, offset, offset, length, REPLY_FLAG_DONE, () => this.#done(cost));
+        this.#reply.hole(hHi, hLo, offset, offset, length, REPLY_FLAG_DONE, () => this.#done(cost));
         return;
       }
       if (!extents.some((e) => e.zero && e.length >= MIN_HOLE)) extents = null;
@@ -432,10 +395,10 @@ export class Session {
         8 + length,
       );
       put64(buffer, READ_HEADROOM - 8, offset);
-      this.#sendReplyWithData(buffer, at, READ_HEADROOM, data, cost);
+      this.#reply.withData(buffer, at, READ_HEADROOM, data, cost);
       return;
     }
-    this.#sendSparse(hHi, hLo, offset, length, extents, buffer, data, cost);
+    this.#reply.sparse(hHi, hLo, offset, length, extents, buffer, data, cost);
   }
 
   /**
@@ -461,106 +424,6 @@ export class Session {
     }
   }
 
-  /**
-   * Sends the reply header at `buffer[from, headroom)` and the data: one write with no copy
-   * when the data landed right behind the header, otherwise the header and the data as two
-   * segments. The pooled buffer goes back once both are written.
-   */
-  #sendReplyWithData(
-    buffer: Uint8Array,
-    from: number,
-    headroom: number,
-    data: Uint8Array,
-    cost: number,
-  ): void {
-    const release = () => {
-      this.#pool.put(buffer, true);
-      this.#done(cost);
-    };
-    if (landedIn(data, buffer.subarray(headroom))) {
-      this.#writer.send(buffer.subarray(from, headroom + data.length), release);
-      return;
-    }
-    this.#writer.send(buffer.subarray(from, headroom));
-    this.#writer.send(data, release);
-  }
-
-  /** Data runs as OFFSET_DATA chunks, zero runs as OFFSET_HOLE, then a final NONE chunk. */
-  #sendSparse(
-    hHi: number,
-    hLo: number,
-    offset: number,
-    length: number,
-    extents: Extent[],
-    buffer: Uint8Array,
-    data: Uint8Array,
-    cost: number,
-  ): void {
-    let at = 0;
-    let dataStart = 0;
-    const flushData = (end: number) => {
-      if (end <= dataStart) return;
-      const header = new Uint8Array(chunkHeaderSize(this.#mode) + 8);
-      const n = putChunkHeader(
-        header,
-        0,
-        this.#mode,
-        0,
-        REPLY_TYPE_OFFSET_DATA,
-        hHi,
-        hLo,
-        offset,
-        8 + end - dataStart,
-      );
-      put64(header, n, offset + dataStart);
-      this.#writer.send(header);
-      this.#writer.send(data.subarray(dataStart, end));
-    };
-    for (const extent of extents) {
-      if (at >= length) break;
-      const n = Math.min(extent.length, length - at);
-      if (extent.zero && n >= MIN_HOLE) {
-        flushData(at);
-        this.#sendHole(hHi, hLo, offset, offset + at, n, 0);
-        dataStart = at + n;
-      }
-      at += n;
-    }
-    flushData(length);
-    const done = new Uint8Array(chunkHeaderSize(this.#mode));
-    putChunkHeader(done, 0, this.#mode, REPLY_FLAG_DONE, REPLY_TYPE_NONE, hHi, hLo, offset, 0);
-    this.#writer.send(done, () => {
-      this.#pool.put(buffer, true);
-      this.#done(cost);
-    });
-  }
-
-  #sendHole(
-    hHi: number,
-    hLo: number,
-    reqOffset: number,
-    at: number,
-    size: number,
-    flags: number,
-    release?: () => void,
-  ) {
-    const chunk = new Uint8Array(chunkHeaderSize(this.#mode) + 12);
-    const n = putChunkHeader(
-      chunk,
-      0,
-      this.#mode,
-      flags,
-      REPLY_TYPE_OFFSET_HOLE,
-      hHi,
-      hLo,
-      reqOffset,
-      12,
-    );
-    put64(chunk, n, at);
-    put32(chunk, n + 8, size);
-    this.#writer.send(chunk, release);
-  }
-
   async #blockStatus(
     hHi: number,
     hLo: number,
@@ -569,138 +432,11 @@ export class Session {
     flags: number,
     cost: number,
   ) {
-    const device = this.#n.export.device;
-    const reqOne = (flags & CMD_FLAG_REQ_ONE) !== 0;
     const extents: Extent[] = this.#n.info.canExtents
-      ? await device.extents(offset, length)
+      ? await this.#n.export.device.extents(offset, length)
       : [{ length, hole: false, zero: false }];
-    const extended = this.#mode === ReplyMode.Extended;
-    const descriptorSize = extended ? 16 : 8;
-    const max = reqOne ? 1 : MAX_EXTENTS;
-    // Clip to the request: the sum never exceeds the length asked for.
-    const lengths: number[] = [];
-    const states: number[] = [];
-    let covered = 0;
-    for (const extent of extents) {
-      if (covered >= length || lengths.length >= max) break;
-      if (extent.length <= 0) break;
-      const n = Math.min(extent.length, length - covered);
-      const state = (extent.hole ? STATE_HOLE : 0) | (extent.zero ? STATE_ZERO : 0);
-      const last = lengths.length - 1;
-      if (last >= 0 && states[last] === state) lengths[last]! += n;
-      else {
-        lengths.push(n);
-        states.push(state);
-      }
-      covered += n;
-    }
-    if (lengths.length === 0) throw new BlockError("EIO", "the device reported no extents");
-    const prefix = extended ? 8 : 4;
-    const payloadLength = prefix + descriptorSize * lengths.length;
-    const headerSize = chunkHeaderSize(this.#mode);
-    const buffer = this.#pool.get(headerSize + payloadLength);
-    const type = extended ? REPLY_TYPE_BLOCK_STATUS_EXT : REPLY_TYPE_BLOCK_STATUS;
-    putChunkHeader(buffer, 0, this.#mode, REPLY_FLAG_DONE, type, hHi, hLo, offset, payloadLength);
-    let at = headerSize;
-    put32(buffer, at, BASE_ALLOCATION_ID);
-    if (extended) put32(buffer, at + 4, lengths.length);
-    at += prefix;
-    for (let i = 0; i < lengths.length; i++) {
-      if (extended) {
-        put64(buffer, at, lengths[i]!);
-        put64(buffer, at + 8, states[i]!);
-      } else {
-        put32(buffer, at, lengths[i]!);
-        put32(buffer, at + 4, states[i]!);
-      }
-      at += descriptorSize;
-    }
-    this.#writer.send(buffer.subarray(0, at), () => {
-      this.#pool.put(buffer, true);
-      this.#done(cost);
-    });
-  }
-
-  #sendOk(hHi: number, hLo: number, offset: number, cost: number): void {
-    const buffer = this.#pool.get(64);
-    let n: number;
-    if (this.#mode === ReplyMode.Extended) {
-      n = putChunkHeader(
-        buffer,
-        0,
-        this.#mode,
-        REPLY_FLAG_DONE,
-        REPLY_TYPE_NONE,
-        hHi,
-        hLo,
-        offset,
-        0,
-      );
-    } else {
-      // A simple reply is allowed for any payload-free success, even with structured replies.
-      n = putSimpleReply(buffer, 0, 0, hHi, hLo);
-    }
-    this.#writer.send(buffer.subarray(0, n), () => {
-      this.#pool.put(buffer, true);
-      this.#done(cost);
-    });
-  }
-
-  #sendFailure(
-    hHi: number,
-    hLo: number,
-    offset: number,
-    error: unknown,
-    type: number,
-    cost: number,
-  ): void {
-    let code = EIO;
-    let message: string;
-    if (error instanceof BlockError) {
-      code = ERRNO[error.code] ?? EIO;
-      message = error.message;
-    } else {
-      message = error instanceof Error ? error.message : String(error);
-      this.#options.log.log("warn", "nbd request failed unexpectedly", {
-        command: commandName(type),
-        error: message,
-      });
-    }
-    this.#sendError(hHi, hLo, offset, code, `${commandName(type)}: ${message}`, cost);
-  }
-
-  /** An error reply; its request's budget (`cost`) returns once it is written. */
-  #sendError(
-    hHi: number,
-    hLo: number,
-    offset: number,
-    error: number,
-    message: string,
-    cost: number,
-  ): void {
-    const release = () => this.#done(cost);
-    if (this.#mode === ReplyMode.Simple) {
-      const out = new Uint8Array(SIMPLE_REPLY_SIZE);
-      putSimpleReply(out, 0, error, hHi, hLo);
-      this.#writer.send(out, release);
-      return;
-    }
-    const payload = errorPayload(error, message);
-    const headerSize = chunkHeaderSize(this.#mode);
-    const out = new Uint8Array(headerSize + payload.length);
-    putChunkHeader(
-      out,
-      0,
-      this.#mode,
-      REPLY_FLAG_DONE,
-      REPLY_TYPE_ERROR,
-      hHi,
-      hLo,
-      offset,
-      payload.length,
-    );
-    out.set(payload, headerSize);
-    this.#writer.send(out, release);
+    const max = (flags & CMD_FLAG_REQ_ONE) !== 0 ? 1 : MAX_EXTENTS;
+    this.#reply.blockStatus(hHi, hLo, offset, length, extents, max, cost);
   }
 }
 
