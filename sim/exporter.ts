@@ -270,8 +270,9 @@ export class Exporter {
       keepAliveMs: t.keepAliveMs,
       deadAfterMs: t.deadAfterMs,
       backoff: { initialMs: 50, maxMs: t.backoffMaxMs },
-      // A mirror leg whose link drops fails at once (storage/assemble.ts does the same).
-      ...(parent === "mirror" ? { ioTimeoutMs: 0 } : {}),
+      // A mirror leg whose link drops fails at once (storage/assemble.ts's default), unless
+      // the seed holds its requests across a lost link as a leaf's own `ioTimeout` does.
+      ...(parent === "mirror" ? { ioTimeoutMs: t.legIoTimeoutMs } : {}),
       onState: (state) => {
         if (proc.alive) this.#hooks.get(spec.id)?.(state);
       },

@@ -180,12 +180,17 @@ export class World implements SimHost, ExporterObserver {
   legRead(mirror: string, leg: string, offset: number, length: number) {
     if (offset % BLOCK !== 0 || length % BLOCK !== 0 || length === 0) return undefined;
     const path = [...this.model.path(mirror), [mirror, leg] as [string, string]];
-    if (path.some(([m, l]) => this.model.inSyncSince(m, l) === undefined)) return undefined;
+    const since = path.map(([m, l]) => this.model.inSyncSince(m, l));
+    if (since.some((s) => s === undefined)) return undefined;
     const base = this.model.bases().get(mirror);
     if (base === undefined) return undefined;
     this.checker.stats.legReads++;
     const watch = this.checker.readStart(base + offset, length, `read of ${mirror}/${leg}`, false);
-    return (data: Uint8Array | undefined) => this.checker.readEnd(watch, data);
+    // A leg that left the in-sync set meanwhile (a crash lost what it had not synced) answers
+    // what it holds now: the mirror gave up on that read when the leg left, so it is not judged.
+    const stayed = () => path.every(([m, l], i) => this.model.inSyncSince(m, l) === since[i]);
+    return (data: Uint8Array | undefined) =>
+      this.checker.readEnd(watch, stayed() ? data : undefined);
   }
 
   down(mirrors: readonly string[]): void {
