@@ -145,6 +145,41 @@ export const REGRESSIONS: readonly KeptSeed[] = [
     found: "a leg away through more rotations than the media kept (4) was refused as a split " +
       "brain; media.ts: the media keep 64 history generations",
   },
+  // Found once mirror legs' proxies may hold requests across a lost link (legIoTimeoutMs).
+  {
+    seed: 89,
+    options: CI,
+    found: "a write hung in a leg's disk landed after the leg was judged and resynced (in sync " +
+      "again): a stale block read from an in-sync leg; effects.ts: a leg is judged only once " +
+      "every request sent to it before settled (in_flight.ts)",
+  },
+  {
+    seed: 197,
+    options: CI,
+    found: "a write the mirror gave up on when the leg's link dropped, resent by its proxy " +
+      "after the reconnect, landed after the leg was judged and taken back (a stale read from " +
+      "an in-sync leg); the same fix as seed 89 (also 69, 297, 363, 375)",
+  },
+  {
+    seed: 53,
+    options: CI,
+    found: "a generation stamp the mirror gave up on, resent by the proxy after a reconnect, was " +
+      "refused as EFENCED (the media moved on) and fenced the mirror for good; fencing.ts: an " +
+      "EFENCED answer to a request sent before the leg last left fences nothing (also 333)",
+  },
+  {
+    seed: 129,
+    options: CI,
+    found: "legs stuck judging forever behind a late EFENCED answer, as seed 53 (also 77, 147, " +
+      "188, 269, 312, 362, 366, 376)",
+  },
+  {
+    seed: 317,
+    options: CI,
+    found: "the checker judged a leg read the mirror had abandoned (the leg crashed and left " +
+      "while the proxy held the read); world.ts: a leg read is judged only if the leg stayed " +
+      "in sync throughout (also 326, 371 at 10000 ticks)",
+  },
 ];
 
 /** Seeds that fail for a known design gap (sim/gaps.ts), with what to replay them with. */
