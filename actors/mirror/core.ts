@@ -117,6 +117,8 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
   clientOps = 0;
   lastVerify: VerifyReport | undefined;
   resyncs: ResyncSpawner = { start: () => {}, stop: () => {} };
+  /** Told when background work broke an invariant: the actor stops the mirror (actor.ts). */
+  onBroken: (error: InvariantError) => void = () => {};
 
   constructor(
     devices: readonly BlockDevice[],
@@ -415,6 +417,17 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
     const need = leg.need!;
     for (const c of chunks) need.clear(c);
     if (this.bitmap.retireLanded(chunks) && this.persist) void this.bitmap.store().catch(() => {});
+  }
+
+  /**
+   * Runs `work` that nobody awaits (a judgment, a stamp, a resync's end): a broken invariant
+   * there stops the mirror (`onBroken`) instead of escaping as an unhandled rejection.
+   */
+  background(what: string, work: Promise<unknown>): void {
+    work.catch((error) => {
+      if (error instanceof InvariantError) this.onBroken(error);
+      else this.logger.log("error", `mirror: ${what} failed`, { error: String(error) });
+    });
   }
 
   // ---- client I/O ----------------------------------------------------------------------------

@@ -23,16 +23,16 @@ export function runEffect(core: MirrorCore, effect: Effect, leg: Leg): void {
       core.resyncs.stop(leg.name);
       return;
     case "judge":
-      void judge(core, leg, epoch);
+      core.background("judging a leg", judge(core, leg, epoch));
       return;
     case "start-resync":
-      void startResync(core, leg, epoch);
+      core.background("starting a resync", startResync(core, leg, epoch));
       return;
     case "stamp":
-      void stamp(core, leg, epoch);
+      core.background("stamping a leg", stamp(core, leg, epoch));
       return;
     case "forget-media":
-      void forgetMedia(core, leg, epoch);
+      core.background("clearing a leg's member flag", forgetMedia(core, leg, epoch));
       return;
     case "close":
       void leg.device.close().catch(() => {});
@@ -57,7 +57,13 @@ export async function judge(core: MirrorCore, leg: Leg, epoch: number): Promise<
     const out = leg.epoch;
     // Judged again once they ended (or at the next probe, whichever is first).
     leg.flight.whenIdle(() => {
-      if (leg.epoch === out && !core.closed) core.dispatch(leg, { t: "reachable" }, out);
+      if (leg.epoch !== out || core.closed) return;
+      core.background(
+        "judging a leg",
+        Promise.resolve().then(() => {
+          core.dispatch(leg, { t: "reachable" }, out);
+        }),
+      );
     });
     return;
   }
@@ -134,5 +140,5 @@ async function forgetMedia(core: MirrorCore, leg: Leg, epoch: number): Promise<v
     const known = await core.timed(leg, leg.media.updateMedia({ flags: 0 })).catch(() => undefined);
     if (known !== undefined && leg.epoch === epoch) leg.known = known;
   }
-  if (leg.epoch === epoch && !core.closed) void judge(core, leg, epoch);
+  if (leg.epoch === epoch && !core.closed) await judge(core, leg, epoch);
 }
