@@ -67,7 +67,10 @@ export interface RemoteNodeOptions {
   readonly random?: Random;
   /** A request not answered within this fails with ETIMEDOUT. Default 30 s (or ioTimeoutMs). */
   readonly requestTimeoutMs?: number;
-  /** The first connection must succeed within this. Default 10 s. */
+  /**
+   * The first connection, connecting and the handshake together, must succeed within this;
+   * each reconnect attempt is bounded by it too. Default 10 s.
+   */
   readonly connectTimeoutMs?: number;
   /** Pacing of reconnect attempts. */
   readonly backoff?: BackoffOptions;
@@ -246,7 +249,10 @@ export class RemoteNode implements BlockDevice, MediaDevice {
     const session = new LinkSession(options.random);
     for (let attempt = 1;; attempt++) {
       try {
-        const link = await dial(url, RemoteNode.#dialOptions(options, session.next()));
+        const link = await dial(url, {
+          ...RemoteNode.#dialOptions(options, session.next()),
+          timeoutMs: Math.max(1, deadline - clock.now()),
+        });
         try {
           return new RemoteNode(
             url,
@@ -679,7 +685,10 @@ export class RemoteNode implements BlockDevice, MediaDevice {
     if (this.#isClosed()) return;
     let link: Link;
     try {
-      link = await dial(this.url, RemoteNode.#dialOptions(this.#options, this.#session.next()));
+      link = await dial(this.url, {
+        ...RemoteNode.#dialOptions(this.#options, this.#session.next()),
+        timeoutMs: this.#options.connectTimeoutMs ?? 10_000,
+      });
     } catch (error) {
       this.#logger.log("debug", "reconnect failed", { node: this.url, error: String(error) });
       if (!this.#isClosed()) this.#scheduleReconnect();
