@@ -16,6 +16,11 @@ export interface SeedOptions {
   readonly maxSteps?: number;
   /** Also inject the faults that trip known design gaps (see gaps.ts). */
   readonly gaps?: boolean;
+  /**
+   * Forces mirror legs' proxy I/O timeout instead of the seed's draw: 0 replays a seed kept
+   * from before that was drawn (sim/regressions.ts) with the history it was found with.
+   */
+  readonly legIoTimeoutMs?: number;
 }
 
 export interface SeedResult {
@@ -55,6 +60,7 @@ export async function runSeed(seed: number, options: SeedOptions = {}): Promise<
     ...(options.verbose === undefined ? {} : { verbose: options.verbose }),
     ...(options.maxSteps === undefined ? {} : { maxSteps: options.maxSteps }),
     ...(options.gaps === undefined ? {} : { gaps: options.gaps }),
+    ...(options.legIoTimeoutMs === undefined ? {} : { legIoTimeoutMs: options.legIoTimeoutMs }),
   });
   current = w;
   const faults = new FaultInjector(w, drawPlan(w.rng("plan")), w.rng("faults"));

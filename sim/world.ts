@@ -35,6 +35,8 @@ export interface WorldOptions {
   readonly maxSteps?: number;
   /** Inject the faults that trip known design gaps too (see gaps.ts). */
   readonly gaps?: boolean;
+  /** Overrides the drawn legIoTimeoutMs (profiles.ts): seeds kept from before it was drawn. */
+  readonly legIoTimeoutMs?: number;
 }
 
 export class World implements SimHost, ExporterObserver {
@@ -80,7 +82,10 @@ export class World implements SimHost, ExporterObserver {
     this.#faultRates = drawRates(this.rng("rates"), options.gaps ?? false);
     this.shape = drawShape(this.rng("shape"), this.gaps);
     this.model = new TreeModel(this.shape.root);
-    this.tuning = drawExporterTuning(this.rng("tuning"));
+    const tuning = drawExporterTuning(this.rng("tuning"));
+    this.tuning = options.legIoTimeoutMs === undefined
+      ? tuning
+      : { ...tuning, legIoTimeoutMs: options.legIoTimeoutMs };
     const blocks = Math.floor(sizeOf(this.shape.root) / BLOCK);
     this.checker = new Checker(blocks, this.model, (line) => this.trace.event(line));
     for (const spec of walk(this.shape.root)) {
