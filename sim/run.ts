@@ -21,6 +21,11 @@ export interface SeedOptions {
    * from before that was drawn (sim/regressions.ts) with the history it was found with.
    */
   readonly legIoTimeoutMs?: number;
+  /**
+   * The gap guard's rotation headroom (gaps.ts; default unbounded): 2 replays a seed kept from
+   * when media kept 4 history generations with the history it was found with.
+   */
+  readonly rotationHeadroom?: number;
 }
 
 export interface SeedResult {
@@ -61,6 +66,9 @@ export async function runSeed(seed: number, options: SeedOptions = {}): Promise<
     ...(options.maxSteps === undefined ? {} : { maxSteps: options.maxSteps }),
     ...(options.gaps === undefined ? {} : { gaps: options.gaps }),
     ...(options.legIoTimeoutMs === undefined ? {} : { legIoTimeoutMs: options.legIoTimeoutMs }),
+    ...(options.rotationHeadroom === undefined
+      ? {}
+      : { rotationHeadroom: options.rotationHeadroom }),
   });
   current = w;
   const faults = new FaultInjector(w, drawPlan(w.rng("plan")), w.rng("faults"));

@@ -22,7 +22,7 @@ Deno.test("sim: a fixed range of seeds and every regression seed pass", async ()
   const skip = new Set(
     KNOWN_FAILING.filter((k) =>
       k.options.gaps !== true && k.options.ticks === CI_TICKS &&
-      k.options.legIoTimeoutMs === undefined
+      k.options.legIoTimeoutMs === undefined && k.options.rotationHeadroom === undefined
     ).map((k) => k.seed),
   );
   const seeds = Array.from({ length: CI_SEEDS }, (_, i) => CI_FIRST + i).filter((s) =>
@@ -46,6 +46,11 @@ Deno.test("sim: a fixed range of seeds and every regression seed pass", async ()
       `${options.gaps ? " --gaps" : ""}` +
       `${
         options.legIoTimeoutMs === undefined ? "" : ` --leg-io-timeout ${options.legIoTimeoutMs}`
+      }` +
+      `${
+        options.rotationHeadroom === undefined
+          ? ""
+          : ` --rotation-headroom ${options.rotationHeadroom}`
       }`;
     assert.equal(failures(results, flags), "");
   }

@@ -37,6 +37,8 @@ export interface WorldOptions {
   readonly gaps?: boolean;
   /** Overrides the drawn legIoTimeoutMs (profiles.ts): seeds kept from before it was drawn. */
   readonly legIoTimeoutMs?: number;
+  /** The gap guard's rotation headroom (gaps.ts): 2 for seeds kept from before it was lifted. */
+  readonly rotationHeadroom?: number;
 }
 
 export class World implements SimHost, ExporterObserver {
@@ -72,7 +74,7 @@ export class World implements SimHost, ExporterObserver {
   constructor(options: WorldOptions) {
     this.seed = options.seed;
     this.gaps = options.gaps ?? false;
-    this.guard = new GapGuard(this);
+    this.guard = new GapGuard(this, options.rotationHeadroom);
     this.sim = new SimClock(this.rng("timers"));
     this.driver = new Driver(this.sim, { maxSteps: options.maxSteps ?? 2_000_000 });
     this.trace = new Trace(() => this.sim.now(), options.verbose ?? false);
