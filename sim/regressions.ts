@@ -154,16 +154,20 @@ export const REGRESSIONS: readonly KeptSeed[] = [
   {
     seed: 89,
     options: DRAWN,
-    found: "a write hung in a leg's disk landed after the leg was judged and resynced (in sync " +
-      "again): a stale block read from an in-sync leg; effects.ts: a leg is judged only once " +
-      "every request sent to it before settled (in_flight.ts)",
+    found: "without the in-flight change: leaf3's disk hung while it was a resync target, and " +
+      "what the mirror had given up on finished when it answered, during its resync; after " +
+      "the final flush and a power loss, leaf3 (taken back as the last in-sync leg) read an " +
+      "older write (178 for 208). Passes since effects.ts judges a leg only once every " +
+      "request sent to it before settled (in_flight.ts); the history diverges from the hang " +
+      "on, so the step where the late request landed is not traced",
   },
   {
     seed: 197,
     options: DRAWN,
-    found: "a write the mirror gave up on when the leg's link dropped, resent by its proxy " +
-      "after the reconnect, landed after the leg was judged and taken back (a stale read from " +
-      "an in-sync leg); the same fix as seed 89 (also 69, 297, 363, 375)",
+    found: "leaf3's link was reset with 3 requests pending; its proxy resent them on the new " +
+      "link while the mirror judged leaf3 and took it back as its last in-sync leg, and 8 ms " +
+      "later leaf3 read an old write (122 for 311): a write the mirror had given up on landed " +
+      "after the takeback. Passes since the in-flight change (also 69, 297, 363, 375)",
   },
   {
     seed: 53,
