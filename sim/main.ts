@@ -6,7 +6,7 @@
  * `--gaps` also injects the faults that trip the known design gaps (sim/gaps.ts).
  * `--leg-io-timeout MS` forces mirror legs' proxy I/O timeout instead of each seed's draw (0
  * replays a seed kept from before that was drawn); `--rotation-headroom N` holds faults back
- * once a leg is out for N rotations (2 replays a seed kept from before that was lifted).
+ * once a leg is out for N rotations (default 2; 0 lifts that, see sim/gaps.ts).
  * `--seeds N` runs seeds F..F+N-1 (F defaults to 1) spread over J worker threads (default: the
  * cores); `--seed S` replays one seed in this thread and prints its trace digest (`--verbose`:
  * every event). Exit status 1 when a seed failed.
@@ -89,7 +89,7 @@ async function main(args: string[]): Promise<number> {
     ...(legIo === undefined ? {} : { legIoTimeoutMs: positive(legIo, "--leg-io-timeout", 0) }),
     ...(headroom === undefined
       ? {}
-      : { rotationHeadroom: positive(headroom, "--rotation-headroom", 2) }),
+      : { rotationHeadroom: positive(headroom, "--rotation-headroom", 2) || Infinity }),
   };
   const replayFlags = (values.ticks === undefined ? "" : ` --ticks ${ticks}`) +
     (values.gaps ? " --gaps" : "") + (legIo === undefined ? "" : ` --leg-io-timeout ${legIo}`) +

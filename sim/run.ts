@@ -22,8 +22,9 @@ export interface SeedOptions {
    */
   readonly legIoTimeoutMs?: number;
   /**
-   * The gap guard's rotation headroom (gaps.ts; default unbounded): 2 replays a seed kept from
-   * when media kept 4 history generations with the history it was found with.
+   * The gap guard's rotation headroom (gaps.ts): faults that would add a rotation are held back
+   * once a leg is out for this many (default 2; Infinity guards only a leg out of the serving
+   * legs' history altogether).
    */
   readonly rotationHeadroom?: number;
 }

@@ -22,7 +22,7 @@ Deno.test("sim: a fixed range of seeds and every regression seed pass", async ()
   const skip = new Set(
     KNOWN_FAILING.filter((k) =>
       k.options.gaps !== true && k.options.ticks === CI_TICKS &&
-      k.options.legIoTimeoutMs === undefined && k.options.rotationHeadroom === undefined
+      k.options.legIoTimeoutMs === undefined
     ).map((k) => k.seed),
   );
   const seeds = Array.from({ length: CI_SEEDS }, (_, i) => CI_FIRST + i).filter((s) =>

@@ -37,7 +37,7 @@ export interface WorldOptions {
   readonly gaps?: boolean;
   /** Overrides the drawn legIoTimeoutMs (profiles.ts): seeds kept from before it was drawn. */
   readonly legIoTimeoutMs?: number;
-  /** The gap guard's rotation headroom (gaps.ts): 2 for seeds kept from before it was lifted. */
+  /** The gap guard's rotation headroom (gaps.ts; default 2, Infinity lifts it). */
   readonly rotationHeadroom?: number;
 }
 
