@@ -32,6 +32,13 @@
  *   to judge it against') for good: nothing runs the start's choice again until the exporter
  *   restarts. Closing it means re-running start.ts's choice when a leg answers while the
  *   mirror never started serving. Not steered around; seeds 3918, 4367, 8993 fail with it.
+ * - `linear-ack-after-loss`: a write spanning two mirrors of a linear is acknowledged once
+ *   both parts are; one mirror's part can land on its only in-sync leg, be lost when that
+ *   node crashes unsynced, and the mirror take the leg back as its last one, all before the
+ *   other part ends: the client hears 'ok', then reads the older data without any error. The
+ *   checker widens what a crash may lose only for writes acknowledged before it, so it calls
+ *   this a stale read. Whether the mirror must fail such a part later (or the linear must ask
+ *   each part again before acknowledging) is a design question; seed 330.
  * - `frame-desync`: one flipped bit in a frame's length prefix leaves the receiver waiting for
  *   a payload that never ends; keepalive counts bytes, the peer keeps sending, and the link
  *   never closes: every request on it times out, forever (only bit flips expose it).

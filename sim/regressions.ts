@@ -292,6 +292,34 @@ export const KNOWN_FAILING: readonly (KeptSeed & { readonly gap: string })[] = [
       "end as it leaves), so that the bug is gone is not shown. 9914 (the same report) " +
       "passes on 194658c already",
   },
+  {
+    seed: 335,
+    options: { ticks: 20_000 },
+    gap: "sticky-start-refusal",
+    found: "the exporter restarted while leaf2 was unreachable: 'only inconsistent legs' " +
+      "(leaf1 held an interrupted resync); leaf2 came back and both legs waited for good. " +
+      "Passes on 194658c, where its timing differed (found by the final 2000-seed run)",
+  },
+  {
+    seed: 1378,
+    options: { ticks: 20_000 },
+    gap: "late-metadata",
+    found: "leaf2, the last in-sync leg, held FUA write 117; the exporter restarted while " +
+      "leaf2 was unreachable and went on with leaf1, which had missed it (a stale read, 99). " +
+      "Why the start trusted leaf1 is not traced (probably an 'outdated' record, as 577). " +
+      "Passes on 194658c, where its timing differed (found by the final 2000-seed run)",
+  },
+  {
+    seed: 330,
+    options: { ticks: 20_000 },
+    gap: "linear-ack-after-loss",
+    found: "linear of mirrors: write 1512 spans blocks 16 (m8) and 17 (m11); m11 acknowledged " +
+      "its part on leaf9, its only in-sync leg, which then crashed and lost that unsynced " +
+      "write; m8's part took 0.6 s more, so the client heard 'ok' after the loss. m11 took " +
+      "leaf9 back as its last leg and served block 17 older (1481). The checker widens what a " +
+      "crash may lose only for writes acknowledged before it. Passes on 194658c, where its " +
+      "timing differed (found by the final 2000-seed run)",
+  },
 ];
 
 /** The fixed range CI runs (seeds in KNOWN_FAILING are skipped), and how long each runs. */
