@@ -66,6 +66,8 @@ export class Exporter {
   #server: NodeServer | undefined;
   /** Remote children tell their mirror when their link drops or comes back. */
   #hooks = new Map<string, (state: RemoteState) => void>();
+  /** Changes its mirrors sent their legs and that did not settle yet (this incarnation's). */
+  #changing = { n: 0 };
 
   constructor(
     readonly host: SimHost,
@@ -89,6 +91,7 @@ export class Exporter {
     this.#proc = proc;
     this.state = "starting";
     this.incarnation++;
+    this.#changing = { n: 0 };
     this.#hooks = new Map();
     this.mirrors.clear();
     const logger = this.#watchful(proc);
@@ -270,8 +273,9 @@ export class Exporter {
       keepAliveMs: t.keepAliveMs,
       deadAfterMs: t.deadAfterMs,
       backoff: { initialMs: 50, maxMs: t.backoffMaxMs },
-      // A mirror leg whose link drops fails at once (storage/assemble.ts does the same).
-      ...(parent === "mirror" ? { ioTimeoutMs: 0 } : {}),
+      // A mirror leg whose link drops fails at once (storage/assemble.ts's default), unless
+      // the seed holds its requests across a lost link as a leaf's own `ioTimeout` does.
+      ...(parent === "mirror" ? { ioTimeoutMs: t.legIoTimeoutMs } : {}),
       onState: (state) => {
         if (proc.alive) this.#hooks.get(spec.id)?.(state);
       },
@@ -280,10 +284,19 @@ export class Exporter {
     return { device: await BlockClient.connect(this.#system!, ref), media: remote };
   }
 
+  /**
+   * Whether its mirrors are at rest: no change sent to a leg is unsettled (one still in
+   * flight may yet land on, or fail, an in-sync leg).
+   */
+  get atRest(): boolean {
+    return this.#changing.n === 0;
+  }
+
   #tap(mirror: string, leg: string, device: BlockDevice): BlockDevice {
     return new LegTap(
       device,
       (offset, length) => this.observer.legRead(mirror, leg, offset, length),
+      this.#changing,
     );
   }
 }
@@ -304,7 +317,14 @@ class LegTap implements BlockDevice {
       offset: number,
       length: number,
     ) => ((data: Uint8Array | undefined) => void) | undefined,
+    readonly changing: { n: number },
   ) {}
+
+  #change(op: Promise<void>): Promise<void> {
+    const changing = this.changing;
+    changing.n++;
+    return op.finally(() => changing.n--);
+  }
 
   info(): BlockInfo {
     return this.inner.info();
@@ -323,7 +343,7 @@ class LegTap implements BlockDevice {
   }
 
   write(offset: number, data: Uint8Array, fua: boolean): Promise<void> {
-    return this.inner.write(offset, data, fua);
+    return this.#change(this.inner.write(offset, data, fua));
   }
 
   flush(): Promise<void> {
@@ -331,11 +351,11 @@ class LegTap implements BlockDevice {
   }
 
   trim(offset: number, length: number, fua: boolean): Promise<void> {
-    return this.inner.trim(offset, length, fua);
+    return this.#change(this.inner.trim(offset, length, fua));
   }
 
   zero(offset: number, length: number, options: ZeroOptions): Promise<void> {
-    return this.inner.zero(offset, length, options);
+    return this.#change(this.inner.zero(offset, length, options));
   }
 
   extents(offset: number, length: number): Promise<Extent[]> {

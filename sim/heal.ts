@@ -1,7 +1,7 @@
 /**
  * The end of a seed: every fault is undone and every process brought back, then the storage
  * must converge within a bound of simulated time (liveness): every leg of every mirror in sync,
- * no resync running. Then the final checks: every block reads as the model says, the legs of
+ * no resync running, no write to a leg in flight. Then the final checks: every block reads as the model says, the legs of
  * each mirror hold the same bytes, and after a final flush, a power loss of every node and the
  * recovery, every block still reads as its last acknowledged write.
  */
@@ -17,7 +17,7 @@ export const CONVERGE_MS = 300_000;
 /** True when every process of the tree is up and every mirror's legs are in sync, at rest. */
 export function converged(w: World): boolean {
   if (w.treeLeaves().some((l) => l.state !== "up")) return false;
-  if (w.treeExporters().some((e) => e.state !== "up")) return false;
+  if (w.treeExporters().some((e) => e.state !== "up" || !e.atRest)) return false;
   for (const { running } of w.runningMirrors()) {
     for (const leg of running.mirror.legs()) {
       if (leg.state !== "in-sync" || leg.resync !== undefined) return false;
@@ -31,6 +31,9 @@ function lagging(w: World): string {
   const out: string[] = [];
   for (const l of w.treeLeaves()) if (l.state !== "up") out.push(`${l.id} ${l.state}`);
   for (const e of w.treeExporters()) if (e.state !== "up") out.push(`exporter ${e.id} ${e.state}`);
+  for (const e of w.treeExporters()) {
+    if (e.state === "up" && !e.atRest) out.push(`exporter ${e.id}: writes to legs in flight`);
+  }
   for (const { id, running } of w.runningMirrors()) {
     for (const leg of running.mirror.legs()) {
       if (leg.state !== "in-sync" || leg.resync !== undefined) {

@@ -4,6 +4,9 @@
  *   deno task sim [--seeds N] [--first F] [--seed S] [--ticks T] [--jobs J] [--verbose]
  *
  * `--gaps` also injects the faults that trip the known design gaps (sim/gaps.ts).
+ * `--leg-io-timeout MS` forces mirror legs' proxy I/O timeout instead of each seed's draw (0
+ * replays a seed kept from before that was drawn); `--rotation-headroom N` holds faults back
+ * once a leg is out for N rotations (default 2; 0 lifts that, see sim/gaps.ts).
  * `--seeds N` runs seeds F..F+N-1 (F defaults to 1) spread over J worker threads (default: the
  * cores); `--seed S` replays one seed in this thread and prints its trace digest (`--verbose`:
  * every event). Exit status 1 when a seed failed.
@@ -13,7 +16,7 @@ import { describeFailure, describePass } from "./report.ts";
 import { DEFAULT_TICKS, runSeed, type SeedOptions, type SeedResult } from "./run.ts";
 
 const USAGE = "usage: deno task sim [--seeds N] [--first F] [--seed S] [--ticks T] " +
-  "[--jobs J] [--gaps] [--verbose]";
+  "[--jobs J] [--gaps] [--leg-io-timeout MS] [--rotation-headroom N] [--verbose]";
 
 function positive(value: string | undefined, flag: string, fallback: number): number {
   if (value === undefined) return fallback;
@@ -68,6 +71,8 @@ async function main(args: string[]): Promise<number> {
       jobs: { type: "string" },
       verbose: { type: "boolean", short: "v" },
       gaps: { type: "boolean" },
+      "leg-io-timeout": { type: "string" },
+      "rotation-headroom": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -76,9 +81,19 @@ async function main(args: string[]): Promise<number> {
     return 0;
   }
   const ticks = positive(values.ticks, "--ticks", DEFAULT_TICKS);
-  const options: SeedOptions = { ticks, gaps: values.gaps ?? false };
+  const legIo = values["leg-io-timeout"];
+  const headroom = values["rotation-headroom"];
+  const options: SeedOptions = {
+    ticks,
+    gaps: values.gaps ?? false,
+    ...(legIo === undefined ? {} : { legIoTimeoutMs: positive(legIo, "--leg-io-timeout", 0) }),
+    ...(headroom === undefined
+      ? {}
+      : { rotationHeadroom: positive(headroom, "--rotation-headroom", 2) || Infinity }),
+  };
   const replayFlags = (values.ticks === undefined ? "" : ` --ticks ${ticks}`) +
-    (values.gaps ? " --gaps" : "");
+    (values.gaps ? " --gaps" : "") + (legIo === undefined ? "" : ` --leg-io-timeout ${legIo}`) +
+    (headroom === undefined ? "" : ` --rotation-headroom ${headroom}`);
   if (values.seed !== undefined) {
     const seed = positive(values.seed, "--seed", 1);
     const result = await runSeed(seed, { ...options, verbose: values.verbose ?? false });

@@ -24,6 +24,12 @@ export interface ExporterTuning {
   readonly keepAliveMs: number;
   readonly deadAfterMs: number;
   readonly backoffMaxMs: number;
+  /**
+   * How long a mirror leg's proxy holds requests across a lost link (its `ioTimeoutMs`): 0
+   * fails them at once (the default wiring); more is what a topology's `ioTimeout` on a remote
+   * leaf under a mirror sets, and then the proxy resends them after the reconnect.
+   */
+  readonly legIoTimeoutMs: number;
 }
 
 export function drawExporterTuning(rng: Rng): ExporterTuning {
@@ -34,5 +40,7 @@ export function drawExporterTuning(rng: Rng): ExporterTuning {
     keepAliveMs,
     deadAfterMs: keepAliveMs * rng.int(3, 6),
     backoffMaxMs: rng.pick([500, 2000]),
+    // Drawn last, so the draws before it stay what they were for every seed.
+    legIoTimeoutMs: rng.chance(0.5) ? 0 : rng.pick([500, 2000, 5000]),
   };
 }

@@ -16,6 +16,17 @@ export interface SeedOptions {
   readonly maxSteps?: number;
   /** Also inject the faults that trip known design gaps (see gaps.ts). */
   readonly gaps?: boolean;
+  /**
+   * Forces mirror legs' proxy I/O timeout instead of the seed's draw: 0 replays a seed kept
+   * from before that was drawn (sim/regressions.ts) with the history it was found with.
+   */
+  readonly legIoTimeoutMs?: number;
+  /**
+   * The gap guard's rotation headroom (gaps.ts): faults that would add a rotation are held back
+   * once a leg is out for this many (default 2; Infinity guards only a leg out of the serving
+   * legs' history altogether).
+   */
+  readonly rotationHeadroom?: number;
 }
 
 export interface SeedResult {
@@ -56,6 +67,10 @@ export async function runSeed(seed: number, options: SeedOptions = {}): Promise<
     ...(options.verbose === undefined ? {} : { verbose: options.verbose }),
     ...(options.maxSteps === undefined ? {} : { maxSteps: options.maxSteps }),
     ...(options.gaps === undefined ? {} : { gaps: options.gaps }),
+    ...(options.legIoTimeoutMs === undefined ? {} : { legIoTimeoutMs: options.legIoTimeoutMs }),
+    ...(options.rotationHeadroom === undefined
+      ? {}
+      : { rotationHeadroom: options.rotationHeadroom }),
   });
   current = w;
   const faults = new FaultInjector(w, drawPlan(w.rng("plan")), w.rng("faults"));

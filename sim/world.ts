@@ -35,6 +35,10 @@ export interface WorldOptions {
   readonly maxSteps?: number;
   /** Inject the faults that trip known design gaps too (see gaps.ts). */
   readonly gaps?: boolean;
+  /** Overrides the drawn legIoTimeoutMs (profiles.ts): seeds kept from before it was drawn. */
+  readonly legIoTimeoutMs?: number;
+  /** The gap guard's rotation headroom (gaps.ts; default 2, Infinity lifts it). */
+  readonly rotationHeadroom?: number;
 }
 
 export class World implements SimHost, ExporterObserver {
@@ -70,7 +74,7 @@ export class World implements SimHost, ExporterObserver {
   constructor(options: WorldOptions) {
     this.seed = options.seed;
     this.gaps = options.gaps ?? false;
-    this.guard = new GapGuard(this);
+    this.guard = new GapGuard(this, options.rotationHeadroom);
     this.sim = new SimClock(this.rng("timers"));
     this.driver = new Driver(this.sim, { maxSteps: options.maxSteps ?? 2_000_000 });
     this.trace = new Trace(() => this.sim.now(), options.verbose ?? false);
@@ -80,7 +84,10 @@ export class World implements SimHost, ExporterObserver {
     this.#faultRates = drawRates(this.rng("rates"), options.gaps ?? false);
     this.shape = drawShape(this.rng("shape"), this.gaps);
     this.model = new TreeModel(this.shape.root);
-    this.tuning = drawExporterTuning(this.rng("tuning"));
+    const tuning = drawExporterTuning(this.rng("tuning"));
+    this.tuning = options.legIoTimeoutMs === undefined
+      ? tuning
+      : { ...tuning, legIoTimeoutMs: options.legIoTimeoutMs };
     const blocks = Math.floor(sizeOf(this.shape.root) / BLOCK);
     this.checker = new Checker(blocks, this.model, (line) => this.trace.event(line));
     for (const spec of walk(this.shape.root)) {
@@ -180,12 +187,17 @@ export class World implements SimHost, ExporterObserver {
   legRead(mirror: string, leg: string, offset: number, length: number) {
     if (offset % BLOCK !== 0 || length % BLOCK !== 0 || length === 0) return undefined;
     const path = [...this.model.path(mirror), [mirror, leg] as [string, string]];
-    if (path.some(([m, l]) => this.model.inSyncSince(m, l) === undefined)) return undefined;
+    const since = path.map(([m, l]) => this.model.inSyncSince(m, l));
+    if (since.some((s) => s === undefined)) return undefined;
     const base = this.model.bases().get(mirror);
     if (base === undefined) return undefined;
     this.checker.stats.legReads++;
     const watch = this.checker.readStart(base + offset, length, `read of ${mirror}/${leg}`, false);
-    return (data: Uint8Array | undefined) => this.checker.readEnd(watch, data);
+    // A leg that left the in-sync set meanwhile (a crash lost what it had not synced) answers
+    // what it holds now: the mirror gave up on that read when the leg left, so it is not judged.
+    const stayed = () => path.every(([m, l], i) => this.model.inSyncSince(m, l) === since[i]);
+    return (data: Uint8Array | undefined) =>
+      this.checker.readEnd(watch, stayed() ? data : undefined);
   }
 
   down(mirrors: readonly string[]): void {

@@ -4,7 +4,8 @@
  */
 
 import type { FramedLink, LinkOptions } from "./link.ts";
-import { openLink } from "./link.ts";
+import { DEFAULT_HANDSHAKE_TIMEOUT_MS, openLink } from "./link.ts";
+import { systemClock } from "../util/clock.ts";
 import { MemoryTransport } from "./memory.ts";
 import type { QuicTlsOptions } from "./quic.ts";
 import { QuicTransport } from "./quic.ts";
@@ -21,6 +22,11 @@ export interface DialOptions extends Omit<LinkOptions, "role" | "admit" | "onRef
   readonly tls?: QuicTlsOptions;
   /** Aborts connecting (not the handshake: that has its own deadline). */
   readonly signal?: AbortSignal;
+  /**
+   * Bounds the whole dial, connecting and the handshake together: a peer that accepts and then
+   * stalls the handshake costs no more than one that never answers.
+   */
+  readonly timeoutMs?: number;
 }
 
 /** The transport for `url`'s scheme among the given ones, or the defaults. */
@@ -38,8 +44,38 @@ export function transportFor(url: string, options: DialOptions): Transport {
 
 /** Connects to `url` and runs the handshake as the initiator. */
 export async function dial(url: string, options: DialOptions): Promise<FramedLink> {
-  const duplex = await transportFor(url, options).connect(url, options.signal);
-  return await openLink(duplex, { ...options, role: "initiator" });
+  const transport = transportFor(url, options);
+  const within = options.timeoutMs;
+  if (within === undefined) {
+    const duplex = await transport.connect(url, options.signal);
+    return await openLink(duplex, { ...options, role: "initiator" });
+  }
+  const clock = options.clock ?? systemClock;
+  const started = clock.now();
+  const abort = new AbortController();
+  const timer = clock.setTimeout(
+    () => abort.abort(new Error(`connecting to ${url} took over ${within} ms`)),
+    within,
+  );
+  const signal = options.signal === undefined
+    ? abort.signal
+    : AbortSignal.any([options.signal, abort.signal]);
+  let duplex;
+  try {
+    duplex = await transport.connect(url, signal);
+  } catch (error) {
+    if (abort.signal.aborted) throw abort.signal.reason;
+    throw error;
+  } finally {
+    timer.cancel();
+  }
+  // The handshake gets what is left of the bound (or its own bound, when that is shorter).
+  const left = Math.max(1, Math.ceil(within - (clock.now() - started)));
+  const handshakeTimeoutMs = Math.min(
+    options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
+    left,
+  );
+  return await openLink(duplex, { ...options, role: "initiator", handshakeTimeoutMs });
 }
 
 export { serve } from "./server.ts";

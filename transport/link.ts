@@ -70,6 +70,9 @@ export interface LinkOptions {
   readonly chunkBytes?: number;
 }
 
+/** How long a handshake may take unless told otherwise. */
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 5000;
+
 /** How long a local close waits for queued frames and the goodbye to go out. */
 const CLOSE_FLUSH_MS = 2000;
 /** Staging buffer while the handshake runs: a stranger gets a few KiB, not a full buffer. */
@@ -227,7 +230,7 @@ export class FramedLink implements Link {
 
   /** Runs the handshake; rejects with LinkRefused. */
   async handshake(): Promise<void> {
-    const timeoutMs = this.#options.handshakeTimeoutMs ?? 5000;
+    const timeoutMs = this.#options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
     let timedOut = false;
     const deadline = this.#clock.setTimeout(() => {
       timedOut = true;

@@ -103,6 +103,13 @@ export function mirrorBehavior(
       throw error;
     };
     const fatal = (error: unknown) => error instanceof InvariantError;
+    // Background work (a judgment, a stamp) has no message to fail: the actor crashes with it.
+    core.onBroken = (error) => {
+      if (broken !== undefined) return;
+      broken = error;
+      log.log("error", "mirror stopped: an invariant broke", { error: error.message });
+      ctx.defer(Promise.reject(error));
+    };
 
     const startIo = (m: BlockMessage) => {
       inFlight++;

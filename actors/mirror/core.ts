@@ -37,6 +37,7 @@ import { type Leg, newLeg } from "./leg.ts";
 import { FenceAwareDevice, fenceAwareMedia, fencedError, type FenceRecord } from "./fencing.ts";
 import { type LegEvent, type NeedChange, type Outcome, transition } from "./leg_machine.ts";
 import { withDeadline } from "./leg_deadline.ts";
+import { InFlight, TrackedDevice, trackedMedia } from "./in_flight.ts";
 import { RangeLock } from "../block/range_lock.ts";
 import { ReadPolicy, type ReadPolicyName } from "./read_policy.ts";
 import type { ResyncPace } from "./resync_copy.ts";
@@ -116,6 +117,8 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
   clientOps = 0;
   lastVerify: VerifyReport | undefined;
   resyncs: ResyncSpawner = { start: () => {}, stop: () => {} };
+  /** Told when background work broke an invariant: the actor stops the mirror (actor.ts). */
+  onBroken: (error: InvariantError) => void = () => {};
 
   constructor(
     devices: readonly BlockDevice[],
@@ -177,12 +180,23 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
 
   /** A leg record over `device` and `media`, seen through the fencing wrappers. */
   newLeg(name: string, device: BlockDevice, media: MediaDevice | undefined): Leg {
-    const fence = (why: string) => this.fence(why);
+    // Every request is counted below the fencing wrappers (in_flight.ts); an EFENCED answer to
+    // one sent before the leg last left fences nothing (fencing.ts).
+    const flight = new InFlight();
+    const sent = () => {
+      const left = flight.left;
+      return () => flight.left === left;
+    };
+    const fence = (why: string, current: boolean) => {
+      if (current) this.fence(why);
+      else this.logger.log("warn", "a late answer to a request given up on says EFENCED", { why });
+    };
     return newLeg(
       name,
-      new FenceAwareDevice(device, fence),
-      media === undefined ? undefined : fenceAwareMedia(media, fence),
+      new FenceAwareDevice(new TrackedDevice(device, flight), fence, sent),
+      media === undefined ? undefined : fenceAwareMedia(trackedMedia(media, flight), fence, sent),
       this.clock.now(),
+      flight,
     );
   }
 
@@ -225,6 +239,10 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
     m.epoch++;
     m.reason = outcome.reason;
     m.since = this.clock.now();
+    // Out of the sets: nothing waits on what was sent to it (it is judged once that settled).
+    if (outcome.to !== "in-sync" && outcome.to !== "rebuilding") {
+      m.flight.leave(m.name, outcome.reason ?? outcome.to);
+    }
     if (outcome.to === "in-sync") {
       m.rejoined = { at: m.since, errors: m.errors };
       this.down = undefined;
@@ -401,10 +419,21 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
     if (this.bitmap.retireLanded(chunks) && this.persist) void this.bitmap.store().catch(() => {});
   }
 
+  /**
+   * Runs `work` that nobody awaits (a judgment, a stamp, a resync's end): a broken invariant
+   * there stops the mirror (`onBroken`) instead of escaping as an unhandled rejection.
+   */
+  background(what: string, work: Promise<unknown>): void {
+    work.catch((error) => {
+      if (error instanceof InvariantError) this.onBroken(error);
+      else this.logger.log("error", `mirror: ${what} failed`, { error: String(error) });
+    });
+  }
+
   // ---- client I/O ----------------------------------------------------------------------------
 
   timed<T>(leg: Leg, op: Promise<T>): Promise<T> {
-    return withDeadline(this.clock, this.timeoutMs, leg.name, op);
+    return withDeadline(this.clock, this.timeoutMs, leg.name, op, leg.flight);
   }
 
   lock<T>(offset: number, length: number, fn: () => Promise<T>): Promise<T> {

@@ -23,16 +23,16 @@ export function runEffect(core: MirrorCore, effect: Effect, leg: Leg): void {
       core.resyncs.stop(leg.name);
       return;
     case "judge":
-      void judge(core, leg, epoch);
+      core.background("judging a leg", judge(core, leg, epoch));
       return;
     case "start-resync":
-      void startResync(core, leg, epoch);
+      core.background("starting a resync", startResync(core, leg, epoch));
       return;
     case "stamp":
-      void stamp(core, leg, epoch);
+      core.background("stamping a leg", stamp(core, leg, epoch));
       return;
     case "forget-media":
-      void forgetMedia(core, leg, epoch);
+      core.background("clearing a leg's member flag", forgetMedia(core, leg, epoch));
       return;
     case "close":
       void leg.device.close().catch(() => {});
@@ -43,8 +43,30 @@ export function runEffect(core: MirrorCore, effect: Effect, leg: Leg): void {
   }
 }
 
-/** Reads what the leg holds, then decides and applies the verdict in one turn. */
+/**
+ * Reads what the leg holds, then decides and applies the verdict in one turn. Not before every
+ * request sent to it earlier has settled (in_flight.ts): one the mirror gave up on may still
+ * land, and must not land over what its resync copies or what is written after a readmission.
+ */
 export async function judge(core: MirrorCore, leg: Leg, epoch: number): Promise<void> {
+  if (!(await leg.flight.settled(core.clock, core.timeoutMs))) {
+    if (leg.epoch !== epoch || core.closed) return;
+    const why = `waiting for ${leg.flight.count} request(s) sent to it before to end`;
+    const outcome = core.dispatch(leg, { t: "judged", verdict: { kind: "out", why } }, epoch);
+    if (outcome.kind !== "move") return;
+    const out = leg.epoch;
+    // Judged again once they ended (or at the next probe, whichever is first).
+    leg.flight.whenIdle(() => {
+      if (leg.epoch !== out || core.closed) return;
+      core.background(
+        "judging a leg",
+        Promise.resolve().then(() => {
+          core.dispatch(leg, { t: "reachable" }, out);
+        }),
+      );
+    });
+    return;
+  }
   const facts = await readFacts(core, leg);
   if (leg.epoch !== epoch || core.closed) return;
   if (facts.kind === "media") leg.known = facts.state;
@@ -111,9 +133,12 @@ export async function stamp(core: MirrorCore, leg: Leg, epoch: number): Promise<
 
 /** Its data is no longer trusted: clear its member flag, then judge it (a full resync). */
 async function forgetMedia(core: MirrorCore, leg: Leg, epoch: number): Promise<void> {
+  // What was sent to it before lands first (a late stamp would set the flag again).
+  await leg.flight.settled(core.clock, core.timeoutMs);
+  if (leg.epoch !== epoch || core.closed) return;
   if (leg.media !== undefined) {
-    const known = await leg.media.updateMedia({ flags: 0 }).catch(() => undefined);
-    if (known !== undefined) leg.known = known;
+    const known = await core.timed(leg, leg.media.updateMedia({ flags: 0 })).catch(() => undefined);
+    if (known !== undefined && leg.epoch === epoch) leg.known = known;
   }
-  if (leg.epoch === epoch && !core.closed) void judge(core, leg, epoch);
+  if (leg.epoch === epoch && !core.closed) await judge(core, leg, epoch);
 }

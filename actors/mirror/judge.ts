@@ -157,6 +157,12 @@ export function decideVerdict(host: JudgeHost, leg: Leg, facts: JudgeFacts): Ver
     return { kind: "resync", need: ChunkBits.full(host.chunks), adopt: true };
   }
   const d = decide(host.gen.current, state.generations);
+  // A resync target (its media say inconsistent) holds a copy under construction: a rotation
+  // stamped on it and not on the serving legs (their stamp hung) makes it look newer, yet
+  // every acknowledged write is on the serving legs. It is copied in full, not refused.
+  if (d.kind === "newer" && isInconsistent(state)) {
+    return { kind: "resync", need: ChunkBits.full(host.chunks), adopt: false };
+  }
   if (d.kind === "newer" || d.kind === "split-brain" || d.kind === "unrelated") {
     return { kind: "refuse", why: d.why };
   }

@@ -5,6 +5,7 @@
  */
 import type { BlockDevice, MediaDevice, MediaState } from "../block/contract.ts";
 import type { ChunkBits } from "./chunk_bits.ts";
+import { InFlight } from "./in_flight.ts";
 import { LegLatency } from "./leg_latency.ts";
 import type { LegState } from "./leg_machine.ts";
 import type { ResyncStats } from "./resync_copy.ts";
@@ -49,6 +50,11 @@ export interface Leg {
   rejoined: { readonly at: number; readonly errors: number } | undefined;
   /** For status only: the last resync that finished (bytes settled, moved, when it ended). */
   lastResync: { readonly bytes: number; readonly copied: number; readonly at: number } | undefined;
+  /**
+   * Its requests not answered yet (counted below `device` and `media`, see in_flight.ts): it is
+   * judged only once those sent before have settled, so none lands over a later resync.
+   */
+  readonly flight: InFlight;
 }
 
 /** A leg that has done nothing yet, waiting for the mirror's start to judge it. */
@@ -57,6 +63,7 @@ export function newLeg(
   device: BlockDevice,
   media: MediaDevice | undefined,
   now: number,
+  flight: InFlight = new InFlight(),
 ): Leg {
   return {
     name,
@@ -78,6 +85,7 @@ export function newLeg(
     latency: new LegLatency(),
     rejoined: undefined,
     lastResync: undefined,
+    flight,
   };
 }
 

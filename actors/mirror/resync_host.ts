@@ -86,7 +86,7 @@ export function onResync(core: MirrorCore, report: ResyncReport): void {
     case "copied":
       if (leg.state !== "rebuilding" || leg.epoch !== report.epoch) return;
       progress(core, leg, report.stats);
-      void finish(core, leg, report.epoch);
+      core.background("ending a resync", finish(core, leg, report.epoch));
       return;
   }
 }

@@ -136,6 +136,14 @@ export type NodeHello = z.infer<typeof nodeHelloSchema>;
 export const proxyHelloSchema = z.object({
   role: z.literal("proxy"),
   checksums: z.array(z.string().max(64)).max(16),
+  /**
+   * The proxy's random id and this link's number among its links (sessions.ts): the node
+   * serves a newer link only once the older ones are closed and idle. Older proxies send none.
+   */
+  session: z.strictObject({
+    id: z.string().regex(/^[0-9a-f]{32}$/),
+    seq: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
+  }).optional(),
 });
 
 export function infoFromHello(hello: NodeHello): BlockInfo {

@@ -13,6 +13,7 @@
  * every change with EFENCED.
  */
 import { shortfall } from "../block/info.ts";
+import { newStorageId } from "../block/media.ts";
 import { hold, type Release } from "../../util/buffer_lease.ts";
 import {
   type BlockDevice,
@@ -66,7 +67,10 @@ export interface RemoteNodeOptions {
   readonly random?: Random;
   /** A request not answered within this fails with ETIMEDOUT. Default 30 s (or ioTimeoutMs). */
   readonly requestTimeoutMs?: number;
-  /** The first connection must succeed within this. Default 10 s. */
+  /**
+   * The first connection, connecting and the handshake together, must succeed within this;
+   * each reconnect attempt is bounded by it too. Default 10 s.
+   */
   readonly connectTimeoutMs?: number;
   /** Pacing of reconnect attempts. */
   readonly backoff?: BackoffOptions;
@@ -148,6 +152,31 @@ function checkNode(link: Link, expectStorageId: string | undefined): NodeHello {
   return parsed.data;
 }
 
+/** What a proxy's hello says of its session: its id and the link's number. */
+interface SessionHello {
+  readonly id: string;
+  readonly seq: number;
+}
+
+/**
+ * A proxy's random id and its links' numbers: the node closes a proxy's older links and lets
+ * their requests end before it serves a newer one (sessions.ts), so nothing sent on a link
+ * this proxy gave up on lands after what it sends on the next.
+ */
+class LinkSession {
+  readonly id: string;
+  #seq = 0;
+
+  constructor(random: Random | undefined) {
+    this.id = newStorageId(random);
+  }
+
+  /** The hello of the next link dialled. */
+  next(): SessionHello {
+    return { id: this.id, seq: ++this.#seq };
+  }
+}
+
 /** Requests that change the node: refused at once by a proxy that knows it was fenced. */
 const CHANGES: ReadonlySet<Op> = new Set(["write", "flush", "trim", "zero", "setmedia", "wbitmap"]);
 
@@ -175,14 +204,18 @@ export class RemoteNode implements BlockDevice, MediaDevice {
   #fenced: string | undefined;
   /** The claim sent on the current link, if any (replaced on the next). */
   #reclaimId: number | undefined;
+  /** This proxy's links, numbered as dialled, for the node's sessions (sessions.ts). */
+  readonly #session: LinkSession;
 
   private constructor(
     url: string,
     first: { link: Link; hello: NodeHello } | { expect: BlockInfo },
     options: RemoteNodeOptions,
+    session: LinkSession,
   ) {
     this.url = url;
     this.#options = options;
+    this.#session = session;
     this.#clock = options.clock ?? coarseSystemClock;
     this.#random = options.random ?? systemRandom;
     this.#logger = options.logger ?? silentLogger;
@@ -205,7 +238,7 @@ export class RemoteNode implements BlockDevice, MediaDevice {
    * and takes the node once it answers, if the node covers `expect`.
    */
   static offline(url: string, expect: BlockInfo, options: RemoteNodeOptions): RemoteNode {
-    return new RemoteNode(url, { expect }, options);
+    return new RemoteNode(url, { expect }, options, new LinkSession(options.random));
   }
 
   /** Connects (retrying with backoff up to the connect timeout) and learns the node's size. */
@@ -213,14 +246,19 @@ export class RemoteNode implements BlockDevice, MediaDevice {
     const clock = options.clock ?? coarseSystemClock;
     const random = options.random ?? systemRandom;
     const deadline = clock.now() + (options.connectTimeoutMs ?? 10_000);
+    const session = new LinkSession(options.random);
     for (let attempt = 1;; attempt++) {
       try {
-        const link = await dial(url, RemoteNode.#dialOptions(options));
+        const link = await dial(url, {
+          ...RemoteNode.#dialOptions(options, session.next()),
+          timeoutMs: Math.max(1, deadline - clock.now()),
+        });
         try {
           return new RemoteNode(
             url,
             { link, hello: checkNode(link, options.expectStorageId) },
             options,
+            session,
           );
         } catch (error) {
           link.close("refused");
@@ -243,12 +281,12 @@ export class RemoteNode implements BlockDevice, MediaDevice {
     }
   }
 
-  static #dialOptions(options: RemoteNodeOptions): DialOptions {
+  static #dialOptions(options: RemoteNodeOptions, session: SessionHello): DialOptions {
     return {
       hello: {
         version: NODE_PROTOCOL_VERSION,
         node: options.node,
-        info: { role: "proxy", checksums: [...(options.checksums ?? CHECKSUMS)] },
+        info: { role: "proxy", checksums: [...(options.checksums ?? CHECKSUMS)], session },
       },
       headerSchema: nodeHeaderSchema,
       ...(options.secret === undefined ? {} : { secret: options.secret }),
@@ -647,7 +685,10 @@ export class RemoteNode implements BlockDevice, MediaDevice {
     if (this.#isClosed()) return;
     let link: Link;
     try {
-      link = await dial(this.url, RemoteNode.#dialOptions(this.#options));
+      link = await dial(this.url, {
+        ...RemoteNode.#dialOptions(this.#options, this.#session.next()),
+        timeoutMs: this.#options.connectTimeoutMs ?? 10_000,
+      });
     } catch (error) {
       this.#logger.log("debug", "reconnect failed", { node: this.url, error: String(error) });
       if (!this.#isClosed()) this.#scheduleReconnect();

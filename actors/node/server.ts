@@ -12,6 +12,9 @@
  *
  * Ownership (claim.ts): an exporter claims the node with an epoch; changes from any link that
  * does not hold the node's grant are refused with EFENCED, reads are served to anyone.
+ *
+ * Sessions (sessions.ts): a proxy's newer link closes its older ones, and is served only once
+ * the requests taken off those have ended; nothing sent on a link a proxy gave up on lands later.
  */
 import {
   type BlockDevice,
@@ -36,6 +39,7 @@ import {
   type OwnerGrant,
 } from "../block/owner_grant.ts";
 import { ClaimBook, type ClaimStats, FENCED_BYE, type LinkClaim, memoryGrants } from "./claim.ts";
+import { LinkSessions } from "./sessions.ts";
 import {
   claimAnswerSchema,
   decodeJson,
@@ -185,6 +189,7 @@ export async function serveNode(
 
   /** Every link and what it holds, so a winning claim can close the links it fenced. */
   const claims = new Map<FramedLink, LinkClaim>();
+  const sessions = new LinkSessions();
 
   const onLink = (link: FramedLink): void => {
     const peer = proxyHelloSchema.safeParse(link.peer.info);
@@ -194,6 +199,26 @@ export async function serveNode(
       });
       link.close("this is a dst node: only a dst remote node proxy may connect");
       return;
+    }
+    /** Requests taken off this link and still running. */
+    const running = new Set<Promise<void>>();
+    const session = peer.data.session;
+    let ready: Promise<void> | undefined;
+    if (session !== undefined) {
+      // Idle once its own wait on the older links ended too: a link replaced before it served
+      // anything still stands for what those older ones run.
+      let waited: Promise<void> = Promise.resolve();
+      const entry = {
+        close: (reason: string) => link.close(reason),
+        idle: () => waited.then(() => Promise.all([...running])).then(() => {}),
+      };
+      ready = sessions.open(session.id, session.seq, entry);
+      if (ready !== undefined) waited = ready;
+      if (ready === undefined) {
+        link.close(`link ${session.seq} of this proxy is older than one it opened since`);
+        return;
+      }
+      void link.closed.then(() => sessions.closed(session.id, entry));
     }
     stats.links++;
     const claim: LinkClaim = { grant: undefined };
@@ -271,7 +296,8 @@ export async function serveNode(
       heldBytes += cost;
       stats.requests++;
       // Once handled, the device no longer needs the payload: the link may reuse its memory.
-      void handle(rq, frame.payload).finally(() => {
+      const done: Promise<void> = handle(rq, frame.payload).finally(() => {
+        running.delete(done);
         inFlight--;
         heldBytes -= cost;
         link.recycle(frame);
@@ -279,10 +305,12 @@ export async function serveNode(
         wake = undefined;
         woken?.();
       });
+      running.add(done);
     };
 
-    // Handlers are defined first: receive() may deliver frames that are already waiting.
-    link.receive((frame) => {
+    /** Takes a request off the link: served now, or once there is room for it. */
+    const take = (frame: Frame): Promise<void> | undefined => {
+      if (link.isClosed) return undefined; // replaced: nothing more is taken off it
       if (frame.header.t !== "rq") {
         link.close(`unexpected message "${frame.header.t}" from a proxy`);
         return undefined;
@@ -310,7 +338,18 @@ export async function serveNode(
       }
       // Over the bound: hold this frame, and the link stops reading, until there is room.
       return room(cost).then((open) => {
-        if (open) start(rq, frame, cost);
+        // Not once the link closed meanwhile: its session counts only what started before.
+        if (open && !link.isClosed) start(rq, frame, cost);
+      });
+    };
+
+    // Handlers are defined first: receive() may deliver frames that are already waiting. The
+    // first frame waits (and the link with it) until the proxy's older links are idle.
+    link.receive((frame) => {
+      if (ready === undefined) return take(frame);
+      return ready.then(() => {
+        ready = undefined;
+        return link.isClosed ? undefined : take(frame);
       });
     });
   };
