@@ -24,6 +24,25 @@ export async function reconcileParity(
   union: ChunkBits,
   cleanly: boolean,
 ): Promise<void> {
+  try {
+    await reconcile(core, g, pool, reference, union, cleanly);
+  } catch (error) {
+    // A start refused here leaves the media as it found it: the stop that follows must not
+    // stamp the reference legs as stopped cleanly, nor a leg that failed a read as outdated,
+    // or the next start would trust the stripes it could not repair (found by sim seed 38).
+    core.persist = false;
+    throw error;
+  }
+}
+
+async function reconcile(
+  core: MirrorCore,
+  g: Geometry,
+  pool: BufferPool,
+  reference: readonly Leg[],
+  union: ChunkBits,
+  cleanly: boolean,
+): Promise<void> {
   for (const l of reference.slice(1)) {
     core.dispatch(l, { t: "judged", verdict: { kind: "reference" } }, l.epoch);
   }
