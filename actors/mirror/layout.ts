@@ -28,8 +28,11 @@ export interface LayoutIo {
   cache(core: MirrorCore, offset: number, length: number): Promise<void>;
 }
 
-/** Recreates leg bytes [offset, offset+length) (one chunk) on `target` from the other legs. */
-export type Recreate = (target: ResyncSide, offset: number, length: number) => Promise<void>;
+/**
+ * Recreates leg bytes [offset, offset+length) (one chunk) on `target` from the other legs;
+ * resolves false when the target held those bytes already (nothing was written).
+ */
+export type Recreate = (target: ResyncSide, offset: number, length: number) => Promise<boolean>;
 
 export interface Layout {
   /** "mirror" or "parity": for messages. */

@@ -178,12 +178,14 @@ async function recreateOne(
   stats: ResyncStats,
 ): Promise<void> {
   if (!job.wanted()) throw new ResyncAborted("stopped");
+  let written: boolean;
   try {
-    await job.recreate!(job.target, offset, length);
+    written = await job.recreate!(job.target, offset, length);
   } catch (error) {
     if (!(error instanceof SourceFailed)) throw error;
     job.sourceFailed(error.side, error.cause);
     throw new ResyncAborted(`${error.side.name} failed a read the rebuild needs`);
   }
-  stats.bytesCopied += length;
+  if (written) stats.bytesCopied += length;
+  else stats.chunksSkipped++;
 }
