@@ -3,7 +3,8 @@
  *
  *   deno task sim [--seeds N] [--first F] [--seed S] [--ticks T] [--jobs J] [--verbose]
  *
- * `--gaps` also injects the faults that trip the known design gaps (sim/gaps.ts).
+ * `--gaps` also injects the faults that trip the known design gaps (sim/gaps.ts); `--parity`
+ * makes every seed a parity (RAID 5) shape.
  * `--seeds N` runs seeds F..F+N-1 (F defaults to 1) spread over J worker threads (default: the
  * cores); `--seed S` replays one seed in this thread and prints its trace digest (`--verbose`:
  * every event). Exit status 1 when a seed failed.
@@ -13,7 +14,7 @@ import { describeFailure, describePass } from "./report.ts";
 import { DEFAULT_TICKS, runSeed, type SeedOptions, type SeedResult } from "./run.ts";
 
 const USAGE = "usage: deno task sim [--seeds N] [--first F] [--seed S] [--ticks T] " +
-  "[--jobs J] [--gaps] [--verbose]";
+  "[--jobs J] [--gaps] [--parity] [--verbose]";
 
 function positive(value: string | undefined, flag: string, fallback: number): number {
   if (value === undefined) return fallback;
@@ -68,6 +69,7 @@ async function main(args: string[]): Promise<number> {
       jobs: { type: "string" },
       verbose: { type: "boolean", short: "v" },
       gaps: { type: "boolean" },
+      parity: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -76,9 +78,13 @@ async function main(args: string[]): Promise<number> {
     return 0;
   }
   const ticks = positive(values.ticks, "--ticks", DEFAULT_TICKS);
-  const options: SeedOptions = { ticks, gaps: values.gaps ?? false };
+  const options: SeedOptions = {
+    ticks,
+    gaps: values.gaps ?? false,
+    parity: values.parity ?? false,
+  };
   const replayFlags = (values.ticks === undefined ? "" : ` --ticks ${ticks}`) +
-    (values.gaps ? " --gaps" : "");
+    (values.gaps ? " --gaps" : "") + (values.parity ? " --parity" : "");
   if (values.seed !== undefined) {
     const seed = positive(values.seed, "--seed", 1);
     const result = await runSeed(seed, { ...options, verbose: values.verbose ?? false });

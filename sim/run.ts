@@ -16,6 +16,8 @@ export interface SeedOptions {
   readonly maxSteps?: number;
   /** Also inject the faults that trip known design gaps (see gaps.ts). */
   readonly gaps?: boolean;
+  /** Every seed builds a parity shape (topology.ts: drawParity). */
+  readonly parity?: boolean;
 }
 
 export interface SeedResult {
@@ -55,6 +57,7 @@ export async function runSeed(seed: number, options: SeedOptions = {}): Promise<
     ...(options.verbose === undefined ? {} : { verbose: options.verbose }),
     ...(options.maxSteps === undefined ? {} : { maxSteps: options.maxSteps }),
     ...(options.gaps === undefined ? {} : { gaps: options.gaps }),
+    ...(options.parity === undefined ? {} : { parity: options.parity }),
   });
   current = w;
   const faults = new FaultInjector(w, drawPlan(w.rng("plan")), w.rng("faults"));

@@ -35,6 +35,8 @@ export interface WorldOptions {
   readonly maxSteps?: number;
   /** Inject the faults that trip known design gaps too (see gaps.ts). */
   readonly gaps?: boolean;
+  /** Build a parity shape (see topology.ts). */
+  readonly parity?: boolean;
 }
 
 export class World implements SimHost, ExporterObserver {
@@ -78,7 +80,11 @@ export class World implements SimHost, ExporterObserver {
     // The tree starts on a calm network; the seed's rates apply once it serves (faults()).
     this.network = new SimNetwork(new ProcessClock(this.sim), this.rng("network"), CALM);
     this.#faultRates = drawRates(this.rng("rates"), options.gaps ?? false);
-    this.shape = drawShape(this.rng("shape"), this.gaps);
+    this.shape = drawShape(
+      this.rng("shape"),
+      this.gaps,
+      options.parity ? this.rng("parity") : undefined,
+    );
     this.model = new TreeModel(this.shape.root);
     this.tuning = drawExporterTuning(this.rng("tuning"));
     const blocks = Math.floor(sizeOf(this.shape.root) / BLOCK);
