@@ -70,6 +70,13 @@ Deno.test({
       const after = copied(await waitInSync(rig), "leg2");
       // Device bytes [0, 3 MiB) lie in leg bytes [0, 1.5 MiB): chunks 0 and 1 of each leg.
       assert.equal(after - before, 2 * MiB, "only the chunks it missed were rebuilt");
+      // Reported as a mirror's resync is: the leg's counters in /metrics, its state in the tree.
+      const metrics = await (await fetch(`${rig.status.replace(/\/$/, "")}/metrics`)).text();
+      assert.match(metrics, /dst_leg_copied_bytes_total\{storage="m",mirror="m",leg="leg2"\} \d+/);
+      assert.match(
+        metrics,
+        /dst_node_state\{storage="m",node="m",kind="parity",state="in-sync"\} 1/,
+      );
       const back = await readBack(rig, DEVICE);
       assert.ok(back.ok, back.error);
       assertStamps(back.data, (at) => (at < 3 * MiB ? [1] : [0]));
