@@ -175,3 +175,29 @@ Deno.test("writes during a rebuild land right on stale and rebuilt chunks alike"
     await f.close();
   }
 });
+
+Deno.test("two legs lost: the storage stays down until the operator marks one clean with force", async () => {
+  const f = await parityFixture(3, { size: SIZE });
+  try {
+    await until("in sync", () => f.mirror.inSync() === 3);
+    await f.mirror.device.write(0, pattern(7, 4 * UNIT), false);
+    f.faulty[0]!.mode = "error";
+    await f.mirror.device.write(0, pattern(8, 4 * UNIT), false); // leg0 misses it
+    f.faulty[1]!.mode = "error";
+    await assert.rejects(f.mirror.device.write(8 * UNIT, pattern(9, 4096), false));
+    for (const i of [0, 1]) {
+      f.faulty[i]!.mode = "healthy";
+      f.mirror.legReachable(`leg${i}`);
+    }
+    // Each needs the other to be rebuilt from (RAID 5 rebuilds from every other leg).
+    await until("both judged", () => states(f.mirror).filter((s) => s === "out").length === 2);
+    await assert.rejects(f.mirror.device.read(0, 4096), /parity needs 2 of 3 legs/);
+    // leg1 left last: it missed no acknowledged write; its data is taken as it is.
+    await f.mirror.act({ action: "clean", leg: "leg1", force: true });
+    await until("rebuilt", () => f.mirror.inSync() === 3);
+    assert.deepEqual(await f.mirror.device.read(0, 4 * UNIT), pattern(8, 4 * UNIT));
+    assert.deepEqual(await stripesNotAddingUp(f.legs), []);
+  } finally {
+    await f.close();
+  }
+});
