@@ -115,7 +115,7 @@ async function applyWrite(
       const old = await readOld(core, g, pool, legs, plans, held);
       if (old === undefined) continue;
       const parity = plans.map((p) => newParity(g, pool, p, data, old.get(p.row)!, held));
-      return await writeRows(core, g, legs, plans, parity, data, fua);
+      return await writeRows(core, g, pool, legs, plans, parity, data, fua, held);
     } finally {
       for (const b of held) pool.put(b);
     }
@@ -209,26 +209,55 @@ function newParity(
   return parity;
 }
 
-/** Writes every row's data and parity units at once. */
+/** One leg's part of a write: leg bytes at `offset`. */
+interface Piece {
+  readonly offset: number;
+  readonly bytes: Uint8Array;
+}
+
+/**
+ * Writes every row's data and parity units at once: what goes to one leg over consecutive rows
+ * (its units lie back to back there) is one request, copied into a pooled buffer (`held`).
+ */
 async function writeRows(
   core: MirrorCore,
   g: Geometry,
+  pool: BufferPool,
   legs: readonly Leg[],
   plans: readonly RowPlan[],
   parity: readonly (Uint8Array | undefined)[],
   data: Uint8Array,
   fua: boolean,
+  held: Uint8Array[],
 ): Promise<Written> {
   const sentAt = new Map<Leg, number>();
   const missed = new Set<Leg>();
   const ops: { leg: Leg; epoch: number; run: Promise<void> }[] = [];
+  const pieces = new Map<Leg, Piece[]>();
   const send = (leg: Leg, offset: number, bytes: Uint8Array) => {
     if (!takesWrites(leg)) {
       missed.add(leg);
       return;
     }
+    let list = pieces.get(leg);
+    if (list === undefined) pieces.set(leg, list = []);
+    list.push({ offset, bytes });
+  };
+  const flushRun = (leg: Leg, run: readonly Piece[]) => {
+    let bytes = run[0]!.bytes;
+    if (run.length > 1) {
+      const length = run.reduce((n, p) => n + p.bytes.length, 0);
+      const buffer = pool.get(length);
+      held.push(buffer);
+      bytes = buffer.subarray(0, length);
+      let at = 0;
+      for (const p of run) {
+        bytes.set(p.bytes, at);
+        at += p.bytes.length;
+      }
+    }
     sentAt.set(leg, leg.epoch);
-    ops.push({ leg, epoch: leg.epoch, run: legWrite(core, leg, offset, bytes, fua) });
+    ops.push({ leg, epoch: leg.epoch, run: legWrite(core, leg, run[0]!.offset, bytes, fua) });
   };
   plans.forEach((p, i) => {
     for (const t of p.touches) {
@@ -242,6 +271,19 @@ async function writeRows(
     if (bytes !== undefined) send(legs[p.parityLeg]!, g.legOffset(p.row, p.lo), bytes);
     else missed.add(legs[p.parityLeg]!);
   });
+  for (const [leg, list] of pieces) {
+    list.sort((a, b) => a.offset - b.offset);
+    let run: Piece[] = [list[0]!];
+    for (const p of list.slice(1)) {
+      const last = run[run.length - 1]!;
+      if (last.offset + last.bytes.length === p.offset) run.push(p);
+      else {
+        flushRun(leg, run);
+        run = [p];
+      }
+    }
+    flushRun(leg, run);
+  }
   const failed = await settleOnLegs(core, "write", ops);
   for (const leg of sentAt.keys()) if (!failed.some((f) => f.leg === leg)) leg.writes++;
   for (const f of failed) missed.add(f.leg);
