@@ -186,7 +186,6 @@ function newParity(
     }
     return parity;
   }
-  parity.fill(0);
   // rebuild: the lost unit's old bytes are the XOR of every other leg's over [lo, hi).
   let lostOld: Uint8Array | undefined;
   if (p.strategy === "rebuild") {
@@ -195,16 +194,19 @@ function newParity(
     lostOld = b.subarray(0, width).fill(0);
     for (const bytes of old.values()) xorInto(lostOld, bytes);
   }
+  // The first unit is copied in, the others xored onto it (no pass over zeros).
   for (let unit = 0; unit < g.k; unit++) {
     const t = p.touches.find((x) => x.unit === unit);
+    let bytes: Uint8Array;
     if (t !== undefined && t.from <= p.lo && t.to >= p.hi) {
-      xorInto(parity, data.subarray(t.at + p.lo - t.from, t.at + p.hi - t.from));
-      continue;
+      bytes = data.subarray(t.at + p.lo - t.from, t.at + p.hi - t.from);
+    } else {
+      // Old bytes over [lo, hi) (scratch we own), the written columns overlaid with new ones.
+      bytes = unit === p.rebuilt ? lostOld! : old.get(g.dataLeg(p.row, unit))!;
+      if (t !== undefined) bytes.set(newBytes(t), t.from - p.lo);
     }
-    // Old bytes over [lo, hi) (scratch we own), the written columns overlaid with new ones.
-    const bytes = unit === p.rebuilt ? lostOld! : old.get(g.dataLeg(p.row, unit))!;
-    if (t !== undefined) bytes.set(newBytes(t), t.from - p.lo);
-    xorInto(parity, bytes);
+    if (unit === 0) parity.set(bytes);
+    else xorInto(parity, bytes);
   }
   return parity;
 }
