@@ -30,6 +30,47 @@ export async function mediaDigest(path: string, size: number): Promise<string> {
   }
 }
 
+/**
+ * The first stripe (unit-sized row) where the data areas of a parity's stopped legs do not XOR
+ * to zero, or -1 when every stripe adds up.
+ */
+export async function firstBadStripe(
+  paths: readonly string[],
+  size: number,
+  unit: number,
+): Promise<number> {
+  const { xorInto } = await import("../actors/parity/xor.ts");
+  const files = await Promise.all(paths.map((p) => Deno.open(p, { read: true })));
+  try {
+    const offsets = await Promise.all(files.map(async (file) => {
+      const bytes = (await file.stat()).size;
+      const meta = await openMedia({
+        pread: (buf, position) => readFully(file, buf, position),
+        pwrite: () => Promise.reject(new Error("read-only: the drill only reads media")),
+        sync: () => Promise.resolve(),
+        size: () => bytes,
+      });
+      return meta.dataOffset;
+    }));
+    const sum = new Uint8Array(1 << 20);
+    const part = new Uint8Array(1 << 20);
+    for (let at = 0; at < size; at += sum.length) {
+      const n = Math.min(sum.length, size - at);
+      sum.fill(0);
+      for (const [i, file] of files.entries()) {
+        await readFully(file, part.subarray(0, n), offsets[i]! + at);
+        xorInto(sum.subarray(0, n), part.subarray(0, n));
+      }
+      for (let u = 0; u < n; u += unit) {
+        if (!sum.subarray(u, Math.min(n, u + unit)).every((b) => b === 0)) return (at + u) / unit;
+      }
+    }
+    return -1;
+  } finally {
+    for (const f of files) f.close();
+  }
+}
+
 async function readFully(file: Deno.FsFile, buf: Uint8Array, position: number): Promise<void> {
   await file.seek(position, Deno.SeekMode.Start);
   for (let got = 0; got < buf.length;) {

@@ -162,7 +162,7 @@ export async function planDrill(
       storage: of,
       nodes: {
         [of]: {
-          kind: "mirror",
+          kind: own.layout ?? "mirror",
           legs,
           ...(drill.chunkSize === undefined ? {} : { chunkSize: drill.chunkSize }),
           ...(own.legTimeoutMs === undefined ? {} : { legTimeoutMs: own.legTimeoutMs }),

@@ -8,12 +8,12 @@
 import { formatSize } from "../util/size.ts";
 import { etcdMissing, type EtcdServer, startEtcd } from "../cluster/etcd_server.ts";
 import { ExporterGroup } from "./cluster.ts";
-import { mediaDigest } from "./media_digest.ts";
+import { firstBadStripe, mediaDigest } from "./media_digest.ts";
 import { type Fault, type FaultMeasure, measure } from "./measure.ts";
 import { Namespaces, namespacesUnavailable, netemUnavailable } from "./netns.ts";
 import { planDrill } from "./plan.ts";
 import { DrillProcess } from "./process.ts";
-import { type Drill, type DrillStep, parentOf } from "./schema.ts";
+import { type Drill, type DrillStep, parentOf, rootOf } from "./schema.ts";
 import { control, describe, type Endpoint, type Sample, StatusWatch } from "./status.ts";
 import { type RoundEvent, Workload } from "./workload.ts";
 
@@ -199,6 +199,11 @@ export async function runDrill(drill: Drill, options: DrillOptions = {}): Promis
       ) && (g === undefined || g.inSync());
     await w.until(allInSync, settleMs, "every mirror in sync at start");
 
+    // A parity root offers its data legs' worth (64 KiB units fill the legs of a drill).
+    const rootSpec = drill.processes[rootOf(drill)];
+    const exportSize = rootSpec?.kind === "serve" && rootSpec.layout === "parity"
+      ? size * ((rootSpec.mirror?.length ?? 3) - 1)
+      : size;
     workload = new Workload(
       () =>
         g !== undefined
@@ -206,8 +211,8 @@ export async function runDrill(drill: Drill, options: DrillOptions = {}): Promis
           : proc(plan.root).running
           ? `nbd+unix:///dst?socket=${plan.nbdSocket}`
           : undefined,
-      size,
-      drill.workload.roundBytes.map((b) => Math.min(b, size)),
+      exportSize,
+      drill.workload.roundBytes.map((b) => Math.min(b, exportSize)),
       dir,
       (r: RoundEvent) => {
         const what = `${r.kind} seq ${r.seq} ${formatSize(r.bytes)} ${r.ms} ms`;
@@ -458,12 +463,26 @@ export async function runDrill(drill: Drill, options: DrillOptions = {}): Promis
       const media = `${dir}/${p.name}.img`;
       legs[p.name] = await mediaDigest(media, size).catch((e) => `unreadable: ${e.message}`);
     }
-    const sums = new Set(Object.values(legs));
-    if (sums.size === 1) {
+    // A parity's legs hold different bytes: each stripe of them must add up instead.
+    const inParity = new Set<string>();
+    for (const [serve, spec] of Object.entries(drill.processes)) {
+      if (spec.kind !== "serve" || spec.layout !== "parity") continue;
+      const members = spec.mirror ?? [];
+      members.forEach((m) => inParity.add(m));
+      const bad = await firstBadStripe(members.map((m) => `${dir}/${m}.img`), size, 64 * 1024)
+        .catch((e) => `unreadable: ${e.message}`);
+      if (bad === -1) note(`every stripe of parity ${serve} adds up (${members.join(", ")})`);
+      else fail(`parity ${serve}: stripe ${bad} does not add up`);
+    }
+    const mirrored = Object.entries(legs).filter(([n]) => !inParity.has(n));
+    const sums = new Set(mirrored.map(([, s]) => s));
+    if (mirrored.length > 0 && sums.size === 1) {
       note(`every leg holds the same bytes (sha256 ${[...sums][0]!.slice(0, 16)}…)`);
-    } else {fail(`legs differ: ${
-        Object.entries(legs).map(([n, s]) => `${n} ${s.slice(0, 16)}`).join(", ")
-      }`);}
+    } else if (mirrored.length > 0) {
+      fail(
+        `legs differ: ${Object.entries(legs).map(([n, s]) => `${n} ${s.slice(0, 16)}`).join(", ")}`,
+      );
+    }
   }
   await Deno.remove(dir, { recursive: true }).catch(() => {});
   const measured = faults.map((f, i) => {

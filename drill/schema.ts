@@ -31,6 +31,8 @@ const serveProcess = z.strictObject({
    * serves of one storage elect the active one through etcd, the others stand by.
    */
   replicaOf: name.optional(),
+  /** How the serve lays data over the legs listed in `mirror`: mirrored (default) or parity. */
+  layout: z.enum(["mirror", "parity"]).optional(),
   legTimeoutMs: z.number().int().min(10).max(600_000).optional(),
   /** Resync pace ceiling (bytes per second): slow it down so a drill can interrupt it. */
   resyncCeiling: size.optional(),
@@ -183,6 +185,9 @@ export function parseDrill(input: unknown): Drill {
     const at = `processes.${serve}`;
     if ((spec.mirror === undefined) === (spec.replicaOf === undefined)) {
       problems.push(`${at}: give exactly one of "mirror" (its legs) or "replicaOf" (a serve)`);
+    }
+    if (spec.layout === "parity" && (spec.mirror?.length ?? 0) < 3) {
+      problems.push(`${at}.mirror: a parity serve needs at least 3 legs (2 data and 1 parity)`);
     }
     if (spec.replicaOf !== undefined) {
       const target = drill.processes[spec.replicaOf];

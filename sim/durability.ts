@@ -2,12 +2,13 @@
  * What the checker may expect of the tree after crashes: which replicas of a block kept what
  * was acknowledged. A leaf keeps what it acknowledged until it crashes (unsynced writes) or its
  * media is replaced (everything); a linear keeps what its child keeps; a mirror keeps it while
- * one of its legs has been in sync since the write was acknowledged and kept it itself. Leg
+ * one of its legs has been in sync since the write was acknowledged and kept it itself; a parity
+ * keeps it while the leg holding its unit did so, or every other leg did (they rebuild it). Leg
  * states come from the mirrors' own reports, in the checker's logical time.
  */
 import type { LegState } from "../actors/mirror/mod.ts";
 import type { Durability } from "./checker.ts";
-import { BLOCK, sizeOf, type Spec } from "./topology.ts";
+import { BLOCK, type MirrorSpec, parityPlace, sizeOf, type Spec } from "./topology.ts";
 
 interface LegSeen {
   state: LegState;
@@ -67,15 +68,23 @@ export class TreeModel implements Durability {
         }
         return false;
       }
-      case "mirror":
-        return spec.legs.some((l) => {
+      case "mirror": {
+        const kept = (l: Spec, at: number) => {
           const inSync = this.inSyncSince(spec.id, l.id);
-          return inSync !== undefined && inSync <= since && this.#kept(l, offset, since, durable);
-        });
+          return inSync !== undefined && inSync <= since && this.#kept(l, at, since, durable);
+        };
+        if (spec.parity === undefined) return spec.legs.some((l) => kept(l, offset));
+        const { leg, legOffset } = parityPlace(spec, offset);
+        return kept(spec.legs[leg]!, legOffset) ||
+          spec.legs.every((l, i) => i === leg || kept(l, legOffset));
+      }
     }
   }
 
-  /** Where each node of the tree starts in the storage's address space. */
+  /**
+   * Where each node of the tree starts in the storage's address space (nothing under a parity:
+   * its legs hold units and parity, not a range of the storage).
+   */
   bases(): Map<string, number> {
     const out = new Map<string, number>();
     const visit = (spec: Spec, base: number) => {
@@ -85,7 +94,7 @@ export class TreeModel implements Durability {
           visit(spec.root, base);
           break;
         case "mirror":
-          for (const l of spec.legs) visit(l, base);
+          if (spec.parity === undefined) { for (const l of spec.legs) visit(l, base); }
           break;
         case "linear": {
           let at = base;
@@ -127,10 +136,14 @@ export class TreeModel implements Durability {
     return found;
   }
 
-  /** Root blocks a leaf holds (any replica of them). */
+  /** Root blocks a leaf holds (any replica of them; under a parity, part of every block of it). */
   blocksOf(leaf: string, blocks: number): number[] {
-    const base = this.bases().get(leaf);
-    const spec = this.find(leaf);
+    const parity = this.path(leaf).map(([m]) => this.find(m)).find((s) =>
+      s?.kind === "mirror" && s.parity !== undefined
+    ) as MirrorSpec | undefined;
+    const id = parity?.id ?? leaf;
+    const base = this.bases().get(id);
+    const spec = this.find(id);
     if (base === undefined || spec === undefined) return [];
     const first = Math.floor(base / BLOCK);
     const last = Math.min(blocks, Math.ceil((base + sizeOf(spec)) / BLOCK));

@@ -17,6 +17,7 @@ import type {
 import { guard } from "../actors/block/guard.ts";
 import { LinearMapping } from "../actors/linear/linear.ts";
 import { type Mirror, type MirrorAction, spawnMirror } from "../actors/mirror/mod.ts";
+import { spawnParity } from "../actors/parity/mod.ts";
 import type { LegStatus } from "../actors/mirror/status.ts";
 import { RemoteNode, type RemoteState } from "../actors/node/proxy.ts";
 import { type NodeServer, serveNode } from "../actors/node/server.ts";
@@ -218,25 +219,29 @@ export class Exporter {
         const legs: Built[] = [];
         for (const l of spec.legs) legs.push(await this.#build(l, "mirror", proc, logger));
         const t = spec.tuning;
-        const mirror = await spawnMirror(
-          system,
-          legs.map((b, i) => this.#tap(spec.id, spec.legs[i]!.id, b.device)),
-          {
-            name: `storage.${spec.id}`,
-            names: spec.legs.map((l) => l.id),
-            logger,
-            media: legs.map((b) => b.media),
-            legTimeoutMs: t.legTimeoutMs,
-            chunkSize: t.chunkSize,
-            probeMs: t.probeMs,
-            activityIdleMs: t.activityIdleMs,
-            readPolicy: t.readPolicy,
-            pace: { parallel: t.parallel },
-            onLegState: (status) => {
-              if (proc.alive) this.observer.legMoved(spec.id, status);
-            },
+        const options = {
+          name: `storage.${spec.id}`,
+          names: spec.legs.map((l) => l.id),
+          logger,
+          media: legs.map((b) => b.media),
+          legTimeoutMs: t.legTimeoutMs,
+          chunkSize: t.chunkSize,
+          probeMs: t.probeMs,
+          activityIdleMs: t.activityIdleMs,
+          pace: { parallel: t.parallel },
+          onLegState: (status: LegStatus) => {
+            if (proc.alive) this.observer.legMoved(spec.id, status);
           },
-        );
+        };
+        // A parity leg's bytes are not the storage's: its reads are judged through the
+        // client's (reconstructed or not), not one by one.
+        const mirror = spec.parity !== undefined
+          ? await spawnParity(system, legs.map((b) => b.device), { ...options, unit: spec.parity })
+          : await spawnMirror(
+            system,
+            legs.map((b, i) => this.#tap(spec.id, spec.legs[i]!.id, b.device)),
+            { ...options, readPolicy: t.readPolicy },
+          );
         if (!proc.alive) return { device: mirror.device };
         this.mirrors.set(spec.id, {
           mirror,

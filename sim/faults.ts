@@ -237,6 +237,8 @@ export class FaultInjector {
     if (action === undefined) return;
     const legs = m.spec.legs.map((l) => l.id);
     const leg = this.rng.pick(legs);
+    // A parity storage keeps its legs (the operator is refused; nothing to test there).
+    if (m.spec.parity !== undefined && (action === "add-leg" || action === "remove-leg")) return;
     const takesOut = action === "suspend" || action === "dirty" || action === "remove-leg";
     if (takesOut && !w.gaps && !w.guard.mayTakeOut(id)) return;
     let act: MirrorAction;

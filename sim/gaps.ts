@@ -39,6 +39,14 @@
  *   checker widens what a crash may lose only for writes acknowledged before it, so it calls
  *   this a stale read. Whether the mirror must fail such a part later (or the linear must ask
  *   each part again before acknowledging) is a design question; seed 330.
+ * - `parity-double-fault` (RAID 5's limit, and one gap): a parity storage that loses a second
+ *   leg stops (EIO); a leg that left with chunks marked cannot be rebuilt while another is out,
+ *   so the storage stays down until the operator marks a leg clean (--force), even when every
+ *   leg is back and nothing was lost (the gap: the bitmap does not tell chunks a leg missed
+ *   from chunks in flight when it left); an exporter that restarts while a leg is out with
+ *   stripes marked refuses to start ("dirty degraded": their parity may be stale). So while a
+ *   parity leg is out the network is calm and nothing else under it is disturbed, and the
+ *   final power loss of every node is skipped.
  * - `frame-desync`: one flipped bit in a frame's length prefix leaves the receiver waiting for
  *   a payload that never ends; keepalive counts bytes, the peer keeps sending, and the link
  *   never closes: every request on it times out, forever (only bit flips expose it).
@@ -110,6 +118,11 @@ export class GapGuard {
     return m.legs.some((l) => l.kind !== "leaf");
   }
 
+  /** Does the tree hold a parity storage? */
+  anyParity(): boolean {
+    return walk(this.world.shape.root).some((s) => s.kind === "mirror" && s.parity !== undefined);
+  }
+
   /** Does the tree hold a mirror with legs that keep no media? */
   anyMedialess(): boolean {
     return walk(this.world.shape.root).some((s) => s.kind === "mirror" && this.medialess(s));
@@ -120,10 +133,27 @@ export class GapGuard {
    * under a mirror with legs that keep no media (a leg of it that fails may never come back).
    */
   mayDisturb(id: string): boolean {
-    return this.world.model.path(id).every(([mirror]) => {
+    return this.world.model.path(id).every(([mirror, leg]) => {
       const m = this.#mirror(mirror);
-      return m !== undefined && this.#headroom(m) && !this.medialess(m);
+      return m !== undefined && this.#headroom(m) && !this.medialess(m) &&
+        (m.parity === undefined || this.#othersInSync(m, leg));
     });
+  }
+
+  /**
+   * Every leg of `m` but `leg` is in sync, and nothing under it is down or hung on its way out
+   * (a parity may lose one leg, never a second).
+   */
+  #othersInSync(m: MirrorSpec, leg: string): boolean {
+    const w = this.world;
+    return m.legs.every((l) =>
+      l.id === leg || (w.model.inSyncSince(m.id, l.id) !== undefined &&
+        walk(l).every((s) => {
+          if (s.kind !== "leaf") return true;
+          const node = w.leaves.get(s.id);
+          return node !== undefined && node.state === "up" && !node.disk.hung;
+        }))
+    );
   }
 
   /** May a leaf lose what it did not sync (crash) or everything (new media)? */
@@ -137,6 +167,7 @@ export class GapGuard {
     const w = this.world;
     for (const m of this.#mirrorsOf(exporter)) {
       if (!this.#headroom(m) || this.medialess(m)) return false;
+      if (m.parity !== undefined && !this.#othersInSync(m, "")) return false;
     }
     return exporter === w.root || this.mayDisturb(exporter.id);
   }
@@ -144,7 +175,8 @@ export class GapGuard {
   /** May the operator take a leg of `mirror` out (suspend, dirty, remove)? */
   mayTakeOut(mirror: string): boolean {
     const m = this.#mirror(mirror);
-    return m !== undefined && this.#headroom(m) && !this.medialess(m);
+    return m !== undefined && this.#headroom(m) && !this.medialess(m) &&
+      (m.parity === undefined || this.#othersInSync(m, ""));
   }
 
   /**
@@ -159,6 +191,7 @@ export class GapGuard {
       const n = this.#rotations.get(s.id) ?? 0;
       const out = s.legs.filter((l) => w.model.inSyncSince(s.id, l.id) === undefined);
       if (out.length === 0) continue;
+      if (s.parity !== undefined) return `${s.id}/${out[0]!.id} is out of a parity storage`;
       for (const l of out) {
         if (
           n - (this.#leftAt.get(`${s.id}/${l.id}`) ?? n) >= this.headroom ||

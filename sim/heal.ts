@@ -1,11 +1,14 @@
 /**
  * The end of a seed: every fault is undone and every process brought back, then the storage
  * must converge within a bound of simulated time (liveness): every leg of every mirror in sync,
- * no resync running, no write to a leg in flight. Then the final checks: every block reads as the model says, the legs of
- * each mirror hold the same bytes, and after a final flush, a power loss of every node and the
+ * no resync running, no write to a leg in flight. Then the final checks: every block reads as
+ * the model says, the legs of each mirror hold the same bytes (of each parity: every stripe
+ * adds up, so every unit rebuilt from the others is what its leg holds), and after a final
+ * flush, a power loss of every node and the
  * recovery, every block still reads as its last acknowledged write.
  */
 import { checkBlock, isZero } from "../drill/block_stamps.ts";
+import { xorInto } from "../actors/parity/xor.ts";
 import type { FaultInjector } from "./faults.ts";
 import { CALM } from "./network.ts";
 import { BLOCK } from "./topology.ts";
@@ -109,7 +112,10 @@ async function readAll(w: World, what: string): Promise<void> {
 /** Every mirror's legs hold the same bytes (each read whole through the mirror's own path). */
 async function compareLegs(w: World, what: string): Promise<void> {
   for (const { id, running } of w.runningMirrors()) {
-    const size = running.mirror.info().size;
+    // A parity leg holds its share of the rows: K of them make the storage.
+    const parity = running.spec.parity;
+    const size = running.mirror.info().size /
+      (parity === undefined ? 1 : running.spec.legs.length - 1);
     const inSync = new Set(
       running.mirror.legs().filter((l) => l.state === "in-sync").map((l) => l.name),
     );
@@ -123,6 +129,10 @@ async function compareLegs(w: World, what: string): Promise<void> {
       return undefined;
     });
     if (contents === undefined) return;
+    if (running.spec.parity !== undefined) {
+      parityAddsUp(w, what, id, running.spec.parity, running.spec.legs.length, contents);
+      continue;
+    }
     const [first, ...rest] = contents;
     rest.forEach((data, i) => {
       for (let at = 0; at < size; at += BLOCK) {
@@ -142,6 +152,30 @@ async function compareLegs(w: World, what: string): Promise<void> {
   }
 }
 
+/** Every stripe of a parity's legs XORs to zero (read whole: each leg's first bytes). */
+function parityAddsUp(
+  w: World,
+  what: string,
+  id: string,
+  unit: number,
+  n: number,
+  contents: readonly Uint8Array[],
+): void {
+  if (n !== contents.length) {
+    w.fail(`${what}: ${id} is converged with ${contents.length} of ${n} legs in sync`);
+    return;
+  }
+  const legBytes = Math.floor(Math.min(...contents.map((c) => c.length)) / unit) * unit;
+  const sum = new Uint8Array(legBytes);
+  for (const c of contents) xorInto(sum, c.subarray(0, legBytes));
+  for (let at = 0; at < legBytes; at += unit) {
+    if (!isZero(sum.subarray(at, at + unit))) {
+      w.fail(`${what}: stripe ${at / unit} of parity ${id} does not add up (all legs in sync)`);
+      return;
+    }
+  }
+}
+
 /** The final checks, on a converged storage. */
 export async function finalChecks(w: World, faults: FaultInjector): Promise<void> {
   await readAll(w, "final read");
@@ -151,6 +185,11 @@ export async function finalChecks(w: World, faults: FaultInjector): Promise<void
   // legs keep no media cannot take any back after that: gaps.ts, exposed only with --gaps.)
   if (!w.gaps && w.guard.anyMedialess()) {
     w.trace.event("no power loss: a mirror's legs keep no media");
+    return;
+  }
+  // Every leg of a parity lost at once is a double fault (gaps.ts: parity-double-fault).
+  if (!w.gaps && w.guard.anyParity()) {
+    w.trace.event("no power loss: a parity storage does not come back from losing every leg");
     return;
   }
   const device = w.device();

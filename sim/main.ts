@@ -6,7 +6,8 @@
  * `--gaps` also injects the faults that trip the known design gaps (sim/gaps.ts).
  * `--leg-io-timeout MS` forces mirror legs' proxy I/O timeout instead of each seed's draw (0
  * replays a seed kept from before that was drawn); `--rotation-headroom N` holds faults back
- * once a leg is out for N rotations (default 2; 0 lifts that, see sim/gaps.ts).
+ * once a leg is out for N rotations (default 2; 0 lifts that, see sim/gaps.ts); `--parity` makes every
+ * seed a parity (RAID 5) shape.
  * `--seeds N` runs seeds F..F+N-1 (F defaults to 1) spread over J worker threads (default: the
  * cores); `--seed S` replays one seed in this thread and prints its trace digest (`--verbose`:
  * every event). Exit status 1 when a seed failed.
@@ -16,7 +17,7 @@ import { describeFailure, describePass } from "./report.ts";
 import { DEFAULT_TICKS, runSeed, type SeedOptions, type SeedResult } from "./run.ts";
 
 const USAGE = "usage: deno task sim [--seeds N] [--first F] [--seed S] [--ticks T] " +
-  "[--jobs J] [--gaps] [--leg-io-timeout MS] [--rotation-headroom N] [--verbose]";
+  "[--jobs J] [--gaps] [--parity] [--leg-io-timeout MS] [--rotation-headroom N] [--verbose]";
 
 function positive(value: string | undefined, flag: string, fallback: number): number {
   if (value === undefined) return fallback;
@@ -73,6 +74,7 @@ async function main(args: string[]): Promise<number> {
       gaps: { type: "boolean" },
       "leg-io-timeout": { type: "string" },
       "rotation-headroom": { type: "string" },
+      parity: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -86,13 +88,15 @@ async function main(args: string[]): Promise<number> {
   const options: SeedOptions = {
     ticks,
     gaps: values.gaps ?? false,
+    parity: values.parity ?? false,
     ...(legIo === undefined ? {} : { legIoTimeoutMs: positive(legIo, "--leg-io-timeout", 0) }),
     ...(headroom === undefined
       ? {}
       : { rotationHeadroom: positive(headroom, "--rotation-headroom", 2) || Infinity }),
   };
   const replayFlags = (values.ticks === undefined ? "" : ` --ticks ${ticks}`) +
-    (values.gaps ? " --gaps" : "") + (legIo === undefined ? "" : ` --leg-io-timeout ${legIo}`) +
+    (values.gaps ? " --gaps" : "") + (values.parity ? " --parity" : "") +
+    (legIo === undefined ? "" : ` --leg-io-timeout ${legIo}`) +
     (headroom === undefined ? "" : ` --rotation-headroom ${headroom}`);
   if (values.seed !== undefined) {
     const seed = positive(values.seed, "--seed", 1);

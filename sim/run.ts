@@ -27,6 +27,8 @@ export interface SeedOptions {
    * legs' history altogether).
    */
   readonly rotationHeadroom?: number;
+  /** Every seed builds a parity shape (topology.ts: drawParity). */
+  readonly parity?: boolean;
 }
 
 export interface SeedResult {
@@ -71,6 +73,7 @@ export async function runSeed(seed: number, options: SeedOptions = {}): Promise<
     ...(options.rotationHeadroom === undefined
       ? {}
       : { rotationHeadroom: options.rotationHeadroom }),
+    ...(options.parity === undefined ? {} : { parity: options.parity }),
   });
   current = w;
   const faults = new FaultInjector(w, drawPlan(w.rng("plan")), w.rng("faults"));

@@ -8,7 +8,15 @@ import assert from "node:assert/strict";
 import { MirrorCore } from "../actors/mirror/core.ts";
 import { WriteIntentBitmap } from "../actors/mirror/write_intent_bitmap.ts";
 import { runSeeds } from "./main.ts";
-import { CI_FIRST, CI_SEEDS, CI_TICKS, KNOWN_FAILING, REGRESSIONS } from "./regressions.ts";
+import {
+  CI_FIRST,
+  CI_SEEDS,
+  CI_TICKS,
+  KNOWN_FAILING,
+  PARITY_FIRST,
+  PARITY_SEEDS,
+  REGRESSIONS,
+} from "./regressions.ts";
 import { describeFailure } from "./report.ts";
 import { runSeed, type SeedOptions, type SeedResult } from "./run.ts";
 
@@ -21,7 +29,7 @@ function failures(results: readonly SeedResult[], flags: string): string {
 Deno.test("sim: a fixed range of seeds and every regression seed pass", async () => {
   const skip = new Set(
     KNOWN_FAILING.filter((k) =>
-      k.options.gaps !== true && k.options.ticks === CI_TICKS &&
+      k.options.gaps !== true && k.options.parity !== true && k.options.ticks === CI_TICKS &&
       k.options.legIoTimeoutMs === undefined
     ).map((k) => k.seed),
   );
@@ -54,6 +62,21 @@ Deno.test("sim: a fixed range of seeds and every regression seed pass", async ()
       }`;
     assert.equal(failures(results, flags), "");
   }
+});
+
+Deno.test("sim: parity shapes converge, every read judged and every stripe adding up", async () => {
+  const skip = new Set(KNOWN_FAILING.filter((k) => k.options.parity === true).map((k) => k.seed));
+  const seeds = Array.from({ length: PARITY_SEEDS }, (_, i) => PARITY_FIRST + i).filter((s) =>
+    !skip.has(s)
+  );
+  const results = await runSeeds(
+    seeds,
+    { ticks: CI_TICKS, parity: true, legIoTimeoutMs: 0 },
+    JOBS,
+    () => {},
+  );
+  assert.equal(results.length, seeds.length);
+  assert.equal(failures(results, ` --ticks ${CI_TICKS} --parity --leg-io-timeout 0`), "");
 });
 
 /** Runs seeds from `first` in this process until one fails; the seed that failed. */

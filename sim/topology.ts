@@ -1,7 +1,10 @@
 /**
  * The shapes a seed builds: a tree of leaves (node processes on simulated disks), linears,
- * mirrors and storages (a child exporter process serving its tree as a node to the parent).
- * Seeds pick the family and the sizes; one family builds trees of 40 nodes in 4 levels.
+ * mirrors, parity (RAID 5) and storages (a child exporter process serving its tree as a node to
+ * the parent). Seeds pick the family and the sizes; one family builds trees of 40 nodes in 4
+ * levels. With `--parity` every seed builds a parity shape instead, drawn from its own stream
+ * ("parity"), so the other seeds' shapes are what they were before parity existed. (Not by
+ * default: parity seeds still fail on a double fault, see gaps.ts: parity-double-fault.)
  */
 import type { Rng } from "./rng.ts";
 
@@ -34,6 +37,8 @@ export interface MirrorSpec {
   /** Changes when the operator adds or removes a leg. */
   legs: Spec[];
   readonly tuning: MirrorTuning;
+  /** Parity (RAID 5) over the legs with this stripe unit, not a mirror (actors/parity/). */
+  readonly parity?: number;
 }
 
 /** A child exporter process: it assembles `root` and serves it as a node. */
@@ -45,7 +50,15 @@ export interface StorageSpec {
 
 export type Spec = LeafSpec | LinearSpec | MirrorSpec | StorageSpec;
 
-export type Family = "mirror" | "mirror-of-linears" | "linear-of-mirrors" | "storage-leg" | "deep";
+export type Family =
+  | "mirror"
+  | "mirror-of-linears"
+  | "linear-of-mirrors"
+  | "storage-leg"
+  | "deep"
+  | "parity"
+  | "mirror-of-parity"
+  | "parity-storage";
 
 export interface Shape {
   readonly family: Family;
@@ -58,11 +71,27 @@ export function sizeOf(spec: Spec): number {
       return spec.size;
     case "linear":
       return spec.children.reduce((n, c) => n + sizeOf(c), 0);
-    case "mirror":
-      return Math.min(...spec.legs.map(sizeOf));
+    case "mirror": {
+      const smallest = Math.min(...spec.legs.map(sizeOf));
+      if (spec.parity === undefined) return smallest;
+      return Math.floor(smallest / spec.parity) * spec.parity * (spec.legs.length - 1);
+    }
     case "storage":
       return sizeOf(spec.root);
   }
+}
+
+/** Where leg byte `offset` of a parity's data unit holding its byte `offset` lives. */
+export function parityPlace(
+  spec: MirrorSpec,
+  offset: number,
+): { leg: number; legOffset: number } {
+  const unit = spec.parity!;
+  const n = spec.legs.length;
+  const u = Math.floor(offset / unit);
+  const row = Math.floor(u / (n - 1));
+  const parityLeg = n - 1 - (row % n);
+  return { leg: (parityLeg + 1 + (u % (n - 1))) % n, legOffset: row * unit + (offset % unit) };
 }
 
 /** Every spec of the tree, parents before children. */
@@ -100,11 +129,14 @@ export function measure(root: Spec): { nodes: number; levels: number } {
 }
 
 /**
- * Draws the tree of a seed. Unless `gaps`, a mirror with legs that keep no media waits longer
- * for them than their own mirrors wait for theirs (a slow leg of theirs would take it out).
+ * Draws the tree of a seed (with `parityRng`, a parity shape: the tree drawn is dropped, so the
+ * shape stream is used as without it). Unless `gaps`, a mirror with legs that keep no media
+ * waits longer for them than their own mirrors wait for theirs (a slow leg of theirs would take
+ * it out).
  */
-export function drawShape(rng: Rng, gaps = false): Shape {
-  const shape = drawTree(rng);
+export function drawShape(rng: Rng, gaps = false, parityRng?: Rng): Shape {
+  const drawn = drawTree(rng);
+  const shape = parityRng !== undefined ? drawParity(parityRng) : drawn;
   if (!gaps) {
     for (const s of walk(shape.root)) {
       if (s.kind === "mirror" && s.legs.some((l) => l.kind !== "leaf")) {
@@ -116,6 +148,57 @@ export function drawShape(rng: Rng, gaps = false): Shape {
     }
   }
   return shape;
+}
+
+function tuningOf(rng: Rng): MirrorTuning {
+  return {
+    chunkSize: rng.pick([4096, 8192, 16384]),
+    legTimeoutMs: rng.int(300, 3000),
+    probeMs: rng.pick([500, 1000, 2000]),
+    activityIdleMs: rng.pick([100, 500, 2000, 5000]),
+    parallel: rng.int(1, 4),
+    readPolicy: rng.chance(0.8) ? "round-robin" : "nearest",
+  };
+}
+
+/**
+ * A parity shape: parity over 3 to 5 leaves (stripe unit one block), a mirror of a parity and a
+ * leaf, or a mirror of a child exporter serving a parity and a leaf.
+ */
+function drawParity(rng: Rng): Shape {
+  let n = 0;
+  const id = (prefix: string) => `${prefix}${++n}`;
+  const leaf = (blocks: number): LeafSpec => ({
+    kind: "leaf",
+    id: id("leaf"),
+    size: blocks * BLOCK,
+  });
+  const parity = (legs: number, blocks: number): MirrorSpec => ({
+    kind: "mirror",
+    id: id("p"),
+    legs: Array.from({ length: legs }, () => leaf(blocks)),
+    // A leg slow under load (no fault) must not count as failed: two of them stop a parity
+    // (gaps.ts: parity-double-fault), as the mirror's 300 ms would under verify and rebuilds.
+    tuning: { ...tuningOf(rng), legTimeoutMs: rng.int(5000, 10000) },
+    parity: BLOCK,
+  });
+  const roll = rng.next();
+  const blocks = rng.int(6, 16);
+  if (roll < 0.7) return { family: "parity", root: parity(rng.int(3, 5), blocks) };
+  const legs = rng.int(3, 4);
+  const inner = parity(legs, blocks);
+  const other = leaf(blocks * (legs - 1));
+  if (roll < 0.85) {
+    return {
+      family: "mirror-of-parity",
+      root: { kind: "mirror", id: id("m"), legs: [inner, other], tuning: tuningOf(rng) },
+    };
+  }
+  const storage: StorageSpec = { kind: "storage", id: id("s"), root: inner };
+  return {
+    family: "parity-storage",
+    root: { kind: "mirror", id: id("m"), legs: [storage, other], tuning: tuningOf(rng) },
+  };
 }
 
 function drawTree(rng: Rng): Shape {

@@ -39,6 +39,8 @@ export interface WorldOptions {
   readonly legIoTimeoutMs?: number;
   /** The gap guard's rotation headroom (gaps.ts; default 2, Infinity lifts it). */
   readonly rotationHeadroom?: number;
+  /** Build a parity shape (see topology.ts). */
+  readonly parity?: boolean;
 }
 
 export class World implements SimHost, ExporterObserver {
@@ -82,7 +84,11 @@ export class World implements SimHost, ExporterObserver {
     // The tree starts on a calm network; the seed's rates apply once it serves (faults()).
     this.network = new SimNetwork(new ProcessClock(this.sim), this.rng("network"), CALM);
     this.#faultRates = drawRates(this.rng("rates"), options.gaps ?? false);
-    this.shape = drawShape(this.rng("shape"), this.gaps);
+    this.shape = drawShape(
+      this.rng("shape"),
+      this.gaps,
+      options.parity ? this.rng("parity") : undefined,
+    );
     this.model = new TreeModel(this.shape.root);
     const tuning = drawExporterTuning(this.rng("tuning"));
     this.tuning = options.legIoTimeoutMs === undefined

@@ -230,9 +230,11 @@ function card(node, leg, control, parent) {
       actions.append(b);
     };
     const base = "api/nodes/" + encodeURIComponent(node.name);
-    if (node.kind === "mirror") button("verify", base + "/verify", "POST");
-    if (parent && parent.kind === "mirror") {
+    if (node.kind === "mirror" || node.kind === "parity") button("verify", base + "/verify", "POST");
+    if (parent && (parent.kind === "mirror" || parent.kind === "parity")) {
       for (const a of ["suspend", "resume", "clean", "dirty"]) button(a, base + "/" + a, "POST");
+    }
+    if (parent && parent.kind === "mirror") {
       button("remove", "api/nodes/" + encodeURIComponent(parent.name) + "/legs/" + encodeURIComponent(node.name), "DELETE");
     }
     if (actions.childElementCount) c.append(actions);

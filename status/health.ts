@@ -41,9 +41,11 @@ function nodeHealth(node: TreeJson, reasons: string[]): Health {
   if (own !== "healthy") reasons.push(describe(node));
   let children: Health = "healthy";
   for (const child of node.children) children = worst(children, nodeHealth(child, reasons));
-  // A mirror serves while one leg does: a lost leg costs redundancy, not data; the mirror's
-  // own state says when no leg is left.
-  if (node.kind === "mirror" && children === "down") children = "degraded";
+  // A mirror serves while one leg does (parity: all but one): a lost leg costs redundancy, not
+  // data; the mapping's own state says when too few legs are left.
+  if ((node.kind === "mirror" || node.kind === "parity") && children === "down") {
+    children = "degraded";
+  }
   return worst(own, children);
 }
 

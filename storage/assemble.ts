@@ -12,6 +12,7 @@ import { guard } from "../actors/block/guard.ts";
 import { combineInfo } from "../actors/block/info.ts";
 import { LinearMapping } from "../actors/linear/linear.ts";
 import { type LegStatus, type Mirror, spawnMirror } from "../actors/mirror/mod.ts";
+import { DEFAULT_UNIT, spawnParity } from "../actors/parity/mod.ts";
 import type { RemoteState } from "../actors/node/proxy.ts";
 import type { Ownership } from "../actors/node/owner.ts";
 import { mediaOf } from "../actors/block/media.ts";
@@ -27,6 +28,7 @@ import {
   childrenOf,
   legSizeProblem,
   type NodeSpec,
+  parityLegProblem,
   type Topology,
   TopologyError,
 } from "./topology.ts";
@@ -97,6 +99,8 @@ export async function assemble(topology: Topology, options: AssembleOptions): Pr
   /** Each mirror's leg nodes in the status tree, changed as legs are added and removed. */
   const legTreesOf = new Map<Mirror, TreeNode[]>();
   const legOf = new Map<string, string>();
+  /** Parity mappings: their legs are fixed (why, for the refusal). */
+  const fixedLegs = new Map<string, string>();
   const leafOptions: LeafOptions = {
     node: options.node,
     logger,
@@ -134,8 +138,10 @@ export async function assemble(topology: Topology, options: AssembleOptions): Pr
 
   const build = async (name: string, parent?: NodeSpec): Promise<Built> => {
     const spec = topology.nodes[name]!;
-    if (spec.kind !== "linear" && spec.kind !== "mirror") {
-      const leaf = await openLeaf(name, spec, parent?.kind === "mirror", leafOptions);
+    if (spec.kind !== "linear" && spec.kind !== "mirror" && spec.kind !== "parity") {
+      // Legs of a mirror or parity fail fast when their link drops: the others serve.
+      const underLegs = parent?.kind === "mirror" || parent?.kind === "parity";
+      const leaf = await openLeaf(name, spec, underLegs, leafOptions);
       opened.push(leaf.device);
       if (leaf.created !== undefined) created.push(leaf.created);
       const media = mediaOf(leaf.device);
@@ -145,9 +151,9 @@ export async function assemble(topology: Topology, options: AssembleOptions): Pr
         ...(media === undefined ? {} : { media }),
       };
     }
-    const children = spec.kind === "mirror"
-      ? await buildLegs(spec.legs, spec)
-      : await buildAll(childrenOf(spec).names, spec);
+    const children = spec.kind === "linear"
+      ? await buildAll(childrenOf(spec).names, spec)
+      : await buildLegs(spec.legs, spec);
     const devices = children.map((c) => c.device);
     const trees = children.map((c) => c.tree);
     if (spec.kind === "linear") {
@@ -162,12 +168,12 @@ export async function assemble(topology: Topology, options: AssembleOptions): Pr
         tree: treeNode(name, spec, linear.info().size, trees, state),
       };
     }
-    const problem = legSizeProblem(
-      name,
-      spec.legs.map((leg, i) => [leg, children[i]!.device.info().size] as const),
-    );
+    const sizes = spec.legs.map((leg, i) => [leg, children[i]!.device.info().size] as const);
+    const problem = spec.kind === "parity"
+      ? parityLegProblem(name, spec.unit ?? DEFAULT_UNIT, sizes)
+      : legSizeProblem(name, sizes);
     if (problem !== undefined) throw new TopologyError([problem]);
-    const mirror = await spawnMirror(options.system, devices, {
+    const common = {
       name: `storage.${name}`,
       names: spec.legs,
       logger,
@@ -180,7 +186,6 @@ export async function assemble(topology: Topology, options: AssembleOptions): Pr
         ? {}
         : { onLegState: (leg: LegStatus) => options.onLegState!(name, leg) }),
       ...(spec.legTimeoutMs === undefined ? {} : { legTimeoutMs: spec.legTimeoutMs }),
-      ...(spec.readPolicy === undefined ? {} : { readPolicy: spec.readPolicy }),
       ...(spec.chunkSize === undefined ? {} : { chunkSize: spec.chunkSize }),
       ...(spec.resync === undefined ? {} : {
         pace: {
@@ -189,11 +194,28 @@ export async function assemble(topology: Topology, options: AssembleOptions): Pr
           ...(spec.resync.parallel === undefined ? {} : { parallel: spec.resync.parallel }),
         },
       }),
-    }).catch((error) => {
+    };
+    const spawned = spec.kind === "parity"
+      ? spawnParity(options.system, devices, {
+        ...common,
+        ...(spec.unit === undefined ? {} : { unit: spec.unit }),
+      })
+      : spawnMirror(options.system, devices, {
+        ...common,
+        ...(spec.readPolicy === undefined ? {} : { readPolicy: spec.readPolicy }),
+      });
+    const mirror = await spawned.catch((error) => {
       throw new TopologyError([`nodes.${name}: ${(error as Error).message}`]);
     });
     actors.push(mirror.device);
     mirrors.set(name, mirror);
+    if (spec.kind === "parity") {
+      fixedLegs.set(
+        name,
+        "a parity storage keeps its legs (its stripes span exactly these): " +
+          "replace a leg's media instead, or mark the leg dirty to rebuild it from the others",
+      );
+    }
     options.ownership?.onFenced((why) => mirror.fence(why));
     spec.legs.forEach((leg) => {
       legOf.set(leg, name);
@@ -205,7 +227,7 @@ export async function assemble(topology: Topology, options: AssembleOptions): Pr
       spec,
       mirror.info().size,
       legTrees,
-      () => mirrorState(mirror),
+      () => mirrorState(mirror, spec.kind === "parity" ? spec.legs.length - 1 : 1),
     );
     // Each leg's node shows its place in the mirror (state, generations, resync) over its own.
     legTrees.forEach((t, i) => (legTrees[i] = legView(t, mirror)));
@@ -287,7 +309,7 @@ export async function assemble(topology: Topology, options: AssembleOptions): Pr
     return {
       device: root.device,
       tree: root.tree,
-      control: mirrorControl(mirrors, legOf, legHost),
+      control: mirrorControl(mirrors, legOf, legHost, fixedLegs),
       created,
       close: async () => {
         await root.device.close();

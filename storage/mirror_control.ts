@@ -110,7 +110,13 @@ export function mirrorControl(
   mirrors: Map<string, Mirror>,
   legOf: Map<string, string>,
   host: LegHost,
+  /** Mappings whose legs are fixed (parity), and why: adding or removing a leg is refused. */
+  fixed: ReadonlyMap<string, string> = new Map(),
 ): StorageControl {
+  const refuseFixed = (m: string) => {
+    const why = fixed.get(m);
+    if (why !== undefined) throw new ControlError("impossible", `${m}: ${why}`);
+  };
   const mirrorOfLeg = (node: string): Mirror => {
     const m = mirrors.get(legOf.get(node) ?? "");
     if (m === undefined || !m.hasLeg(node)) {
@@ -157,11 +163,15 @@ export function mirrorControl(
     dirty: (n) => onLeg(n, { action: "dirty", leg: n }),
     addLeg: (m, n, spec) =>
       act(
-        () => addLegCleanly(host, m, mirrorNamed(m), n, parseLegSpec(n, spec)),
+        () => {
+          refuseFixed(m);
+          return addLegCleanly(host, m, mirrorNamed(m), n, parseLegSpec(n, spec));
+        },
         `${n} added to ${m}: full resync`,
       ),
     removeLeg: (m, n) =>
       act(async () => {
+        refuseFixed(m);
         const mirror = mirrorNamed(m);
         if (!mirror.hasLeg(n)) throw new ControlError("unknown-node", `${m} has no leg "${n}"`);
         await mirror.act({ action: "remove-leg", leg: n });

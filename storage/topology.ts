@@ -1,6 +1,6 @@
 /**
  * The topology file: a storage described as a tree of named nodes — leaves (memory, file,
- * remote) and mappings (linear, mirror) whose children are other names. Validated with zod for
+ * remote) and mappings (linear, mirror, parity) whose children are other names. Validated with zod for
  * shape and then as a graph (the root exists, every child exists, no cycles, each node has one
  * parent, sizes fit), and every error names the path of the bad field and what was expected, so
  * a bad file starts nothing.
@@ -91,13 +91,43 @@ const mirrorNode = z.strictObject({
   }).optional(),
 });
 
+/** A power of two from 4K to 1G (bitmap chunks, stripe units). */
+const powerOfTwo = size.refine((n) => n >= 4096 && (n & (n - 1)) === 0 && n <= 1 << 30, {
+  message: "expected a power of two from 4K to 1G",
+});
+
+/** RAID 5: K data legs and one parity leg, parity rotating over every leg (actors/parity/). */
+const parityNode = z.strictObject({
+  kind: z.literal("parity"),
+  legs: z.array(name).min(3, "parity needs at least 3 legs (2 data and 1 parity)").max(
+    16,
+    "parity has at most 16 legs",
+  ),
+  /** Bytes of one stripe unit: a power of two from 4K (default 64K). */
+  unit: powerOfTwo.optional(),
+  /** A leg that does not answer within this leaves the in-sync set. */
+  legTimeoutMs: z.number().int().min(10).max(600_000).optional(),
+  /** Leg bytes per write-intent bitmap bit: a multiple of the unit (default 1M, or the unit). */
+  chunkSize: powerOfTwo.optional(),
+  /** Rebuild pace: never slower than floor, never faster than ceiling (bytes per second). */
+  resync: z.strictObject({
+    floor: size.optional(),
+    ceiling: size.optional(),
+    parallel: z.number().int().min(1).max(64).optional(),
+  }).optional(),
+}).refine((p) => p.chunkSize === undefined || p.chunkSize >= (p.unit ?? 64 * 1024), {
+  message: "chunkSize must be at least the stripe unit (64K unless unit says)",
+  path: ["chunkSize"],
+});
+
 const nodeSchema = z.discriminatedUnion("kind", [
   memoryNode,
   fileNode,
   remoteNode,
   linearNode,
   mirrorNode,
-], { error: "expected kind to be one of memory, file, remote, linear, mirror" });
+  parityNode,
+], { error: "expected kind to be one of memory, file, remote, linear, mirror, parity" });
 
 export const topologySchema = z.strictObject({
   /** The root: the name of the node that is the storage. */
@@ -135,7 +165,7 @@ export class TopologyError extends Error {
 /** Children of a node, in order, with the field that names them. */
 export function childrenOf(spec: NodeSpec): { field: string; names: readonly string[] } {
   if (spec.kind === "linear") return { field: "children", names: spec.children };
-  if (spec.kind === "mirror") return { field: "legs", names: spec.legs };
+  if (spec.kind === "mirror" || spec.kind === "parity") return { field: "legs", names: spec.legs };
   return { field: "", names: [] };
 }
 
@@ -148,7 +178,12 @@ function declaredSize(topology: Topology, node: string): number | undefined {
   const sizes = childrenOf(spec).names.map((c) => declaredSize(topology, c));
   if (sizes.some((s) => s === undefined)) return undefined;
   const known = sizes as number[];
-  return spec.kind === "linear" ? known.reduce((a, b) => a + b, 0) : Math.min(...known);
+  if (spec.kind === "linear") return known.reduce((a, b) => a + b, 0);
+  if (spec.kind === "parity") {
+    const unit = spec.unit ?? 64 * 1024;
+    return Math.floor(Math.min(...known) / unit) * unit * (known.length - 1);
+  }
+  return Math.min(...known);
 }
 
 function issuePath(path: readonly PropertyKey[]): string {
@@ -174,6 +209,23 @@ export function legSizeProblem(
   if (new Set(legs.map(([, size]) => size)).size <= 1) return undefined;
   const listed = legs.map(([leg, size]) => `${leg} ${formatSize(size)}`).join(", ");
   return `nodes.${mirror}.legs: legs differ in size (${listed}); give every leg of a mirror the same size`;
+}
+
+/**
+ * The problem with a parity node's legs, or undefined: each must hold at least one stripe unit
+ * (legs of different sizes are fine: each gives as much as the smallest). Checked on declared
+ * sizes when the file is read; remote sizes are checked at assembly.
+ */
+export function parityLegProblem(
+  parity: string,
+  unit: number,
+  legs: readonly (readonly [string, number | undefined])[],
+): string | undefined {
+  const small = legs.filter(([, size]) => size !== undefined && size < unit);
+  if (small.length === 0) return undefined;
+  const listed = small.map(([leg, size]) => `${leg} ${formatSize(size!)}`).join(", ");
+  return `nodes.${parity}.legs: every parity leg must hold at least one stripe unit ` +
+    `(${formatSize(unit)}): ${listed}; use bigger legs or a smaller unit`;
 }
 
 /** Parses and checks a topology; throws TopologyError naming every problem. */
@@ -234,6 +286,14 @@ export function parseTopology(input: unknown): Topology {
   if (problems.length > 0) throw new TopologyError([...new Set(problems)]);
   // Sizes are summed along the tree, so only once it is known to be a tree.
   for (const [node, spec] of Object.entries(nodes)) {
+    if (spec.kind === "parity") {
+      const problem = parityLegProblem(
+        node,
+        spec.unit ?? 64 * 1024,
+        spec.legs.map((leg) => [leg, declaredSize(topology, leg)] as const),
+      );
+      if (problem !== undefined) problems.push(problem);
+    }
     if (spec.kind !== "mirror") continue;
     const sizes = spec.legs.map((leg) => [leg, declaredSize(topology, leg)] as const);
     const problem = legSizeProblem(

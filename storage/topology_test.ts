@@ -115,3 +115,52 @@ Deno.test("topology: a remote leaf's ioTimeout is a duration, named when wrong",
     'nodes.b2.ioTimeout: "5" is not a duration (examples: 500ms, 5s, 2m)',
   ]);
 });
+
+Deno.test("topology: parity names its bad legs, unit and chunk", () => {
+  const parity = (spec: Record<string, unknown>, size = "1M") => ({
+    storage: "p",
+    nodes: {
+      p: { kind: "parity", legs: ["a", "b", "c"], ...spec },
+      a: { kind: "memory", size },
+      b: { kind: "memory", size },
+      c: { kind: "memory", size: "2M" },
+    },
+  });
+  assert.deepEqual(parseTopology(parity({ unit: "128K" })).nodes.p, {
+    kind: "parity",
+    legs: ["a", "b", "c"],
+    unit: 128 * 1024,
+  });
+  assert.deepEqual(problems(parity({ legs: ["a", "b"] })).slice(0, 1), [
+    "nodes.p.legs: parity needs at least 3 legs (2 data and 1 parity)",
+  ]);
+  assert.deepEqual(problems(parity({ unit: "100K" })), [
+    "nodes.p.unit: expected a power of two from 4K to 1G",
+  ]);
+  assert.deepEqual(problems(parity({ unit: "1M", chunkSize: "256K" })), [
+    "nodes.p.chunkSize: chunkSize must be at least the stripe unit (64K unless unit says)",
+  ]);
+  assert.deepEqual(problems(parity({ unit: "2M" })), [
+    "nodes.p.legs: every parity leg must hold at least one stripe unit (2 MiB): a 1 MiB, " +
+    "b 1 MiB; use bigger legs or a smaller unit",
+  ]);
+});
+
+Deno.test("topology: a parity's declared size is K units per row of its smallest leg", () => {
+  // A mirror of a parity (2 × 1M) and a 2M leaf fits; of a parity and a 3M leaf does not.
+  const mirrorOf = (other: string) => ({
+    storage: "m",
+    nodes: {
+      m: { kind: "mirror", legs: ["p", "z"] },
+      p: { kind: "parity", legs: ["a", "b", "c"] },
+      a: { kind: "memory", size: "1M" },
+      b: { kind: "memory", size: "1M" },
+      c: { kind: "memory", size: "1M" },
+      z: { kind: "memory", size: other },
+    },
+  });
+  parseTopology(mirrorOf("2M"));
+  assert.deepEqual(problems(mirrorOf("3M")), [
+    "nodes.m.legs: legs differ in size (p 2 MiB, z 3 MiB); give every leg of a mirror the same size",
+  ]);
+});

@@ -1,6 +1,6 @@
 /**
  * The running storage as status sees it: one TreeNode per topology node, with its live state
- * read on demand, and how a mirror's and its legs' states are worked out from the mirror.
+ * read on demand, and how a mirror's (or parity's) and its legs' states are worked out from it.
  */
 import type { LegStatus, Mirror } from "../actors/mirror/mod.ts";
 import type { NodeStateName } from "./control.ts";
@@ -46,10 +46,11 @@ export function treeNode(
   };
 }
 
-export function mirrorState(mirror: Mirror): NodeState {
+/** `need`: in-sync legs the mapping needs to serve (a mirror 1, parity all but one). */
+export function mirrorState(mirror: Mirror, need = 1): NodeState {
   const legs: LegStatus[] = mirror.legs();
   const inSync = mirror.inSync();
-  const state = inSync === 0
+  const state = inSync < need
     ? legs.some((l) => l.state === "split-brain") ? "split-brain" as const : "down" as const
     : legs.some((l) => l.state === "rebuilding")
     ? "rebuilding" as const

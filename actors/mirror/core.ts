@@ -24,7 +24,7 @@ import { HISTORY_SLOTS, newGenerationId, NO_GENERATION } from "../block/media.ts
 import type { Clock } from "../../util/clock.ts";
 import type { Logger } from "../../util/log.ts";
 import type { Random } from "../../util/random.ts";
-import { combineInfo } from "../block/info.ts";
+import { type Layout, mirrorLayout } from "./layout.ts";
 import { ChunkBits } from "./chunk_bits.ts";
 import { isInconsistent, isMember } from "./generations.ts";
 import { noLegsError } from "./errors.ts";
@@ -70,6 +70,8 @@ export interface MirrorOptions {
   readonly onLegState?: (status: LegStatus) => void;
   /** Called once when the mirror is fenced (a newer exporter owns its legs). */
   readonly onFenced?: (record: FenceRecord) => void;
+  /** How data lies on the legs (default: mirrored; see layout.ts). */
+  readonly layout?: Layout;
 }
 
 /** How the core starts and stops resync actors (the actor provides it). */
@@ -91,6 +93,9 @@ type MutableLeg = { -readonly [K in keyof Leg]: Leg[K] };
 export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
   readonly legs: Leg[];
   readonly #info: BlockInfo;
+  readonly layout: Layout;
+  /** Bytes of each leg the device uses (the mirror: its size). */
+  readonly legBytes: number;
   readonly chunkSize: number;
   readonly chunks: number;
   readonly bitmap: WriteIntentBitmap;
@@ -134,8 +139,9 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
     this.legs = devices.map((device, i) =>
       this.newLeg(options.names?.[i] ?? `leg${i}`, device, options.media?.[i])
     );
-    const infos = devices.map((l) => l.info());
-    this.#info = { ...combineInfo(infos), size: Math.min(...infos.map((i) => i.size)) };
+    this.layout = options.layout ?? mirrorLayout;
+    this.#info = this.layout.info(devices.map((l) => l.info()));
+    this.legBytes = this.layout.legNeeds(this.#info).size;
     this.timeoutMs = options.legTimeoutMs ?? 10_000;
     this.#readPolicy = new ReadPolicy(options.readPolicy);
     this.#onLegState = options.onLegState;
@@ -146,7 +152,7 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
         `chunk size must be a power of two of at least 4096, got ${this.chunkSize}`,
       );
     }
-    this.chunks = Math.max(1, Math.ceil(this.#info.size / this.chunkSize));
+    this.chunks = Math.max(1, Math.ceil(this.legBytes / this.chunkSize));
     const host = {
       legs: () => this.legs,
       timed: <T>(leg: Leg, op: Promise<T>) => this.timed(leg, op),
@@ -162,6 +168,11 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
 
   info(): BlockInfo {
     return this.#info;
+  }
+
+  /** What every leg must offer (layout.ts). */
+  legNeeds(): BlockInfo {
+    return this.layout.legNeeds(this.#info);
   }
 
   get size(): number {
@@ -225,6 +236,7 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
       othersInSync,
       otherLegs: this.legs.filter((l) => l !== leg && l.state !== "removed").length,
       lacksNothing: leg.need !== undefined && leg.need.isEmpty(),
+      needInSync: this.layout.needInSync(this.legs.length),
     });
     if (outcome.kind === "invalid") throw new InvariantError(`${leg.name}: ${outcome.why}`);
     if (outcome.kind !== "move") return outcome;
@@ -451,7 +463,9 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
   async read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
     this.clientOps++;
     this.refuseIfFenced("read");
-    const data = await readFromLegs(this, this.#readPolicy, offset, length, into);
+    const data = this.layout.io !== undefined
+      ? await this.layout.io.read(this, offset, length, into)
+      : await readFromLegs(this, this.#readPolicy, offset, length, into);
     this.refuseIfFenced("read");
     return data;
   }
@@ -459,6 +473,7 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
   async write(offset: number, data: Uint8Array, fua: boolean): Promise<void> {
     this.clientOps++;
     this.refuseIfFenced("write");
+    if (this.layout.io !== undefined) return await this.layout.io.write(this, offset, data, fua);
     return await writeToLegs(
       this,
       offset,
@@ -471,6 +486,7 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
   async flush(): Promise<void> {
     this.clientOps++;
     this.refuseIfFenced("flush");
+    if (this.layout.io !== undefined) return await this.layout.io.flush(this);
     const spread = await everyLeg(this, "flush", (d) => d.flush());
     if (spread.kind === "refused") throw spread.error;
   }
@@ -478,12 +494,16 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
   async trim(offset: number, length: number, fua: boolean): Promise<void> {
     this.clientOps++;
     this.refuseIfFenced("trim");
+    if (this.layout.io !== undefined) return await this.layout.io.trim(this, offset, length, fua);
     return await writeToLegs(this, offset, length, "trim", (d) => d.trim(offset, length, fua));
   }
 
   async zero(offset: number, length: number, options: ZeroOptions): Promise<void> {
     this.clientOps++;
     this.refuseIfFenced("zero");
+    if (this.layout.io !== undefined) {
+      return await this.layout.io.zero(this, offset, length, options);
+    }
     return await writeToLegs(
       this,
       offset,
@@ -495,11 +515,13 @@ export class MirrorCore implements BlockDevice, JudgeHost, WriteHost {
 
   async extents(offset: number, length: number): Promise<Extent[]> {
     this.refuseIfFenced("extents");
+    if (this.layout.io !== undefined) return await this.layout.io.extents(this, offset, length);
     return await extentsFromLeg(this, this.#readPolicy, offset, length);
   }
 
   async cache(offset: number, length: number): Promise<void> {
     this.refuseIfFenced("cache");
+    if (this.layout.io !== undefined) return await this.layout.io.cache(this, offset, length);
     return await cacheOnLeg(this, this.#readPolicy, offset, length);
   }
 

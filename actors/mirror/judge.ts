@@ -25,6 +25,8 @@ export interface DownRecord {
 /** What judging needs of the mirror. */
 export interface JudgeHost {
   info(): BlockInfo;
+  /** What every leg must offer (layout.ts). */
+  legNeeds(): BlockInfo;
   readonly chunks: number;
   readonly chunkSize: number;
   readonly bits: ChunkBits;
@@ -117,7 +119,7 @@ export async function loadBits(
 export function decideVerdict(host: JudgeHost, leg: Leg, facts: JudgeFacts): Verdict {
   if (facts.kind === "unreachable") return { kind: "out", why: facts.why };
   const problem = unfit(
-    host.info(),
+    host.legNeeds(),
     leg.device.info(),
     host.chunks,
     facts.kind === "media" ? facts.state : undefined,

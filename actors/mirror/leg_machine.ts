@@ -75,6 +75,22 @@ export interface MirrorFacts {
   readonly otherLegs: number;
   /** The leg's misses are tracked and it lacks no chunk (so `clean` loses nothing). */
   readonly lacksNothing: boolean;
+  /**
+   * In-sync legs the storage needs to serve, and to rebuild a leg from (default 1: a mirror;
+   * parity needs every leg but one, see layout.ts).
+   */
+  readonly needInSync?: number;
+}
+
+/** Are there too few other in-sync legs to serve without this one (or to rebuild it from)? */
+function tooFew(facts: MirrorFacts): boolean {
+  return facts.othersInSync < (facts.needInSync ?? 1);
+}
+
+/** What "the last in-sync leg" means for this storage, in a refusal. */
+function last(facts: MirrorFacts): string {
+  const need = facts.needInSync ?? 1;
+  return need === 1 ? "it is the last in-sync leg" : `the storage needs ${need} in-sync legs`;
 }
 
 /** How the leg's needed chunks change with a move. */
@@ -183,10 +199,10 @@ export function transition(state: LegState, event: LegEvent, facts: MirrorFacts)
     case "suspend":
       if (state === "suspended") return IGNORE;
       if (state === "in-sync") {
-        if (facts.othersInSync === 0) {
+        if (tooFew(facts)) {
           return {
             kind: "refuse",
-            why: "it is the last in-sync leg: suspending it would stop the storage",
+            why: `${last(facts)}: suspending it would stop the storage`,
           };
         }
         return move("suspended", "suspended by the administrator", "track", ["rotate"]);
@@ -220,12 +236,14 @@ export function transition(state: LegState, event: LegEvent, facts: MirrorFacts)
       return move("in-sync", undefined, "none", [...stopping(state), "stamp", "rotate"], true);
 
     case "dirty":
-      if (facts.othersInSync === 0) {
+      if (tooFew(facts)) {
         return {
           kind: "refuse",
           why: state === "in-sync"
-            ? "it is the last in-sync leg: there is nothing to resync it from"
-            : "no leg is in sync to resync it from: mark the leg to keep clean first",
+            ? `${last(facts)}: there is nothing to resync it from`
+            : (facts.needInSync ?? 1) === 1
+            ? "no leg is in sync to resync it from: mark the leg to keep clean first"
+            : "too few legs are in sync to resync it from: mark the legs to keep clean first",
         };
       }
       return move(
@@ -238,19 +256,19 @@ export function transition(state: LegState, event: LegEvent, facts: MirrorFacts)
 
     case "mismatch":
       if (state !== "in-sync") return IGNORE;
-      if (facts.othersInSync === 0) {
+      if (tooFew(facts)) {
         return {
           kind: "refuse",
-          why: "it is the last in-sync leg: there is nothing to repair it from",
+          why: `${last(facts)}: there is nothing to repair it from`,
         };
       }
       return move("judging", event.why, "event", ["rotate", "judge"]);
 
     case "remove":
-      if (state === "in-sync" && facts.othersInSync === 0) {
+      if (state === "in-sync" && tooFew(facts)) {
         return {
           kind: "refuse",
-          why: "it is the last in-sync leg: removing it would stop the storage",
+          why: `${last(facts)}: removing it would stop the storage`,
         };
       }
       if (facts.otherLegs === 0) return { kind: "refuse", why: "a mirror keeps at least one leg" };
@@ -265,7 +283,7 @@ function judged(state: LegState, verdict: Verdict, facts: MirrorFacts): Outcome 
   if (state !== "judging") return IGNORE;
   switch (verdict.kind) {
     case "resync":
-      if (facts.othersInSync === 0) {
+      if (tooFew(facts)) {
         return move("out", "waiting for an in-sync leg to copy from", "verdict", [], verdict.adopt);
       }
       return move("rebuilding", undefined, "verdict", ["start-resync"], verdict.adopt);

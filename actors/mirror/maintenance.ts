@@ -55,9 +55,11 @@ export async function act(core: MirrorCore, action: MirrorAction): Promise<Actio
           ),
         ));
     case "add-leg":
+      if (core.layout.fixedLegs !== undefined) throw new ControlRefused(core.layout.fixedLegs);
       return await addLeg(core, action.leg, action.device, action.media);
     case "remove-leg": {
       const leg = core.leg(action.leg);
+      if (core.layout.fixedLegs !== undefined) throw new ControlRefused(core.layout.fixedLegs);
       if (core.down?.leg === leg && core.inSyncCount() === 0) {
         throw new ControlRefused(
           `${action.leg}: it was the last leg in sync when the mirror went down and is the only ` +
@@ -71,6 +73,9 @@ export async function act(core: MirrorCore, action: MirrorAction): Promise<Actio
       return done;
     }
     case "verify": {
+      if (core.layout.verify !== undefined) {
+        return await core.layout.verify(core, action.repairFrom);
+      }
       const report = await verify(core, action.repairFrom);
       return { message: verifyMessage(report), verify: report };
     }
@@ -108,7 +113,7 @@ async function addLeg(
   const known = media === undefined ? undefined : await media.media().catch((error) => {
     throw new ControlRefused(`${name}: its media cannot be read: ${describe(error)}`);
   });
-  const problem = unfit(core.info(), device.info(), core.chunks, known);
+  const problem = unfit(core.legNeeds(), device.info(), core.chunks, known);
   if (problem !== undefined) {
     throw new ControlRefused(`${name} cannot join this mirror: ${problem}`);
   }

@@ -11,6 +11,7 @@ import type { ActorRef } from "../runtime/ref.ts";
 import { BlockError } from "../block/contract.ts";
 import type { Clock } from "../../util/clock.ts";
 import type { ChunkBits } from "./chunk_bits.ts";
+import type { Recreate } from "./layout.ts";
 import { describe } from "./errors.ts";
 import {
   ResyncAborted,
@@ -56,6 +57,8 @@ export interface ResyncWork {
   readonly need: ChunkBits;
   readonly chunkSize: number;
   readonly size: number;
+  /** How a chunk is recreated on the target (layout.ts); undefined: copied from a source. */
+  readonly recreate?: Recreate;
 }
 
 /** The mirror's services a resync uses (in-process: the mirror is its grandparent). */
@@ -140,6 +143,7 @@ export function resyncWorker(spec: ResyncWorkerSpec): Behavior<unknown> {
           },
           target: work.target,
           need: work.need,
+          ...(work.recreate === undefined ? {} : { recreate: work.recreate }),
           chunkSize: work.chunkSize,
           size: work.size,
           lock: (o, l, fn) => port.lock(o, l, fn),

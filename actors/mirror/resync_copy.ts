@@ -11,6 +11,7 @@
 import type { BlockDevice, MediaDevice } from "../block/contract.ts";
 import type { Clock } from "../../util/clock.ts";
 import type { ChunkBits } from "./chunk_bits.ts";
+import { type Recreate, SourceFailed } from "./layout.ts";
 
 export interface ResyncPace {
   /** Never slower than this while there is work (default 32 MiB/s). */
@@ -34,9 +35,11 @@ export interface ResyncJob {
   readonly target: ResyncSide;
   /** Chunks the target needs; the job clears each one it settles (through `landed`). */
   readonly need: ChunkBits;
+  /** Recreates a chunk on the target (parity); undefined: copy it from `source()`. */
+  readonly recreate?: Recreate;
   readonly chunkSize: number;
   readonly size: number;
-  /** Runs `fn` holding the mirror's range lock over the bytes. */
+  /** Runs `fn` holding the mirror's range lock over what these leg bytes carry. */
   readonly lock: <T>(offset: number, length: number, fn: () => Promise<T>) => Promise<T>;
   /** False once the job must stop (the leg failed, was suspended or removed). */
   readonly wanted: () => boolean;
@@ -120,6 +123,7 @@ export async function runResync(job: ResyncJob, stats: ResyncStats): Promise<voi
     const offset = chunk * job.chunkSize;
     const length = Math.min(job.chunkSize, job.size - offset);
     await job.lock(offset, length, async () => {
+      if (job.recreate !== undefined) return await recreateOne(job, offset, length, stats);
       // A source that fails hands over to the next in-sync leg: the resync goes on, not over.
       for (;;) {
         if (!job.wanted()) throw new ResyncAborted("stopped");
@@ -164,4 +168,24 @@ export async function runResync(job: ResyncJob, stats: ResyncStats): Promise<voi
   };
   await Promise.all(Array.from({ length: parallel }, worker));
   stats.rateBytesPerSec = (stats.bytesDone / Math.max(1, clock.now() - stats.startedAt)) * 1000;
+}
+
+/** Recreates one chunk through the layout; a leg it read from that failed is reported. */
+async function recreateOne(
+  job: ResyncJob,
+  offset: number,
+  length: number,
+  stats: ResyncStats,
+): Promise<void> {
+  if (!job.wanted()) throw new ResyncAborted("stopped");
+  let written: boolean;
+  try {
+    written = await job.recreate!(job.target, offset, length);
+  } catch (error) {
+    if (!(error instanceof SourceFailed)) throw error;
+    job.sourceFailed(error.side, error.cause);
+    throw new ResyncAborted(`${error.side.name} failed a read the rebuild needs`);
+  }
+  if (written) stats.bytesCopied += length;
+  else stats.chunksSkipped++;
 }

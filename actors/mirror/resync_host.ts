@@ -21,7 +21,11 @@ export function resyncPort(core: MirrorCore, clock: Clock): ResyncPort {
       const leg = pickSource(core, failed);
       return leg === undefined ? undefined : side(leg);
     },
-    lock: (o, l, fn) => core.lock(o, l, fn),
+    // Leg bytes to the device bytes they carry (a row of parity units carries K of them).
+    lock: (o, l, fn) => {
+      const k = core.size / core.legBytes;
+      return core.lock(o * k, l * k, fn);
+    },
     clientOps: () => core.clientOps,
     timed: <T>(s: ResyncSide, op: Promise<T>) =>
       withDeadline(core.clock, core.timeoutMs, s.name, op),
@@ -44,7 +48,13 @@ function work(core: MirrorCore, name: string, epoch: number): ResyncWork | undef
       rateBytesPerSec: 0,
     },
   };
-  return { target: side(leg), need: leg.need!.copy(), chunkSize: core.chunkSize, size: core.size };
+  return {
+    target: side(leg),
+    need: leg.need!.copy(),
+    chunkSize: core.chunkSize,
+    size: core.legBytes,
+    ...(core.layout.recreate === undefined ? {} : { recreate: core.layout.recreate(core) }),
+  };
 }
 
 function wanted(core: MirrorCore, name: string, epoch: number): boolean {

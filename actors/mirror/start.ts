@@ -47,7 +47,7 @@ export async function startMirror(core: MirrorCore): Promise<void> {
   }
   core.persist = true;
   for (const l of withMedia) {
-    const problem = unfit(core.info(), l.device.info(), core.chunks, l.known);
+    const problem = unfit(core.legNeeds(), l.device.info(), core.chunks, l.known);
     if (problem !== undefined) {
       throw new StartRefused(`mirror leg ${l.name} cannot serve this mirror: ${problem}`);
     }
@@ -120,7 +120,9 @@ export async function startMirror(core: MirrorCore): Promise<void> {
       // No leg's media carries the storage's age: a leg that keeps no media (a storage served
       // as a node) may hold its data, media without the age holds none. Else a new storage:
       // the first reachable leg's data is the truth.
-      reference = [core.legs.find((l) => l.media === undefined) ?? first];
+      reference = core.layout.everyLegNew
+        ? [...withMedia]
+        : [core.legs.find((l) => l.media === undefined) ?? first];
     }
     for (const l of reference) l.adopt = true;
   }
@@ -151,9 +153,13 @@ export async function startMirror(core: MirrorCore): Promise<void> {
   // Legs agreeing on the generation may still differ where writes were cut short, unless the
   // mirror stopped cleanly with each of them in sync.
   const agree = union.isEmpty() || reference.every((l) => stoppedCleanly(l.known));
-  for (const l of reference.slice(1)) {
-    if (agree) judged(core, l, { kind: "reference" });
-    else judged(core, l, { kind: "resync", need: union.copy(), adopt: false });
+  if (core.layout.reconcile !== undefined) {
+    await core.layout.reconcile(core, reference, union, agree);
+  } else {
+    for (const l of reference.slice(1)) {
+      if (agree) judged(core, l, { kind: "reference" });
+      else judged(core, l, { kind: "resync", need: union.copy(), adopt: false });
+    }
   }
   for (const l of others(reference)) {
     const why = unreachable.get(l);

@@ -52,6 +52,8 @@ export const SLOW = { floor: "4M", ceiling: "8M" };
 export interface ServeExtras {
   readonly args?: readonly string[];
   readonly connectTimeoutMs?: number;
+  /** The storage's mapping over the legs (default a mirror; parity: RAID 5 with 64K units). */
+  readonly kind?: "mirror" | "parity";
 }
 
 /** Writes the rig's topology (a mirror of `legs`) and returns its path. */
@@ -68,7 +70,7 @@ export async function writeTopology(
       storage: "m",
       nodes: {
         m: {
-          kind: "mirror",
+          kind: extras.kind ?? "mirror",
           legs,
           chunkSize: "1M",
           ...(pace === undefined ? {} : { resync: pace }),
@@ -110,7 +112,10 @@ export async function startServe(
   rig.status = rig.serve.lines.map((l) => l.match(/https?:\/\/\S+/)?.[0]).find((u) => u)!;
 }
 
-export async function withRig(fn: (rig: Rig) => Promise<void>): Promise<void> {
+export async function withRig(
+  fn: (rig: Rig) => Promise<void>,
+  extras: ServeExtras = {},
+): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "dst-resync-" });
   const storageId = Array.from(
     crypto.getRandomValues(new Uint8Array(16)),
@@ -128,7 +133,7 @@ export async function withRig(fn: (rig: Rig) => Promise<void>): Promise<void> {
   try {
     await Deno.writeTextFile(`${dir}/status.token`, `${TOKEN}\n`, { mode: 0o600 });
     for (const n of LEGS) rig.nodes.set(n, await startNode(rig, n));
-    await startServe(rig);
+    await startServe(rig, undefined, LEGS, extras);
     await fn(rig);
   } finally {
     await rig.serve?.stop();
