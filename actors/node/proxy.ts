@@ -177,6 +177,9 @@ class LinkSession {
   }
 }
 
+/** A connect attempt is not started with less time left than this (it could only time out). */
+const MIN_ATTEMPT_MS = 50;
+
 /** Requests that change the node: refused at once by a proxy that knows it was fenced. */
 const CHANGES: ReadonlySet<Op> = new Set(["write", "flush", "trim", "zero", "setmedia", "wbitmap"]);
 
@@ -247,6 +250,7 @@ export class RemoteNode implements BlockDevice, MediaDevice {
     const random = options.random ?? systemRandom;
     const deadline = clock.now() + (options.connectTimeoutMs ?? 10_000);
     const session = new LinkSession(options.random);
+    let reason: string | undefined;
     for (let attempt = 1;; attempt++) {
       try {
         const link = await dial(url, {
@@ -270,11 +274,15 @@ export class RemoteNode implements BlockDevice, MediaDevice {
           options.backoff ?? { initialMs: 50, maxMs: 2000 },
           random,
         );
-        if (error instanceof BlockError || clock.now() + wait > deadline) {
-          const why = error instanceof Error
-            ? osErrorCode(error) === undefined ? error.message : osReasonFor("connect", error)
-            : String(error);
-          throw new BlockError("EIO", `cannot reach node ${url}: ${why}`);
+        const why = error instanceof Error
+          ? osErrorCode(error) === undefined ? error.message : osReasonFor("connect", error)
+          : String(error);
+        // The peer's own word (refused, server full) says more than our deadline running out
+        // on a last, short attempt: keep it.
+        if (reason === undefined || !/timed out|took over/.test(why)) reason = why;
+        // An attempt with almost no time left can only time out: stop before it.
+        if (error instanceof BlockError || clock.now() + wait + MIN_ATTEMPT_MS > deadline) {
+          throw new BlockError("EIO", `cannot reach node ${url}: ${reason}`);
         }
         await new Promise<void>((resolve) => clock.setTimeout(resolve, wait));
       }
