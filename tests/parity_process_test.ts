@@ -8,11 +8,10 @@
  * adds up, and every acknowledged write reads back.
  */
 import assert from "node:assert/strict";
-import { fillBlock } from "../drill/block_stamps.ts";
 import { xorInto } from "../actors/parity/xor.ts";
 import { skipWithout } from "./support/nbd_harness.ts";
-import { openExport } from "./support/nbd_raw_client.ts";
 import {
+  ackedWrites,
   assertStamps,
   copied,
   legData,
@@ -106,47 +105,6 @@ Deno.test({
 
 const WRITE = 16 * 1024;
 
-/** Partial-stripe writes of seq `seq` all over the device, `depth` in flight; the acked ones. */
-async function ackedWrites(
-  rig: Rig,
-  seq: number,
-  depth: number,
-  onAck: (acked: number) => void,
-): Promise<Set<number>> {
-  const offsets = Array.from({ length: DEVICE / WRITE }, (_, i) => i * WRITE);
-  let state = 777;
-  for (let i = offsets.length - 1; i > 0; i--) {
-    state = (state * 1103515245 + 12345) >>> 0;
-    const j = state % (i + 1);
-    [offsets[i], offsets[j]] = [offsets[j]!, offsets[i]!];
-  }
-  const acked = new Set<number>();
-  const { client } = await openExport(rig.port);
-  const payload = new Uint8Array(WRITE);
-  let next = 0;
-  let inFlight = 0;
-  try {
-    while (next < offsets.length || inFlight > 0) {
-      while (inFlight < depth && next < offsets.length) {
-        const at = offsets[next]!;
-        fillBlock(payload, at, 1, seq);
-        await client.request(1, next, at, WRITE, { payload });
-        next++;
-        inFlight++;
-      }
-      const reply = await client.reply();
-      inFlight--;
-      if (reply.error === 0) acked.add(offsets[reply.handle]!);
-      onAck(acked.size);
-    }
-  } catch {
-    // the server went away: what was acknowledged so far is the record
-  } finally {
-    client.close();
-  }
-  return acked;
-}
-
 Deno.test({
   name: "parity: dst serve killed -9 mid-load repairs the stripes it left marked at the next start",
   ignore: skipWithout("nbdcopy"),
@@ -156,7 +114,13 @@ Deno.test({
       await waitInSync(rig);
       const serve = rig.serve!;
       let killed: Promise<{ code: number; stderr: string }> | undefined;
-      const acked = await ackedWrites(rig, 1, 32, (n) => {
+      const acked = await ackedWrites(rig, {
+        bytes: DEVICE,
+        write: WRITE,
+        seq: 1,
+        depth: 32,
+        shuffle: 777,
+      }, (n) => {
         if (n >= 200) killed ??= serve.stop("SIGKILL");
       });
       await killed;

@@ -7,10 +7,9 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { fillBlock } from "../drill/block_stamps.ts";
 import { skipWithout } from "./support/nbd_harness.ts";
-import { openExport } from "./support/nbd_raw_client.ts";
 import {
+  ackedWrites,
   assertIdentical,
   assertStamps,
   copied,
@@ -22,7 +21,6 @@ import {
   mustFinish,
   readBack,
   resynced,
-  type Rig,
   SIZE,
   SLOW,
   startNode,
@@ -76,51 +74,6 @@ Deno.test({
 
 const WRITE = 64 * 1024;
 
-/**
- * Writes seq `seq` blocks of WRITE bytes in a shuffled order, `depth` in flight, through a raw
- * NBD client, until done or the server goes away; returns the offsets whose writes were
- * acknowledged. `onAck` runs after each acknowledgement (to pull the plug mid-load).
- */
-async function ackedWrites(
-  rig: Rig,
-  seq: number,
-  depth: number,
-  onAck: (acked: number) => void,
-): Promise<Set<number>> {
-  const offsets = Array.from({ length: SIZE / WRITE }, (_, i) => i * WRITE);
-  let state = 12345;
-  for (let i = offsets.length - 1; i > 0; i--) {
-    state = (state * 1103515245 + 12345) >>> 0;
-    const j = state % (i + 1);
-    [offsets[i], offsets[j]] = [offsets[j]!, offsets[i]!];
-  }
-  const acked = new Set<number>();
-  const { client } = await openExport(rig.port);
-  const payload = new Uint8Array(WRITE);
-  let next = 0;
-  let inFlight = 0;
-  try {
-    while (next < offsets.length || inFlight > 0) {
-      while (inFlight < depth && next < offsets.length) {
-        const at = offsets[next]!;
-        fillBlock(payload, at, 1, seq);
-        await client.request(1, next, at, WRITE, { payload });
-        next++;
-        inFlight++;
-      }
-      const reply = await client.reply();
-      inFlight--;
-      if (reply.error === 0) acked.add(offsets[reply.handle]!);
-      onAck(acked.size);
-    }
-  } catch {
-    // the server went away: what was acknowledged so far is the record
-  } finally {
-    client.close();
-  }
-  return acked;
-}
-
 Deno.test({
   name: "resync: dst serve killed mid-load comes back and its bitmap makes the legs converge",
   ignore: skipWithout("nbdcopy"),
@@ -132,7 +85,13 @@ Deno.test({
       // Killed after 100 acknowledged writes, with 32 more in flight over many chunks.
       const serve = rig.serve!;
       let killed: Promise<unknown> | undefined;
-      const acked = await ackedWrites(rig, 1, 32, (n) => {
+      const acked = await ackedWrites(rig, {
+        bytes: SIZE,
+        write: WRITE,
+        seq: 1,
+        depth: 32,
+        shuffle: 12345,
+      }, (n) => {
         if (n >= 100) killed ??= serve.stop("SIGKILL");
       });
       await killed;

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { checkBlock, fillBlock } from "../../drill/block_stamps.ts";
 import { type DstProcess, spawnDst } from "./dst_process.ts";
+import { openExport } from "./nbd_raw_client.ts";
 
 export const MiB = 1024 * 1024;
 export const SIZE = 32 * MiB;
@@ -279,4 +280,50 @@ export async function ctl(
   }).output();
   const text = (b: Uint8Array) => new TextDecoder().decode(b);
   return { code: res.code, out: text(res.stdout), err: text(res.stderr) };
+}
+
+/**
+ * Writes seq `seq` blocks of `write` bytes over [0, bytes) in a shuffled order (`shuffle` seeds
+ * it), `depth` in flight, through a raw NBD client, until done or the server goes away; returns
+ * the offsets whose writes were acknowledged. `onAck` runs after each acknowledgement (to pull
+ * the plug mid-load).
+ */
+export async function ackedWrites(
+  rig: Rig,
+  load: { bytes: number; write: number; seq: number; depth: number; shuffle: number },
+  onAck: (acked: number) => void,
+): Promise<Set<number>> {
+  const { bytes, write, seq, depth } = load;
+  const offsets = Array.from({ length: bytes / write }, (_, i) => i * write);
+  let state = load.shuffle;
+  for (let i = offsets.length - 1; i > 0; i--) {
+    state = (state * 1103515245 + 12345) >>> 0;
+    const j = state % (i + 1);
+    [offsets[i], offsets[j]] = [offsets[j]!, offsets[i]!];
+  }
+  const acked = new Set<number>();
+  const { client } = await openExport(rig.port);
+  const payload = new Uint8Array(write);
+  let next = 0;
+  let inFlight = 0;
+  try {
+    while (next < offsets.length || inFlight > 0) {
+      while (inFlight < depth && next < offsets.length) {
+        const at = offsets[next]!;
+        fillBlock(payload, at, 1, seq);
+        await client.request(1, next, at, write, { payload });
+        next++;
+        inFlight++;
+      }
+      const reply = await client.reply();
+      inFlight--;
+      if (reply.error === 0) acked.add(offsets[reply.handle]!);
+      onAck(acked.size);
+    }
+  } catch {
+    // the server went away: what was acknowledged so far is the record
+  } finally {
+    client.close();
+  }
+  return acked;
 }
