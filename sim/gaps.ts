@@ -12,8 +12,8 @@
  *   still holds faults back once a leg is out for 2 rotations by default, because lifting it
  *   (`--rotation-headroom 0`: only a leg out of the serving legs' history altogether is
  *   guarded) exposes failures not analysed yet: stale reads after exporter restarts while a
- *   leg is long away (seeds 139, 622, 720 at 20000 ticks) and a start refusal that sticks
- *   (458, as `sticky-start-refusal`). Lift it once those are understood.
+ *   leg is long away (seeds 139, 622, 720 at 20000 ticks) and a start refusal that stuck
+ *   (458: `sticky-start-refusal`, closed since). Lift it once those are understood.
  * - `partial-rotation` (closed): a rotation stamped on a leg that then became a resync target,
  *   not on the reference, made the target look newer after a restart (refused as a split
  *   brain); judge.ts copies a leg whose media say it is a resync target in full instead.
@@ -26,12 +26,10 @@
  *   one still running on a hung disk can land after the new one read the media. Needs the
  *   design's fencing of media updates by owner epoch at the node. Its seeds pass now (577,
  *   3803, 4841); kept in the known failing list until that fencing exists.
- * - `sticky-start-refusal`: an exporter that starts while the one consistent leg is unreachable
- *   refuses to serve ('only inconsistent legs') and has no reference generations; when that
- *   leg comes back, judge.ts finds no reference and no serving leg and waits ('no leg serves
- *   to judge it against') for good: nothing runs the start's choice again until the exporter
- *   restarts. Closing it means re-running start.ts's choice when a leg answers while the
- *   mirror never started serving. Not steered around; seeds 3918, 4367, 8993 fail with it.
+ * - `sticky-start-refusal` (closed): an exporter that started while the one consistent leg was
+ *   unreachable stayed up refusing to serve ('only inconsistent legs') and, once that leg was
+ *   back, found no leg to judge it against, for good. start.ts now refuses such a start, so it
+ *   is tried again (as dst start, systemd and this simulator do) and finds the leg.
  * - `linear-ack-after-loss`: a write spanning two mirrors of a linear is acknowledged once
  *   both parts are; one mirror's part can land on its only in-sync leg, be lost when that
  *   node crashes unsynced, and the mirror take the leg back as its last one, all before the

@@ -219,6 +219,20 @@ export const REGRESSIONS: readonly KeptSeed[] = [
     found: "as seed 1528 (found by the 2000-seed run once legs' proxy I/O timeout was drawn; " +
       "it draws 0, its history diverged by timing)",
   },
+  ...[3918, 4367, 8993].map((seed) => ({
+    seed,
+    options: LONG,
+    found: "sticky start refusal: the exporter started while the one consistent leg was " +
+      "unreachable ('only inconsistent legs': the others held an interrupted resync) and stayed " +
+      "up serving nothing; once that leg was back no leg served to judge it against, for good. " +
+      "start.ts: such a start is refused, so it is tried again and finds the leg",
+  })),
+  {
+    seed: 335,
+    options: { ticks: 20_000 },
+    found: "the same sticky start refusal after an exporter restart while leaf2 was unreachable " +
+      "(leaf1 held an interrupted resync); found by the 2000-seed run after the in-flight change",
+  },
 ];
 
 /** Seeds that fail for a known design gap (sim/gaps.ts), with what to replay them with. */
@@ -233,16 +247,6 @@ export const KNOWN_FAILING: readonly (KeptSeed & { readonly gap: string })[] = [
       "and this one left); the next start went on without the other leg, trusting that record, " +
       "and served this stale one (an acknowledged write read back older). Needs fencing of " +
       "metadata updates (the design's claim epochs), not a local fix",
-  },
-  {
-    seed: 3918,
-    options: LONG,
-    gap: "sticky-start-refusal",
-    found:
-      "the exporter started while the one consistent leg was unreachable ('only inconsistent " +
-      "legs'); once that leg was back nothing judged it as a reference: the mirror never served " +
-      "until restarted (also 4367, 8993; 3524, 5003 and 7258 pass since the in-flight change, " +
-      "their timing changed, not the gap)",
   },
   {
     seed: 3803,
@@ -293,14 +297,6 @@ export const KNOWN_FAILING: readonly (KeptSeed & { readonly gap: string })[] = [
       "since the in-flight change, but its history diverges early there (waits on a leg now " +
       "end as it leaves), so that the bug is gone is not shown. 9914 (the same report) " +
       "passes on 194658c already",
-  },
-  {
-    seed: 335,
-    options: { ticks: 20_000 },
-    gap: "sticky-start-refusal",
-    found: "the exporter restarted while leaf2 was unreachable: 'only inconsistent legs' " +
-      "(leaf1 held an interrupted resync); leaf2 came back and both legs waited for good. " +
-      "Passes on 194658c, where its timing differed (found by the final 2000-seed run)",
   },
   {
     seed: 1378,

@@ -87,6 +87,18 @@ export async function startMirror(core: MirrorCore): Promise<void> {
     return;
   }
   let reference = heads;
+  if (reference.length === 0 && members.length > 0 && unreachable.size > 0 && !core.force) {
+    // Only legs a resync was still filling answer; a leg that cannot be reached may be the
+    // consistent one. Refused, so the start is tried again (dst start, systemd, a supervisor)
+    // and finds it once it is back: a mirror that stayed up here would wait for good, as no
+    // leg serves to judge the returning one against.
+    const missing = [...unreachable.keys()].map((l) => l.name).join(", ");
+    throw new StartRefused(
+      `${members.map((l) => l.name).join(", ")} hold(s) an interrupted resync and ${missing} ` +
+        "cannot be reached: bring it back to finish the resync from it, or start with --force " +
+        "and mark a leg clean (--force) to accept its data as it is",
+    );
+  }
   if (reference.length === 0 && members.length > 0) {
     // Only legs a resync was still filling are here: their data is good only in part.
     const why = `refused: ${
