@@ -326,6 +326,16 @@ export const KNOWN_FAILING: readonly (KeptSeed & { readonly gap: string })[] = [
       "rebuilding: the storage stopped, and the legs back wait for each other to be rebuilt " +
       "from (24 of the first 100 --parity seeds)",
   })),
+  {
+    seed: 2873,
+    options: DRAWN,
+    gap: "unanalysed",
+    found: "a mirror of two legs through four exporter crashes and many link resets ends with " +
+      "leaf1 refused as a split brain (it and the serving leg were both written after parting " +
+      "at one generation): safe, nothing stale is served and nothing overwritten, but it does " +
+      "not converge without an operator. Probably the late-metadata gap across an exporter " +
+      "restart; not traced (found by the 3000-seed run before the stop)",
+  },
 ];
 
 /**
