@@ -4,47 +4,23 @@
  * no allocation beyond the one promise an async call costs).
  */
 import type { BlockDevice, BlockInfo, Extent, ZeroOptions } from "../actors/block/contract.ts";
+import { LatencyHistogram } from "../util/latency_histogram.ts";
 
 export const IO_OPS = ["read", "write", "flush", "trim", "zero", "extents", "cache"] as const;
 export type IoOp = typeof IO_OPS[number];
 
-/** Upper bounds (seconds) of the latency histogram's buckets; +Inf is implied. */
-export const LATENCY_BUCKETS: readonly number[] = [
-  0.0001,
-  0.00025,
-  0.0005,
-  0.001,
-  0.0025,
-  0.005,
-  0.01,
-  0.025,
-  0.05,
-  0.1,
-  0.25,
-  0.5,
-  1,
-  2.5,
-  10,
-];
-
-/** Counters of one operation; latency buckets are per bucket here (not yet cumulative). */
+/** Counters of one operation. */
 export class OpCounters {
   requests = 0;
   bytes = 0;
   errors = 0;
-  /** Sum of latencies, seconds. */
-  seconds = 0;
-  readonly buckets = new Float64Array(LATENCY_BUCKETS.length + 1);
+  readonly latency = new LatencyHistogram();
 
   record(started: number, bytes: number, failed: boolean): void {
-    const seconds = (performance.now() - started) / 1000;
     this.requests++;
-    this.seconds += seconds;
     if (failed) this.errors++;
     else this.bytes += bytes;
-    let i = 0;
-    while (i < LATENCY_BUCKETS.length && seconds > LATENCY_BUCKETS[i]!) i++;
-    this.buckets[i]!++;
+    this.latency.record(performance.now() - started);
   }
 }
 
@@ -53,7 +29,7 @@ export interface OpSnapshot {
   readonly bytes: number;
   readonly errors: number;
   readonly latencySeconds: number;
-  /** Cumulative counts for each bound of {@link LATENCY_BUCKETS}, then +Inf. */
+  /** Cumulative counts for each bound of LATENCY_BUCKETS (util/latency_histogram.ts), then +Inf. */
   readonly buckets: readonly number[];
 }
 
@@ -72,14 +48,13 @@ export class IoStats {
   snapshot(): IoSnapshot {
     const ops = Object.fromEntries(IO_OPS.map((op) => {
       const c = this.ops[op];
-      let sum = 0;
-      const buckets = Array.from(c.buckets, (n) => (sum += n));
+      const latency = c.latency.snapshot();
       return [op, {
         requests: c.requests,
         bytes: c.bytes,
         errors: c.errors,
-        latencySeconds: c.seconds,
-        buckets,
+        latencySeconds: latency.sumSeconds,
+        buckets: latency.buckets,
       }];
     })) as unknown as Record<IoOp, OpSnapshot>;
     return { inFlight: this.inFlight, ops };

@@ -26,8 +26,8 @@
  *   dst_owner_epoch{storage,node}                 the owner epoch held (exporter) or granted (node)
  *   dst_fenced_requests_total{storage,node}       changes a node refused from fenced exporters
  */
-import { LEG_LATENCY_BUCKETS } from "../actors/mirror/leg_latency.ts";
-import { IO_OPS, LATENCY_BUCKETS } from "./io.ts";
+import { LATENCY_BUCKETS } from "../util/latency_histogram.ts";
+import { IO_OPS } from "./io.ts";
 import type { ProcessInfo } from "./process.ts";
 import { NODE_STATES, type StatusJson, type TreeJson } from "./tree.ts";
 
@@ -177,7 +177,7 @@ export function metricsText(status: StatusJson): string {
       if (leg.copiedBytes !== undefined) copiedF.add(legId, leg.copiedBytes);
       for (const [op, h] of Object.entries(leg.latency ?? {})) {
         const opId = { ...legId, op };
-        LEG_LATENCY_BUCKETS.forEach((le, i) =>
+        LATENCY_BUCKETS.forEach((le, i) =>
           legLatF.add({ ...opId, le: String(le) }, h.buckets[i]!, "_bucket")
         );
         legLatF.add({ ...opId, le: "+Inf" }, h.count, "_bucket");

@@ -6,7 +6,7 @@
 import type { TreeNode } from "../storage/assemble.ts";
 import type { IoSnapshot } from "./io.ts";
 import type { ProcessInfo } from "./process.ts";
-import { LEG_LATENCY_BUCKETS } from "../actors/mirror/leg_latency.ts";
+import { LATENCY_BUCKETS } from "../util/latency_histogram.ts";
 
 export interface TreeJson {
   readonly name: string;
@@ -122,7 +122,7 @@ export interface LegFacts {
   readonly latency?: Readonly<Record<string, LatencyFacts>>;
 }
 
-/** A latency histogram: cumulative counts per bucket bound (LEG_LATENCY_BUCKETS), then +Inf. */
+/** A latency histogram: cumulative counts per bucket bound (LATENCY_BUCKETS), then +Inf. */
 export interface LatencyFacts {
   readonly count: number;
   readonly sumSeconds: number;
@@ -289,7 +289,7 @@ function latencyFacts(h: unknown): LatencyFacts | undefined {
   const sumSeconds = num(h.sumSeconds);
   const buckets = h.buckets.map(num);
   if (count === undefined || sumSeconds === undefined) return undefined;
-  if (buckets.length !== LEG_LATENCY_BUCKETS.length + 1 || buckets.includes(undefined)) {
+  if (buckets.length !== LATENCY_BUCKETS.length + 1 || buckets.includes(undefined)) {
     return undefined;
   }
   return { count, sumSeconds, buckets: buckets as number[] };

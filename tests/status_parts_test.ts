@@ -10,7 +10,8 @@ import { MemoryBlockDevice } from "../actors/block/memory.ts";
 import { treeUrl } from "../cli/status.ts";
 import { statusSnapshot } from "../status/app.ts";
 import { statusFixture } from "./support/status_fixture.ts";
-import { CountingBlockDevice, LATENCY_BUCKETS } from "../status/io.ts";
+import { CountingBlockDevice } from "../status/io.ts";
+import { LATENCY_BUCKETS } from "../util/latency_histogram.ts";
 import { progressBar, statusText } from "../status/text.ts";
 import { bearerMatches, loadStatusToken } from "../status/token.ts";
 

@@ -1,7 +1,7 @@
 /** Per-leg latency histograms: buckets, and that the mirror times each leg's own answers. */
 import assert from "node:assert/strict";
 import { fill, mirrorFixture } from "../../tests/support/mirror_fixture.ts";
-import { LatencyHistogram, LEG_LATENCY_BUCKETS } from "./leg_latency.ts";
+import { LATENCY_BUCKETS, LatencyHistogram } from "../../util/latency_histogram.ts";
 
 Deno.test("latency histogram: cumulative buckets, sum and count", () => {
   const h = new LatencyHistogram();
@@ -11,10 +11,10 @@ Deno.test("latency histogram: cumulative buckets, sum and count", () => {
   const s = h.snapshot();
   assert.equal(s.count, 3);
   assert.ok(Math.abs(s.sumSeconds - 60.00305) < 1e-9);
-  assert.equal(s.buckets.length, LEG_LATENCY_BUCKETS.length + 1);
+  assert.equal(s.buckets.length, LATENCY_BUCKETS.length + 1);
   assert.equal(s.buckets[0], 1);
-  assert.equal(s.buckets[LEG_LATENCY_BUCKETS.indexOf(0.0025)], 1);
-  assert.equal(s.buckets[LEG_LATENCY_BUCKETS.indexOf(0.005)], 2);
+  assert.equal(s.buckets[LATENCY_BUCKETS.indexOf(0.0025)], 1);
+  assert.equal(s.buckets[LATENCY_BUCKETS.indexOf(0.005)], 2);
   assert.equal(s.buckets.at(-2), 2);
   assert.equal(s.buckets.at(-1), 3);
 });

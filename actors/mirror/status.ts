@@ -4,7 +4,8 @@
  */
 import type { MediaGenerations } from "../block/contract.ts";
 import type { Leg } from "./leg.ts";
-import type { LatencySnapshot, LegOp } from "./leg_latency.ts";
+import type { LegOp } from "./leg_latency.ts";
+import type { LatencySnapshot } from "../../util/latency_histogram.ts";
 import type { LegState } from "./leg_machine.ts";
 
 /** A resync in progress on one leg. */

@@ -3,7 +3,7 @@
  * resyncing remote leg and a suspended file leg; the control records its calls and changes the
  * legs' states, so the routes can be checked against what the control saw.
  */
-import { LEG_LATENCY_BUCKETS } from "../../actors/mirror/leg_latency.ts";
+import { LATENCY_BUCKETS } from "../../util/latency_histogram.ts";
 import type { NodeState, TreeNode } from "../../storage/assemble.ts";
 import {
   ControlError,
@@ -140,9 +140,9 @@ export function statusFixture(): Fixture {
   return { tree: m, control, calls };
 }
 
-/** Cumulative buckets over LEG_LATENCY_BUCKETS: `fast` under 1 ms, `ms` under 10 ms, `all`. */
+/** Cumulative buckets over LATENCY_BUCKETS: `fast` under 1 ms, `ms` under 10 ms, `all`. */
 function latencyBuckets(fast: number, ms: number, all: number): number[] {
-  return LEG_LATENCY_BUCKETS.map((le) =>
+  return LATENCY_BUCKETS.map((le) =>
     le <= 0.00025 ? fast : le < 0.001 ? fast : le < 0.01 ? ms : all
   )
     .concat(all);
