@@ -4,33 +4,13 @@
  */
 import { ActorSystem } from "../actors/runtime/system.ts";
 import { BlockClient, spawnBlockActor } from "../actors/block/actor.ts";
-import { runBlockConformance } from "./support/block_conformance.ts";
+import { composed } from "./support/composed_conformance.ts";
 import type { BlockDevice } from "../actors/block/contract.ts";
 import { guard } from "../actors/block/guard.ts";
-import { MemoryBlockDevice } from "../actors/block/memory.ts";
 import { LinearMapping } from "../actors/linear/linear.ts";
 import { spawnMirror } from "../actors/mirror/mod.ts";
 
 const MiB = 1024 * 1024;
-
-/** A composition built from leaf sizes, every level hosted as an actor. */
-type Build = (system: ActorSystem, leaf: (size: number) => Promise<BlockDevice>) => Promise<
-  BlockDevice
->;
-
-function composed(name: string, build: Build): void {
-  runBlockConformance(name, async ({ readOnly }) => {
-    const system = new ActorSystem({ node: "test" });
-    const leaf = (size: number) =>
-      BlockClient.connect(
-        system,
-        spawnBlockActor(system, new MemoryBlockDevice({ size, readOnly })),
-      );
-    const top = await build(system, leaf);
-    const client = await BlockClient.connect(system, spawnBlockActor(system, guard(top)));
-    return { device: client, dispose: () => system.shutdown() };
-  });
-}
 
 const asActor = async (system: ActorSystem, device: BlockDevice) =>
   BlockClient.connect(system, spawnBlockActor(system, guard(device)));

@@ -3,34 +3,13 @@
  * as block actors reached by ref), over odd stripe units, and as a leg of a mirror and over
  * mirrors as its legs.
  */
-import { ActorSystem } from "../runtime/system.ts";
-import { BlockClient, spawnBlockActor } from "../block/actor.ts";
-import { runBlockConformance } from "../../tests/support/block_conformance.ts";
+import type { ActorSystem } from "../runtime/system.ts";
+import { composed } from "../../tests/support/composed_conformance.ts";
 import type { BlockDevice } from "../block/contract.ts";
-import { guard } from "../block/guard.ts";
-import { MemoryBlockDevice } from "../block/memory.ts";
 import { spawnMirror } from "../mirror/mod.ts";
 import { spawnParity } from "./mod.ts";
 
 const MiB = 1024 * 1024;
-
-type Build = (system: ActorSystem, leaf: (size: number) => Promise<BlockDevice>) => Promise<
-  BlockDevice
->;
-
-function composed(name: string, build: Build): void {
-  runBlockConformance(name, async ({ readOnly }) => {
-    const system = new ActorSystem({ node: "test" });
-    const leaf = (size: number) =>
-      BlockClient.connect(
-        system,
-        spawnBlockActor(system, new MemoryBlockDevice({ size, readOnly })),
-      );
-    const top = await build(system, leaf);
-    const client = await BlockClient.connect(system, spawnBlockActor(system, guard(top)));
-    return { device: client, dispose: () => system.shutdown() };
-  });
-}
 
 const parity = async (system: ActorSystem, legs: BlockDevice[], unit?: number) =>
   (await spawnParity(system, legs, { probeMs: 0, ...(unit === undefined ? {} : { unit }) }))
