@@ -7,6 +7,7 @@
  * above it on the same export is never disturbed by a clean case or a handshake mutation.
  */
 import { FuzzGen } from "./fuzz_gen.ts";
+import { requestHeader } from "./nbd_raw_client.ts";
 
 export const OPT = {
   EXPORT_NAME: 1,
@@ -137,23 +138,7 @@ function request(
   offset: number,
   length: number,
 ): Uint8Array {
-  const extended = mode === "extended";
-  const out = new Uint8Array(extended ? 32 : 28);
-  const v = new DataView(out.buffer);
-  v.setUint32(0, extended ? 0x21e41c71 : 0x25609513);
-  v.setUint16(4, flags);
-  v.setUint16(6, type);
-  v.setUint32(8, Math.floor(handle / TWO_32));
-  v.setUint32(12, handle >>> 0);
-  v.setUint32(16, Math.floor(offset / TWO_32));
-  v.setUint32(20, offset >>> 0);
-  if (extended) {
-    v.setUint32(24, Math.floor(length / TWO_32));
-    v.setUint32(28, length >>> 0);
-  } else {
-    v.setUint32(24, length);
-  }
-  return out;
+  return requestHeader(mode === "extended", flags, type, handle, offset, length);
 }
 
 /** Builds case `index`: clean (with a plan) or mutated within `scope`. */

@@ -161,25 +161,18 @@ export class RawNbdClient {
     length: number,
     options: { flags?: number; payload?: Uint8Array; extended?: boolean } = {},
   ): Promise<void> {
-    const extended = options.extended ?? false;
-    const size = extended ? 32 : 28;
+    const header = requestHeader(
+      options.extended ?? false,
+      options.flags ?? 0,
+      type,
+      handle,
+      offset,
+      length,
+    );
     const payload = options.payload ?? new Uint8Array(0);
-    const out = new Uint8Array(size + payload.length);
-    const v = new DataView(out.buffer);
-    v.setUint32(0, extended ? 0x21e41c71 : 0x25609513);
-    v.setUint16(4, options.flags ?? 0);
-    v.setUint16(6, type);
-    v.setUint32(8, Math.floor(handle / TWO_32));
-    v.setUint32(12, handle >>> 0);
-    v.setUint32(16, Math.floor(offset / TWO_32));
-    v.setUint32(20, offset >>> 0);
-    if (extended) {
-      v.setUint32(24, Math.floor(length / TWO_32));
-      v.setUint32(28, length >>> 0);
-    } else {
-      v.setUint32(24, length);
-    }
-    out.set(payload, size);
+    const out = new Uint8Array(header.length + payload.length);
+    out.set(header);
+    out.set(payload, header.length);
     await this.send(out);
   }
 
@@ -301,4 +294,31 @@ export async function openExport(
     client.close();
     throw error;
   }
+}
+
+/** A request header, compact (28 bytes) or extended (32), big-endian as proto.md says. */
+export function requestHeader(
+  extended: boolean,
+  flags: number,
+  type: number,
+  handle: number,
+  offset: number,
+  length: number,
+): Uint8Array {
+  const out = new Uint8Array(extended ? 32 : 28);
+  const v = new DataView(out.buffer);
+  v.setUint32(0, extended ? 0x21e41c71 : 0x25609513);
+  v.setUint16(4, flags);
+  v.setUint16(6, type);
+  v.setUint32(8, Math.floor(handle / TWO_32));
+  v.setUint32(12, handle >>> 0);
+  v.setUint32(16, Math.floor(offset / TWO_32));
+  v.setUint32(20, offset >>> 0);
+  if (extended) {
+    v.setUint32(24, Math.floor(length / TWO_32));
+    v.setUint32(28, length >>> 0);
+  } else {
+    v.setUint32(24, length);
+  }
+  return out;
 }
