@@ -5,18 +5,12 @@
  */
 import { createHash } from "node:crypto";
 import { openMedia } from "../actors/block/media.ts";
+import { isZero, xorInto } from "../actors/parity/xor.ts";
 
 export async function mediaDigest(path: string, size: number): Promise<string> {
   const file = await Deno.open(path, { read: true });
   try {
-    const bytes = (await file.stat()).size;
-    const meta = await openMedia({
-      pread: (buf, position) => readFully(file, buf, position),
-      pwrite: () => Promise.reject(new Error("read-only: the drill only reads media")),
-      sync: () => Promise.resolve(),
-      size: () => bytes,
-    });
-    const offset = meta.dataOffset;
+    const offset = await dataOffset(file);
     const hash = createHash("sha256");
     const chunk = new Uint8Array(1 << 20);
     for (let at = 0; at < size; at += chunk.length) {
@@ -39,19 +33,9 @@ export async function firstBadStripe(
   size: number,
   unit: number,
 ): Promise<number> {
-  const { xorInto } = await import("../actors/parity/xor.ts");
   const files = await Promise.all(paths.map((p) => Deno.open(p, { read: true })));
   try {
-    const offsets = await Promise.all(files.map(async (file) => {
-      const bytes = (await file.stat()).size;
-      const meta = await openMedia({
-        pread: (buf, position) => readFully(file, buf, position),
-        pwrite: () => Promise.reject(new Error("read-only: the drill only reads media")),
-        sync: () => Promise.resolve(),
-        size: () => bytes,
-      });
-      return meta.dataOffset;
-    }));
+    const offsets = await Promise.all(files.map(dataOffset));
     const sum = new Uint8Array(1 << 20);
     const part = new Uint8Array(1 << 20);
     for (let at = 0; at < size; at += sum.length) {
@@ -62,13 +46,25 @@ export async function firstBadStripe(
         xorInto(sum.subarray(0, n), part.subarray(0, n));
       }
       for (let u = 0; u < n; u += unit) {
-        if (!sum.subarray(u, Math.min(n, u + unit)).every((b) => b === 0)) return (at + u) / unit;
+        if (!isZero(sum.subarray(u, Math.min(n, u + unit)))) return (at + u) / unit;
       }
     }
     return -1;
   } finally {
     for (const f of files) f.close();
   }
+}
+
+/** Where the data area of the media in `file` starts, as its (checked) header says. */
+async function dataOffset(file: Deno.FsFile): Promise<number> {
+  const bytes = (await file.stat()).size;
+  const meta = await openMedia({
+    pread: (buf, position) => readFully(file, buf, position),
+    pwrite: () => Promise.reject(new Error("read-only: the drill only reads media")),
+    sync: () => Promise.resolve(),
+    size: () => bytes,
+  });
+  return meta.dataOffset;
 }
 
 async function readFully(file: Deno.FsFile, buf: Uint8Array, position: number): Promise<void> {
